@@ -1,0 +1,1 @@
+"""plastix.plasticity"""

@@ -1,0 +1,3 @@
+from plastix.sims.cli import main
+
+raise SystemExit(main())

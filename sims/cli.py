@@ -1,0 +1,250 @@
+"""The ``plastix`` command line: list, info, run, show, plot, sweep.
+
+Bad input (unknown experiment or key, wrong type, impossible value, missing file) is reported
+before any work starts, with exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from plastix.sims.config import ConfigError, config_fields, parse_set_options
+
+EXIT_USAGE = 2
+
+
+def _fail(message: str) -> int:
+    print(f"plastix: error: {message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    from plastix.sims.experiments import load_experiments
+
+    print("Experiments:")
+    for name, spec in load_experiments().items():
+        print(f"  {name:<16} {spec.description}")
+        print(f"  {'':<16} devices: {', '.join(spec.devices)} (default {spec.default_device})")
+        for f in config_fields(spec.config_cls):
+            help_text = f"  {f.help}" if f.help else ""
+            print(f"  {'':<18}{f.name} = {f.default!r}  ({f.type_name}){help_text}")
+    print()
+    try:
+        from plastix.plasticity.rules import format_rules
+    except ImportError:
+        print("Rules: (rule registry not available)")
+    else:
+        print("Rules:")
+        print(format_rules())
+    return 0
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    import platform
+
+    from plastix.sims.results import library_versions, plastix_version
+
+    print(f"plastix {plastix_version()}  (Python {platform.python_version()})")
+    for name, version in library_versions().items():
+        print(f"  {name:<12} {version or 'not installed'}")
+    print()
+    try:
+        from plastix.circuits.backend import format_backend_report
+    except ImportError as exc:
+        print(f"Backends: cannot be checked ({exc})")
+    else:
+        print(format_backend_report())
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from plastix.sims.experiments import prepare_run, run_experiment
+    from plastix.sims.results import read_result
+
+    try:
+        overrides = parse_set_options(args.set)
+        prepare_run(
+            args.experiment,
+            overrides=overrides,
+            config_file=args.config,
+            device=args.device,
+            seed=args.seed,
+            out=args.out,
+            force=args.force,
+        )
+        if args.data_root is not None and not Path(args.data_root).is_dir():
+            raise ConfigError(f"--data-root {args.data_root!r} is not a folder")
+    except ConfigError as exc:
+        return _fail(str(exc))
+    try:
+        path = run_experiment(
+            args.experiment,
+            overrides,
+            config_file=args.config,
+            device=args.device,
+            seed=args.seed,
+            out=args.out,
+            data_root=args.data_root,
+            progress=not args.no_progress,
+            force=args.force,
+        )
+    except KeyboardInterrupt:
+        print(
+            "plastix: interrupted; no result written. Run the same command again to resume "
+            "from the last checkpoint.",
+            file=sys.stderr,
+        )
+        return 130
+    result = read_result(path)
+    print(f"wrote {path}")
+    for key, value in result.summary.items():
+        print(f"  {key}: {value}")
+    return 0
+
+
+def _cmd_show(args: argparse.Namespace) -> int:
+    from plastix.sims.results import read_result
+
+    try:
+        res = read_result(args.file)
+    except (FileNotFoundError, ValueError) as exc:
+        return _fail(str(exc))
+    a = res.attrs
+    print(
+        f"{res.path}: {res.experiment}  status={res.status}  seed={a.get('seed')}  "
+        f"device={a.get('device')}  created={a.get('created')}"
+    )
+    print(f"  plastix {a.get('plastix_version')}  git {a.get('git_sha', 'unknown')}")
+    print(f"  versions: {a.get('versions')}")
+    print(f"  config: {json.dumps(res.config)}")
+    if "error" in a:
+        print("  error: " + str(a["error"]).strip().splitlines()[-1])
+    print("summary:")
+    for key, value in res.summary.items():
+        print(f"  {key}: {value}")
+    if res.metrics:
+        print("metrics (first → last):")
+        for name, values in res.metrics.items():
+            if name == res.metric_axes.get(name):
+                continue
+            print(
+                f"  {name} [{res.metric_axes[name]}, n={len(values)}]: "
+                f"{values[0]:.4g} → {values[-1]:.4g}"
+            )
+    for group in ("arrays", "weights"):
+        items = getattr(res, group)
+        if items:
+            print(f"{group}: " + ", ".join(f"{k}{tuple(v.shape)}" for k, v in items.items()))
+    if res.spikes:
+        print("spikes: " + ", ".join(f"{k} ({len(i)} spikes)" for k, (i, _) in res.spikes.items()))
+    return 0
+
+
+def _cmd_plot(args: argparse.Namespace) -> int:
+    from plastix.sims.plots import plot_result
+    from plastix.sims.results import read_result
+
+    results = []
+    for file in args.files:
+        try:
+            results.append(read_result(file))
+        except (FileNotFoundError, ValueError) as exc:
+            return _fail(str(exc))
+    out_dir = Path(args.out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        return _fail(f"--out-dir {str(out_dir)!r} exists and is not a folder")
+    for res in results:
+        for path in plot_result(res, out_dir, fmt=args.format):
+            print(f"wrote {path}")
+    return 0
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from plastix.sims.sweep import parse_grid, run_sweep
+
+    try:
+        grid = parse_grid(args.grid)
+        overrides = parse_set_options(args.set)
+        summary = run_sweep(
+            args.experiment,
+            grid,
+            seeds=args.seeds,
+            out_dir=Path(args.out_dir),
+            base_overrides=overrides,
+            config_file=args.config,
+            device=args.device,
+            scheduler=args.scheduler,
+            n_workers=args.workers,
+            data_root=args.data_root,
+        )
+    except ConfigError as exc:
+        return _fail(str(exc))
+    print(summary.describe())
+    return 0 if summary.n_failed == 0 else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="plastix",
+        description="Biologically plausible learning in spiking networks.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("list", help="experiments (with config keys) and plasticity rules")
+    sub.add_parser("info", help="versions and which backends work here")
+
+    run = sub.add_parser("run", help="run one experiment into an HDF5 result file")
+    run.add_argument("experiment")
+    run.add_argument("--config", help="TOML file of config keys")
+    run.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key")
+    run.add_argument("--device", help="cpu/cuda for torch experiments, a backend for Brian2 ones")
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument(
+        "--out", help="result file (.h5); default plastix_runs/<name>_seed<N>_<time>.h5"
+    )
+    run.add_argument("--data-root", help="folder with dataset files (else $PLASTIX_DATA)")
+    run.add_argument("--force", action="store_true", help="replace an existing result file")
+    run.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+    show = sub.add_parser("show", help="print a result file's attributes, summary and metrics")
+    show.add_argument("file")
+
+    plot = sub.add_parser("plot", help="draw the figures a result file supports")
+    plot.add_argument("files", nargs="+")
+    plot.add_argument("--out-dir", default="plots")
+    plot.add_argument("--format", choices=("png", "pdf"), default="png")
+
+    sweep = sub.add_parser("sweep", help="run a grid of configs × seeds on Dask")
+    sweep.add_argument("experiment")
+    sweep.add_argument("--grid", action="append", metavar="KEY=V1,V2", default=[])
+    sweep.add_argument("--set", action="append", metavar="KEY=VALUE")
+    sweep.add_argument("--config", help="TOML file of config keys")
+    sweep.add_argument("--seeds", type=int, default=1)
+    sweep.add_argument("--out-dir", default="plastix_sweeps/sweep")
+    sweep.add_argument("--device")
+    sweep.add_argument("--scheduler", help="address of a running Dask scheduler")
+    sweep.add_argument("--workers", type=int, default=2, help="LocalCluster workers")
+    sweep.add_argument("--data-root")
+    return parser
+
+
+_COMMANDS = {
+    "list": _cmd_list,
+    "info": _cmd_info,
+    "run": _cmd_run,
+    "show": _cmd_show,
+    "plot": _cmd_plot,
+    "sweep": _cmd_sweep,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return _COMMANDS[args.command](args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,257 @@
+"""Experiments registered by name, with typed configs, run into one HDF5 result each.
+
+An experiment is a function ``fn(cfg, ctx)`` registered with :func:`experiment` in a module
+``plastix/sims/exp_<topic>.py``; every such module is discovered by :func:`load_experiments`.
+:func:`run_experiment` validates the configuration before any work, gives the function a
+:class:`RunContext` to log into, and writes the result atomically; Ctrl-C or a crash leaves the
+last checkpoint (``<out>.ckpt``), from which the same command resumes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import importlib
+import pkgutil
+import time
+import traceback
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from plastix.sims.config import ConfigError, build_config, config_to_dict, read_config_file
+from plastix.sims.results import (
+    RunRecord,
+    checkpoint_path,
+    load_checkpoint,
+    read_result,
+    save_checkpoint,
+    write_result,
+)
+
+TORCH_DEVICES = ("cpu", "cuda")
+BRIAN2_DEVICES = ("auto", "runtime", "cpp_standalone", "cuda_standalone")
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentSpec:
+    name: str
+    config_cls: type
+    fn: Callable[[Any, RunContext], None]
+    description: str
+    devices: tuple[str, ...]
+    default_device: str
+
+
+_REGISTRY: dict[str, ExperimentSpec] = {}
+
+
+def experiment(
+    name: str,
+    config_cls: type,
+    *,
+    description: str = "",
+    devices: tuple[str, ...] = TORCH_DEVICES,
+    default_device: str | None = None,
+) -> Callable:
+    """Register ``fn(cfg, ctx)`` as experiment ``name`` configured by dataclass ``config_cls``."""
+    if not dataclasses.is_dataclass(config_cls):
+        raise TypeError(f"experiment {name!r}: config_cls must be a dataclass")
+
+    def register(fn: Callable) -> Callable:
+        if name in _REGISTRY and _REGISTRY[name].fn is not fn:
+            raise ValueError(f"experiment {name!r} is registered twice")
+        _REGISTRY[name] = ExperimentSpec(
+            name, config_cls, fn, description, tuple(devices), default_device or devices[0]
+        )
+        return fn
+
+    return register
+
+
+def load_experiments() -> dict[str, ExperimentSpec]:
+    """Import every ``plastix.sims.exp_*`` module and return the registry."""
+    import plastix.sims as sims_pkg
+
+    for mod in pkgutil.iter_modules(sims_pkg.__path__):
+        if mod.name.startswith("exp_"):
+            importlib.import_module(f"plastix.sims.{mod.name}")
+    return dict(sorted(_REGISTRY.items()))
+
+
+def get_experiment(name: str) -> ExperimentSpec:
+    registry = load_experiments()
+    if name not in registry:
+        raise ConfigError(
+            f"unknown experiment {name!r}; available: {', '.join(registry) or '(none)'}"
+        )
+    return registry[name]
+
+
+class RunContext:
+    """What an experiment function logs into: metrics rows, summary scalars, arrays, checkpoints."""
+
+    def __init__(
+        self,
+        record: RunRecord,
+        out: Path,
+        *,
+        state: Any = None,
+        data_root: str | None = None,
+        progress: bool = True,
+    ):
+        self._record = record
+        self._out = out
+        self._state = state
+        self._progress = progress
+        self.data_root = data_root
+        self.seed = record.seed
+        self.device = record.device
+        self.rng = np.random.default_rng(record.seed)
+        self.workdir = out.with_name(out.name + ".work")
+
+    def dataset(self, name: str, **kwargs: Any):
+        """``plastix.sims.datasets.load_dataset`` with this run's seed and data folder."""
+        from plastix.sims.datasets import load_dataset
+
+        kwargs.setdefault("seed", self.seed)
+        kwargs.setdefault("root", self.data_root)
+        return load_dataset(name, **kwargs)
+
+    def progress(self, iterable: Iterable, desc: str = "", total: int | None = None) -> Iterable:
+        from tqdm.auto import tqdm
+
+        return tqdm(iterable, desc=desc, total=total, disable=not self._progress, leave=False)
+
+    def log(self, **row: Any) -> None:
+        """Append one metrics row; its first key is the axis (``epoch``, ``step``, ``task``...)."""
+        if not row:
+            raise ValueError("log() needs at least the axis value, e.g. log(epoch=0, loss=1.2)")
+        self._record.rows.append({k: float(v) for k, v in row.items()})
+
+    def summary(self, **scalars: Any) -> None:
+        for key, value in scalars.items():
+            self._record.summary[key] = value.item() if hasattr(value, "item") else value
+
+    def save_array(self, name: str, array: Any) -> None:
+        self._record.arrays[name] = np.asarray(array)
+
+    def save_weights(self, name: str, array: Any) -> None:
+        self._record.weights[name] = np.asarray(array)
+
+    def save_spikes(self, monitor: str, i: Any, t_seconds: Any) -> None:
+        self._record.spikes[monitor] = (np.asarray(i), np.asarray(t_seconds, dtype=float))
+
+    def checkpoint(self, state: Any) -> None:
+        """Save ``state`` and all logged data so an interrupted run resumes from here."""
+        self._state = state
+        save_checkpoint(self._out, self._record, state)
+
+    def resume_state(self) -> Any:
+        """The state passed to the last :meth:`checkpoint` of an interrupted run, or None."""
+        return self._state
+
+
+def default_out_path(name: str, seed: int) -> Path:
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path("plastix_runs") / f"{name}_seed{seed}_{stamp}.h5"
+
+
+def prepare_run(
+    name: str,
+    *,
+    overrides: Mapping[str, Any] | None = None,
+    config_file: str | Path | None = None,
+    device: str | None = None,
+    seed: int = 0,
+    out: str | Path | None = None,
+    force: bool = False,
+) -> tuple[ExperimentSpec, Any, str, Path]:
+    """Check everything a run needs before any work: experiment, config, device, output path."""
+    spec = get_experiment(name)
+    values: dict[str, Any] = {}
+    if config_file is not None:
+        values.update(read_config_file(config_file))
+    values.update(overrides or {})
+    cfg = build_config(spec.config_cls, values, where=f"experiment {name!r}")
+    device = device or spec.default_device
+    if device not in spec.devices:
+        raise ConfigError(
+            f"--device {device!r} is not valid for {name!r}; choices: {', '.join(spec.devices)}"
+        )
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError("--device cuda: torch sees no CUDA GPU here; use --device cpu")
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise ConfigError(f"--seed must be a non-negative integer, got {seed!r}")
+    out_path = Path(out) if out is not None else default_out_path(name, seed)
+    if out_path.suffix not in (".h5", ".hdf5"):
+        raise ConfigError(f"--out {str(out_path)!r}: the result file name must end in .h5")
+    if out_path.exists() and not force:
+        try:
+            status = read_result(out_path).status
+        except (ValueError, OSError):
+            status = "unreadable"
+        raise ConfigError(
+            f"--out {str(out_path)!r} already exists (status {status}); choose another --out "
+            "or pass --force to replace it"
+        )
+    if out_path.parent.exists() and not out_path.parent.is_dir():
+        raise ConfigError(f"--out {str(out_path)!r}: {str(out_path.parent)!r} is not a folder")
+    return spec, cfg, device, out_path
+
+
+def run_experiment(
+    name: str,
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    config_file: str | Path | None = None,
+    device: str | None = None,
+    seed: int = 0,
+    out: str | Path | None = None,
+    data_root: str | None = None,
+    progress: bool = False,
+    force: bool = False,
+) -> Path:
+    """Validate, run and write experiment ``name``; returns the path of the complete result.
+
+    Resumes from ``<out>.ckpt`` when an earlier run with the same config and seed was
+    interrupted. On an exception the result is written with status ``failed`` (only where no
+    earlier file would be replaced) and the exception is re-raised; on Ctrl-C nothing is written
+    under the final name and the checkpoint stays.
+    """
+    spec, cfg, device, out_path = prepare_run(
+        name,
+        overrides=overrides,
+        config_file=config_file,
+        device=device,
+        seed=seed,
+        out=out,
+        force=force,
+    )
+    record = RunRecord(spec.name, config_to_dict(cfg), seed, device)
+    resumed = load_checkpoint(out_path, record)
+    state = None
+    if resumed is not None:
+        record, state = resumed
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    ctx = RunContext(record, out_path, state=state, data_root=data_root, progress=progress)
+    start = time.perf_counter()
+    try:
+        spec.fn(cfg, ctx)
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:
+        record.summary.setdefault("wall_s", time.perf_counter() - start)
+        if not out_path.exists():
+            write_result(out_path, record, "failed", error="".join(traceback.format_exception(exc)))
+        raise
+    record.summary.setdefault("wall_s", time.perf_counter() - start)
+    write_result(out_path, record, "complete")
+    ckpt = checkpoint_path(out_path)
+    if ckpt.exists():
+        ckpt.unlink()
+    return out_path

@@ -1,0 +1,140 @@
+"""Figures drawn from a result file (never stored in it): chosen from what the file holds.
+
+``plot_result`` draws, where the data exist: learning curves (every metric against its axis),
+a spike raster per monitor, weight histograms, and heat-maps of 2-D arrays (e.g. the
+continual-learning accuracy matrix or a B-sweep). Experiment-specific figures register a
+function with :func:`figure` keyed by experiment name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from plastix.sims.results import Result
+
+_EXTRA_FIGURES: dict[str, list[Callable]] = {}
+
+
+def figure(experiment_name: str) -> Callable:
+    """Register ``fn(result) -> list[(name, Figure)]`` as extra figures for one experiment."""
+
+    def register(fn: Callable) -> Callable:
+        _EXTRA_FIGURES.setdefault(experiment_name, []).append(fn)
+        return fn
+
+    return register
+
+
+def _load_figure_modules() -> None:
+    """Import every ``plastix.sims.plots_*`` module so their :func:`figure` hooks register."""
+    import importlib
+    import pkgutil
+
+    import plastix.sims as sims_pkg
+
+    for mod in pkgutil.iter_modules(sims_pkg.__path__):
+        if mod.name.startswith("plots_"):
+            importlib.import_module(f"plastix.sims.{mod.name}")
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def learning_curves(res: Result):
+    """One panel per axis; each metric drawn against its axis dataset."""
+    plt = _pyplot()
+    axes_names = sorted({a for a in res.metric_axes.values()})
+    if not axes_names:
+        return None
+    fig, axs = plt.subplots(1, len(axes_names), figsize=(5 * len(axes_names), 3.5), squeeze=False)
+    for ax, axis in zip(axs[0], axes_names, strict=True):
+        x = res.metrics[axis]
+        for name, y in res.metrics.items():
+            if name != axis and res.metric_axes[name] == axis:
+                ax.plot(x, y, marker="o", ms=3, label=name)
+        ax.set_xlabel(axis)
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+    fig.suptitle(f"{res.experiment} — {res.path.name}")
+    fig.tight_layout()
+    return fig
+
+
+def raster(res: Result, max_points: int = 200_000):
+    plt = _pyplot()
+    if not res.spikes:
+        return None
+    fig, axs = plt.subplots(len(res.spikes), 1, figsize=(8, 2.2 * len(res.spikes)), squeeze=False)
+    for ax, (name, (i, t)) in zip(axs[:, 0], res.spikes.items(), strict=True):
+        ax.plot(t[:max_points], i[:max_points], ",k")
+        ax.set_ylabel(f"{name}\nneuron")
+    axs[-1, 0].set_xlabel("time (s)")
+    fig.tight_layout()
+    return fig
+
+
+def weight_histograms(res: Result):
+    plt = _pyplot()
+    if not res.weights:
+        return None
+    n = len(res.weights)
+    fig, axs = plt.subplots(1, n, figsize=(3.5 * n, 3), squeeze=False)
+    for ax, (name, w) in zip(axs[0], res.weights.items(), strict=True):
+        ax.hist(np.ravel(w), bins=50, color="C0")
+        ax.set_title(name, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def array_heatmaps(res: Result) -> list[tuple[str, object]]:
+    plt = _pyplot()
+    out = []
+    for name, arr in res.arrays.items():
+        if arr.ndim != 2 or min(arr.shape) < 2 or arr.size > 10_000:
+            continue
+        fig, ax = plt.subplots(figsize=(4.5, 4))
+        im = ax.imshow(arr, cmap="viridis", aspect="auto")
+        fig.colorbar(im, ax=ax)
+        if arr.size <= 144:
+            for (r, c), v in np.ndenumerate(arr):
+                ax.text(c, r, f"{v:.2f}", ha="center", va="center", color="w", fontsize=7)
+        ax.set_title(name)
+        fig.tight_layout()
+        out.append((name, fig))
+    return out
+
+
+def plot_result(res: Result, out_dir: str | Path, fmt: str = "png") -> list[Path]:
+    """Draw every figure ``res`` supports into ``out_dir``; returns the written paths."""
+    if fmt not in ("png", "pdf"):
+        raise ValueError(f"fmt must be 'png' or 'pdf', got {fmt!r}")
+    plt = _pyplot()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = res.path.stem
+    figures = [
+        ("curves", learning_curves(res)),
+        ("raster", raster(res)),
+        ("weights", weight_histograms(res)),
+        *array_heatmaps(res),
+    ]
+    _load_figure_modules()
+    for fn in _EXTRA_FIGURES.get(res.experiment, []):
+        figures.extend(fn(res))
+    written = []
+    for name, fig in figures:
+        if fig is None:
+            continue
+        path = out_dir / f"{stem}_{name}.{fmt}"
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        written.append(path)
+    return written

@@ -1,0 +1,304 @@
+"""The HDF5 results store: one file per run, written atomically, plus checkpoints to resume from.
+
+File contract (DESIGN.md): root attrs ``experiment``, ``config`` (JSON), ``seed``, ``device``,
+``plastix_version``, ``versions`` (JSON), ``git_sha`` when known, ``created``, ``status``
+(``running|complete|failed``); group ``summary`` (attrs = final scalars); group ``metrics`` with
+1-D datasets sharing an axis dataset (each metric's ``axis`` attr names it); optional groups
+``spikes/<monitor>`` (``i``, ``t`` in seconds), ``weights/<name>`` and ``arrays/<name>``.
+
+A result is written to a temporary name in the target folder and renamed when complete, so a
+crash or Ctrl-C never leaves a half-written file under the final name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import json
+import os
+import pickle
+import subprocess
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+STATUSES = ("running", "complete", "failed")
+_VERSIONED = ("brian2", "torch", "numpy", "snntorch", "brian2cuda", "h5py")
+
+
+def library_versions() -> dict[str, str | None]:
+    """Installed versions of the libraries a result depends on (None where not installed)."""
+    out: dict[str, str | None] = {}
+    for name in _VERSIONED:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def plastix_version() -> str:
+    try:
+        return metadata.version("plastix")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def git_sha() -> str | None:
+    """The commit of the plastix source tree, when it is a git checkout."""
+    here = Path(__file__).resolve().parent
+    try:
+        res = subprocess.run(
+            ["git", "-C", str(here), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    sha = res.stdout.strip()
+    return sha if res.returncode == 0 and len(sha) == 40 else None
+
+
+@contextlib.contextmanager
+def atomic_path(final: Path, suffix: str = ".h5") -> Iterator[Path]:
+    """Yield a temporary path next to ``final``; rename it onto ``final`` only on success."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=".partial")
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, final)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+@dataclass
+class RunRecord:
+    """Everything one run produces, held in memory until it is written."""
+
+    experiment: str
+    config: dict[str, Any]
+    seed: int
+    device: str
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    summary: dict[str, Any] = field(default_factory=dict)
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    weights: dict[str, np.ndarray] = field(default_factory=dict)
+    spikes: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    created: str = field(
+        default_factory=lambda: _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+    )
+
+
+def _metric_columns(rows: list[dict[str, Any]]) -> dict[str, tuple[str, dict[str, list]]]:
+    """Group logged rows by their axis key (the first key of each row) into columns."""
+    axes: dict[str, dict[str, list]] = {}
+    for row in rows:
+        axis = next(iter(row))
+        cols = axes.setdefault(axis, {axis: []})
+        n = len(cols[axis])
+        for key in row:
+            if key not in cols:
+                cols[key] = [np.nan] * n
+        for key, col in cols.items():
+            col.append(row.get(key, np.nan))
+    owner: dict[str, str] = {}
+    for axis, cols in axes.items():
+        for key in cols:
+            if key in owner and key != axis:
+                raise ValueError(
+                    f"metric {key!r} was logged against two axes ({owner[key]!r} and {axis!r}); "
+                    "log each metric against one axis only"
+                )
+            owner[key] = axis
+    return {axis: (axis, cols) for axis, cols in axes.items()}
+
+
+def write_result(
+    path: str | Path, record: RunRecord, status: str, error: str | None = None
+) -> Path:
+    """Write ``record`` to ``path`` atomically (temporary file, then rename)."""
+    if status not in STATUSES:
+        raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
+    path = Path(path)
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as h5:
+        h5.attrs["experiment"] = record.experiment
+        h5.attrs["config"] = json.dumps(record.config)
+        h5.attrs["seed"] = int(record.seed)
+        h5.attrs["device"] = record.device
+        h5.attrs["plastix_version"] = plastix_version()
+        h5.attrs["versions"] = json.dumps(library_versions())
+        sha = git_sha()
+        if sha:
+            h5.attrs["git_sha"] = sha
+        h5.attrs["created"] = record.created
+        h5.attrs["status"] = status
+        if error:
+            h5.attrs["error"] = error
+        summary = h5.create_group("summary")
+        for key, value in record.summary.items():
+            summary.attrs[key] = value
+        metrics = h5.create_group("metrics")
+        for axis, (_, cols) in _metric_columns(record.rows).items():
+            for key, col in cols.items():
+                ds = metrics.create_dataset(key, data=np.asarray(col, dtype=np.float64))
+                ds.attrs["axis"] = axis
+        for group, items in (("arrays", record.arrays), ("weights", record.weights)):
+            if items:
+                g = h5.create_group(group)
+                for name, arr in items.items():
+                    g.create_dataset(name, data=np.asarray(arr), compression="gzip")
+        if record.spikes:
+            g = h5.create_group("spikes")
+            for name, (i, t) in record.spikes.items():
+                sg = g.create_group(name)
+                sg.create_dataset("i", data=np.asarray(i, dtype=np.int32), compression="gzip")
+                sg.create_dataset("t", data=np.asarray(t, dtype=np.float64), compression="gzip")
+    return path
+
+
+@dataclass
+class Result:
+    """A result file read back: attrs, config, summary, metrics (name → array), and the rest."""
+
+    path: Path
+    attrs: dict[str, Any]
+    config: dict[str, Any]
+    summary: dict[str, Any]
+    metrics: dict[str, np.ndarray]
+    metric_axes: dict[str, str]
+    arrays: dict[str, np.ndarray]
+    weights: dict[str, np.ndarray]
+    spikes: dict[str, tuple[np.ndarray, np.ndarray]]
+
+    @property
+    def status(self) -> str:
+        return str(self.attrs.get("status"))
+
+    @property
+    def experiment(self) -> str:
+        return str(self.attrs.get("experiment"))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def read_result(path: str | Path) -> Result:
+    """Read a plastix HDF5 result; a file that is not one raises ValueError naming the path."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"result file {str(path)!r} does not exist")
+    try:
+        h5 = h5py.File(path, "r")
+    except OSError as exc:
+        raise ValueError(f"{str(path)!r} is not an HDF5 file ({exc})") from None
+    with h5:
+        if "experiment" not in h5.attrs or "summary" not in h5:
+            raise ValueError(
+                f"{str(path)!r} is not a plastix result (no 'experiment' attribute or 'summary')"
+            )
+        attrs = {k: _plain(v) for k, v in h5.attrs.items()}
+        config = json.loads(attrs.get("config", "{}"))
+        summary = {k: _plain(v) for k, v in h5["summary"].attrs.items()}
+        metrics, axes = {}, {}
+        for name, ds in h5.get("metrics", {}).items():
+            metrics[name] = ds[()]
+            axes[name] = _plain(ds.attrs.get("axis", name))
+        arrays = {k: v[()] for k, v in h5.get("arrays", {}).items()}
+        weights = {k: v[()] for k, v in h5.get("weights", {}).items()}
+        spikes = {k: (g["i"][()], g["t"][()]) for k, g in h5.get("spikes", {}).items()}
+    return Result(path, attrs, config, summary, metrics, axes, arrays, weights, spikes)
+
+
+def runs_table(paths: Iterable[str | Path] | str | Path):
+    """One row per result file (a folder is searched recursively for ``*.h5``): path,
+    experiment, seed, device, status, created, every config key and every summary scalar."""
+    import pandas as pd
+
+    if isinstance(paths, str | Path) and Path(paths).is_dir():
+        paths = sorted(Path(paths).rglob("*.h5"))
+    elif isinstance(paths, str | Path):
+        paths = [paths]
+    rows = []
+    for p in paths:
+        try:
+            res = read_result(p)
+        except (ValueError, OSError):
+            continue
+        row = {
+            "path": str(res.path),
+            "experiment": res.experiment,
+            "seed": res.attrs.get("seed"),
+            "device": res.attrs.get("device"),
+            "status": res.status,
+            "created": res.attrs.get("created"),
+        }
+        for key, value in res.config.items():
+            row[key] = tuple(value) if isinstance(value, list) else value
+        row.update(res.summary)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+# --- checkpoints -----------------------------------------------------------------------------
+
+
+def checkpoint_path(result_path: str | Path) -> Path:
+    """Where the checkpoint of the run whose final result goes to ``result_path`` lives."""
+    result_path = Path(result_path)
+    return result_path.with_name(result_path.name + ".ckpt")
+
+
+def save_checkpoint(result_path: str | Path, record: RunRecord, state: Any) -> Path:
+    """Atomically save the run's state and everything logged so far next to the result path."""
+    path = checkpoint_path(result_path)
+    payload = {"record": record, "state": state}
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        pickle.dump(payload, fh, protocol=pickle.HIGHEST_PROTOCOL)
+    return path
+
+
+def load_checkpoint(result_path: str | Path, record: RunRecord) -> tuple[RunRecord, Any] | None:
+    """The saved (record, state) for this run, or None when there is none for this config/seed.
+
+    A checkpoint left by a run with a different experiment, config or seed is not used; the
+    caller is told so it can refuse rather than silently overwrite it.
+    """
+    path = checkpoint_path(result_path)
+    if not path.is_file():
+        return None
+    try:
+        with open(path, "rb") as fh:
+            payload = pickle.load(fh)
+    except (OSError, pickle.UnpicklingError, EOFError, AttributeError) as exc:
+        raise ValueError(
+            f"checkpoint {str(path)!r} cannot be read ({exc}); delete it to start afresh"
+        ) from None
+    saved: RunRecord = payload["record"]
+    same = (saved.experiment, saved.config, saved.seed) == (
+        record.experiment,
+        record.config,
+        record.seed,
+    )
+    if not same:
+        raise ValueError(
+            f"checkpoint {str(path)!r} belongs to a different run (experiment/config/seed differ); "
+            "use another --out, or delete the checkpoint to start afresh"
+        )
+    return saved, payload["state"]

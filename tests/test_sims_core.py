@@ -1,0 +1,221 @@
+"""The experiment registry, typed configs, the HDF5 result contract, checkpoints and the CLI."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Literal
+
+import h5py
+import numpy as np
+import pytest
+from plastix.sims import cli
+from plastix.sims.config import ConfigError, build_config, parse_set_options, read_config_file
+from plastix.sims.experiments import RunContext, experiment, run_experiment
+from plastix.sims.results import checkpoint_path, read_result, runs_table
+
+
+@dataclass
+class CounterConfig:
+    mode: Literal["fast", "slow"] = "fast"
+    epochs: int = field(default=3, metadata={"min": 1, "help": "epochs"})
+    lr: float = field(default=0.1, metadata={"min": 0.0, "min_exclusive": True})
+    hidden: tuple[int, ...] = (4, 2)
+    label: str | None = None
+    fail_at: int = -1
+
+    def validate(self) -> None:
+        if self.fail_at >= self.epochs:
+            raise ValueError("fail_at: must be below epochs")
+
+
+CALLS: list[int] = []
+INTERRUPT_AT: list[int] = []  # epochs at which the next run is interrupted (simulated Ctrl-C)
+
+
+@experiment("test-counter", CounterConfig, description="counts epochs (test only)")
+def _run_counter(cfg: CounterConfig, ctx: RunContext) -> None:
+    state = ctx.resume_state() or {"epoch": -1}
+    for epoch in range(state["epoch"] + 1, cfg.epochs):
+        CALLS.append(epoch)
+        if epoch == cfg.fail_at:
+            raise RuntimeError("boom")
+        if epoch in INTERRUPT_AT:
+            INTERRUPT_AT.remove(epoch)
+            raise KeyboardInterrupt
+        ctx.log(epoch=epoch, loss=1.0 / (epoch + 1), accuracy=epoch * cfg.lr)
+        ctx.checkpoint({"epoch": epoch})
+    ctx.log(step=0, lr=cfg.lr)
+    ctx.summary(test_accuracy=0.5, n_hidden=sum(cfg.hidden))
+    ctx.save_weights("w", np.arange(6.0).reshape(2, 3))
+    ctx.save_spikes("hidden", [0, 1, 1], [0.001, 0.002, 0.004])
+    ctx.save_array("matrix", np.eye(2))
+
+
+def test_build_config_parses_types_and_choices():
+    cfg = build_config(
+        CounterConfig, {"mode": "slow", "epochs": "5", "lr": "0.5", "hidden": "8,4,2", "label": "x"}
+    )
+    assert (cfg.mode, cfg.epochs, cfg.lr, cfg.hidden, cfg.label) == ("slow", 5, 0.5, (8, 4, 2), "x")
+    assert build_config(CounterConfig, {"hidden": [3], "label": "none"}).label is None
+
+
+@pytest.mark.parametrize(
+    ("overrides", "fragment"),
+    [
+        ({"epoch": 3}, "unknown config key 'epoch'"),
+        ({"mode": "medium"}, "valid choices: 'fast', 'slow'"),
+        ({"epochs": "three"}, "epochs: expected an integer"),
+        ({"epochs": 0}, "must be >= 1"),
+        ({"lr": 0}, "must be > 0"),
+        ({"hidden": "a,b"}, "hidden: expected an integer"),
+        ({"fail_at": 7}, "fail_at: must be below epochs"),
+    ],
+)
+def test_build_config_refuses_bad_values(overrides, fragment):
+    with pytest.raises(ConfigError, match=fragment):
+        build_config(CounterConfig, overrides)
+
+
+def test_unknown_key_lists_valid_keys():
+    with pytest.raises(ConfigError) as info:
+        build_config(CounterConfig, {"nope": 1})
+    for key in ("epochs", "hidden", "mode"):
+        assert key in str(info.value)
+
+
+def test_set_options_and_toml(tmp_path):
+    assert parse_set_options(["a=1", "b=x=y"]) == {"a": "1", "b": "x=y"}
+    with pytest.raises(ConfigError, match="expected key=value"):
+        parse_set_options(["novalue"])
+    toml = tmp_path / "c.toml"
+    toml.write_text('epochs = 2\nmode = "slow"\n')
+    assert read_config_file(toml) == {"epochs": 2, "mode": "slow"}
+    bad = tmp_path / "bad.toml"
+    bad.write_text("epochs = = 2")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        read_config_file(bad)
+
+
+def test_result_file_contract(tmp_path):
+    out = run_experiment("test-counter", {"epochs": 3}, out=tmp_path / "r.h5", seed=4)
+    with h5py.File(out) as h5:
+        for attr in (
+            "experiment",
+            "config",
+            "seed",
+            "device",
+            "plastix_version",
+            "versions",
+            "created",
+            "status",
+        ):
+            assert attr in h5.attrs
+        assert h5.attrs["status"] == "complete"
+        assert json.loads(h5.attrs["config"])["hidden"] == [4, 2]
+        assert set(json.loads(h5.attrs["versions"])) >= {"brian2", "torch", "numpy", "snntorch"}
+        assert h5["metrics/loss"].attrs["axis"] == "epoch"
+    res = read_result(out)
+    assert res.summary["test_accuracy"] == 0.5 and res.summary["n_hidden"] == 6
+    assert res.summary["wall_s"] >= 0
+    np.testing.assert_array_equal(res.metrics["epoch"], [0, 1, 2])
+    np.testing.assert_allclose(res.metrics["loss"], [1, 1 / 2, 1 / 3])
+    assert res.metric_axes["lr"] == "step"
+    np.testing.assert_array_equal(res.weights["w"], np.arange(6.0).reshape(2, 3))
+    np.testing.assert_array_equal(res.spikes["hidden"][0], [0, 1, 1])
+    np.testing.assert_array_equal(res.arrays["matrix"], np.eye(2))
+    assert not checkpoint_path(out).exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.h5"]
+
+
+def test_interrupt_keeps_checkpoint_and_resume_completes(tmp_path):
+    out = tmp_path / "r.h5"
+    CALLS.clear()
+    INTERRUPT_AT[:] = [2]
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment("test-counter", {"epochs": 4}, out=out)
+    assert CALLS == [0, 1, 2]
+    assert not out.exists()
+    assert checkpoint_path(out).exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".partial")]
+    with pytest.raises(ValueError, match="different run"):
+        run_experiment("test-counter", {"epochs": 5}, out=out)
+    CALLS.clear()
+    run_experiment("test-counter", {"epochs": 4}, out=out)
+    assert CALLS == [2, 3]  # resumed after the last checkpoint; epochs 0 and 1 not re-run
+    res = read_result(out)
+    np.testing.assert_array_equal(res.metrics["epoch"], [0, 1, 2, 3])
+    assert not checkpoint_path(out).exists()
+
+
+def test_failure_writes_failed_status(tmp_path):
+    out = tmp_path / "r.h5"
+    with pytest.raises(RuntimeError, match="boom"):
+        run_experiment("test-counter", {"epochs": 3, "fail_at": 1}, out=out)
+    res = read_result(out)
+    assert res.status == "failed" and "boom" in res.attrs["error"]
+    np.testing.assert_array_equal(res.metrics["epoch"], [0])
+
+
+def test_existing_result_is_never_overwritten_without_force(tmp_path):
+    out = run_experiment("test-counter", {"epochs": 1}, out=tmp_path / "r.h5")
+    before = out.read_bytes()
+    with pytest.raises(ConfigError, match="already exists"):
+        run_experiment("test-counter", {"epochs": 2}, out=out)
+    assert out.read_bytes() == before
+    run_experiment("test-counter", {"epochs": 2}, out=out, force=True)
+    assert len(read_result(out).metrics["epoch"]) == 2
+
+
+def test_runs_table(tmp_path):
+    for seed in (0, 1):
+        run_experiment("test-counter", {"epochs": 2}, out=tmp_path / f"s{seed}.h5", seed=seed)
+    (tmp_path / "junk.h5").write_bytes(b"not hdf5")
+    table = runs_table(tmp_path)
+    assert len(table) == 2
+    assert set(table["seed"]) == {0, 1}
+    assert {"epochs", "test_accuracy", "status", "path"} <= set(table.columns)
+
+
+def test_cli_run_show_and_errors(tmp_path, capsys):
+    out = tmp_path / "c.h5"
+    assert (
+        cli.main(["run", "test-counter", "--set", "epochs=2", "--out", str(out), "--no-progress"])
+        == 0
+    )
+    assert cli.main(["show", str(out)]) == 0
+    shown = capsys.readouterr().out
+    assert "test-counter" in shown and "test_accuracy" in shown
+
+    assert (
+        cli.main(["run", "test-counter", "--set", "epochz=2", "--out", str(tmp_path / "x.h5")]) == 2
+    )
+    err = capsys.readouterr().err
+    assert "unknown config key 'epochz'" in err and "epochs" in err
+    assert cli.main(["run", "test-counter", "--set", "mode=warp"]) == 2
+    assert "valid choices" in capsys.readouterr().err
+    assert cli.main(["run", "no-such-experiment"]) == 2
+    assert "available:" in capsys.readouterr().err
+    assert cli.main(["run", "test-counter", "--device", "tpu"]) == 2
+    assert cli.main(["run", "test-counter", "--out", str(tmp_path / "r.txt")]) == 2
+    assert cli.main(["run", "test-counter", "--config", str(tmp_path / "missing.toml")]) == 2
+    assert cli.main(["run", "test-counter", "--out", str(out)]) == 2  # exists: not overwritten
+    assert cli.main(["show", str(tmp_path / "missing.h5")]) == 2
+    assert not (tmp_path / "x.h5").exists()
+
+
+def test_cli_list_and_info(capsys):
+    assert cli.main(["list"]) == 0
+    listed = capsys.readouterr().out
+    assert "test-counter" in listed and "epochs" in listed
+    assert cli.main(["info"]) == 0
+    assert "brian2" in capsys.readouterr().out
+
+
+def test_cli_plot_draws_what_the_file_holds(tmp_path, capsys):
+    out = run_experiment("test-counter", {"epochs": 3}, out=tmp_path / "p.h5")
+    assert cli.main(["plot", str(out), "--out-dir", str(tmp_path / "figs")]) == 0
+    names = sorted(p.name for p in (tmp_path / "figs").iterdir())
+    assert names == ["p_curves.png", "p_matrix.png", "p_raster.png", "p_weights.png"]
+    assert all((tmp_path / "figs" / n).stat().st_size > 1000 for n in names)
+    assert cli.main(["plot", str(tmp_path / "nope.h5")]) == 2
