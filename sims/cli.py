@@ -7,6 +7,7 @@ before any work starts, with exit status 2.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from pathlib import Path
@@ -65,6 +66,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from plastix.sims.results import read_result
 
     try:
+        for module in args.imports or ():
+            importlib.import_module(module)
         overrides = parse_set_options(args.set)
         prepare_run(
             args.experiment,
@@ -77,7 +80,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         )
         if args.data_root is not None and not Path(args.data_root).is_dir():
             raise ConfigError(f"--data-root {args.data_root!r} is not a folder")
-    except ConfigError as exc:
+    except (ConfigError, ImportError) as exc:
         return _fail(str(exc))
     try:
         path = run_experiment(
@@ -179,8 +182,9 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
             scheduler=args.scheduler,
             n_workers=args.workers,
             data_root=args.data_root,
+            imports=args.imports or (),
         )
-    except ConfigError as exc:
+    except (ConfigError, ImportError) as exc:
         return _fail(str(exc))
     print(summary.describe())
     return 0 if summary.n_failed == 0 else 1
@@ -208,6 +212,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--data-root", help="folder with dataset files (else $PLASTIX_DATA)")
     run.add_argument("--force", action="store_true", help="replace an existing result file")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
+    run.add_argument(
+        "--import",
+        dest="imports",
+        action="append",
+        metavar="MODULE",
+        help="import a module that registers your own experiments",
+    )
 
     show = sub.add_parser("show", help="print a result file's attributes, summary and metrics")
     show.add_argument("file")
@@ -228,6 +239,13 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--scheduler", help="address of a running Dask scheduler")
     sweep.add_argument("--workers", type=int, default=2, help="LocalCluster workers")
     sweep.add_argument("--data-root")
+    sweep.add_argument(
+        "--import",
+        dest="imports",
+        action="append",
+        metavar="MODULE",
+        help="import a module that registers your own experiments",
+    )
     return parser
 
 

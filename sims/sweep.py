@@ -1,0 +1,291 @@
+"""Sweeps: the product of a config grid and seeds, run as independent runs on Dask distributed.
+
+Every run writes its own HDF5 result under ``<out_dir>/runs/``; ``<out_dir>/index.json`` lists
+them with their overrides, seed and status. A run that fails is recorded as failed and the sweep
+goes on. Running the same sweep again skips complete runs, re-runs failed ones and resumes
+interrupted ones from their checkpoints. A worker that dies mid-run has its task rescheduled by
+Dask, and the new attempt resumes from the run's last checkpoint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import itertools
+import json
+import os
+import re
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from plastix.sims.config import ConfigError, build_config, read_config_file
+
+INDEX_NAME = "index.json"
+
+
+def parse_grid(items: Sequence[str] | None) -> dict[str, list[str]]:
+    """``["B=2,4,8", "lr=0.1,0.01"]`` → ``{"B": ["2", "4", "8"], "lr": ["0.1", "0.01"]}``."""
+    grid: dict[str, list[str]] = {}
+    for item in items or []:
+        key, sep, values = item.partition("=")
+        key = key.strip()
+        choices = [v.strip() for v in values.split(",") if v.strip()]
+        if not sep or not key or not choices:
+            raise ConfigError(f"--grid {item!r}: expected key=v1,v2,..., e.g. --grid B=2,4,8")
+        if key in grid:
+            raise ConfigError(f"--grid: key {key!r} given twice; list all its values once")
+        grid[key] = choices
+    return grid
+
+
+def _run_id(overrides: Mapping[str, Any], seed: int) -> str:
+    parts = [f"{k}={v}" for k, v in sorted(overrides.items())] + [f"seed={seed}"]
+    text = re.sub(r"[^A-Za-z0-9.=_-]+", "_", "__".join(parts))
+    if len(text) > 120:
+        digest = hashlib.sha1(text.encode()).hexdigest()[:12]
+        text = f"{text[:100]}__{digest}"
+    return text
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    run_id: str
+    overrides: dict[str, Any]
+    seed: int
+    path: str
+
+
+@dataclass
+class SweepSummary:
+    out_dir: Path
+    runs: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def n_failed(self) -> int:
+        return sum(r["status"] == "failed" for r in self.runs)
+
+    def describe(self) -> str:
+        counts: dict[str, int] = {}
+        for r in self.runs:
+            counts[r["status"]] = counts.get(r["status"], 0) + 1
+        parts = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+        lines = [f"sweep in {self.out_dir}: {len(self.runs)} runs ({parts})"]
+        lines += [
+            f"  failed: {r['run_id']}: {r.get('error', '')}"
+            for r in self.runs
+            if r["status"] == "failed"
+        ]
+        lines.append(f"index: {self.out_dir / INDEX_NAME}")
+        return "\n".join(lines)
+
+
+def plan_sweep(
+    experiment: str,
+    grid: Mapping[str, Sequence[Any]],
+    *,
+    seeds: int | Sequence[int] = 1,
+    out_dir: Path,
+    base_overrides: Mapping[str, Any] | None = None,
+    config_file: str | Path | None = None,
+    device: str | None = None,
+    imports: Sequence[str] = (),
+) -> list[PlannedRun]:
+    """Expand the grid × seeds and validate every config before any run starts."""
+    from plastix.sims.experiments import get_experiment, prepare_run
+
+    for module in imports:
+        importlib.import_module(module)
+    spec = get_experiment(experiment)
+    seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
+    if not seed_list or any((not isinstance(s, int)) or s < 0 for s in seed_list):
+        raise ConfigError(f"--seeds must be a positive count, got {seeds!r}")
+    base = dict(read_config_file(config_file)) if config_file else {}
+    base.update(base_overrides or {})
+    keys = list(grid)
+    planned = []
+    for combo in itertools.product(*(grid[k] for k in keys)):
+        overrides = dict(zip(keys, combo, strict=True))
+        build_config(spec.config_cls, {**base, **overrides}, where=f"experiment {experiment!r}")
+        for seed in seed_list:
+            run_id = _run_id(overrides, seed)
+            path = Path(out_dir) / "runs" / f"{run_id}.h5"
+            planned.append(PlannedRun(run_id, {**base, **overrides}, seed, str(path)))
+    if planned:  # device and output checks once, on the first run (they are the same for all)
+        first = planned[0]
+        prepare_run(
+            experiment,
+            overrides=first.overrides,
+            device=device,
+            seed=first.seed,
+            out=Path(out_dir) / "runs" / "_check_.h5",
+        )
+    return planned
+
+
+def _write_index(out_dir: Path, experiment: str, runs: list[dict[str, Any]]) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=".index.", suffix=".json")
+    with os.fdopen(fd, "w") as fh:
+        json.dump({"experiment": experiment, "runs": runs}, fh, indent=1)
+    os.replace(tmp, out_dir / INDEX_NAME)
+
+
+def run_one(
+    experiment: str,
+    run: PlannedRun,
+    device: str | None,
+    data_root: str | None,
+    imports: Sequence[str] = (),
+) -> dict[str, Any]:
+    """Run (or resume) one planned run; never raises for a failure of the run itself."""
+    from plastix.sims.experiments import run_experiment
+    from plastix.sims.results import read_result
+
+    for module in imports:
+        importlib.import_module(module)
+    path = Path(run.path)
+    entry = {"run_id": run.run_id, "overrides": run.overrides, "seed": run.seed, "path": run.path}
+    if path.exists():
+        try:
+            status = read_result(path).status
+        except (ValueError, OSError):
+            status = "unreadable"
+        if status == "complete":
+            return {**entry, "status": "complete", "skipped": True}
+        path.unlink()  # a failed or unreadable earlier attempt is replaced
+    try:
+        run_experiment(
+            experiment, run.overrides, device=device, seed=run.seed, out=path, data_root=data_root
+        )
+    except Exception as exc:  # noqa: BLE001 - the sweep records any run failure and goes on
+        return {**entry, "status": "failed", "error": f"{type(exc).__name__}: {exc}"}
+    return {**entry, "status": "complete", "skipped": False}
+
+
+def run_sweep(
+    experiment: str,
+    grid: Mapping[str, Sequence[Any]],
+    *,
+    seeds: int | Sequence[int] = 1,
+    out_dir: str | Path,
+    base_overrides: Mapping[str, Any] | None = None,
+    config_file: str | Path | None = None,
+    device: str | None = None,
+    scheduler: str | None = None,
+    n_workers: int = 2,
+    data_root: str | None = None,
+    imports: Sequence[str] = (),
+) -> SweepSummary:
+    """Run the sweep on a Dask cluster (a LocalCluster unless ``scheduler`` names one)."""
+    from dask.distributed import Client, LocalCluster, as_completed
+
+    out_dir = Path(out_dir)
+    if n_workers < 1:
+        raise ConfigError(f"--workers must be at least 1, got {n_workers}")
+    planned = plan_sweep(
+        experiment,
+        grid,
+        seeds=seeds,
+        out_dir=out_dir,
+        base_overrides=base_overrides,
+        config_file=config_file,
+        device=device,
+        imports=imports,
+    )
+    (out_dir / "runs").mkdir(parents=True, exist_ok=True)
+    status = {
+        r.run_id: {
+            "run_id": r.run_id,
+            "overrides": r.overrides,
+            "seed": r.seed,
+            "path": r.path,
+            "status": "pending",
+        }
+        for r in planned
+    }
+    _write_index(out_dir, experiment, list(status.values()))
+    if scheduler:
+        client, cluster = Client(scheduler), None
+    else:
+        cluster = LocalCluster(
+            n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None
+        )
+        client = Client(cluster)
+    try:
+        futures = [
+            client.submit(
+                run_one,
+                experiment,
+                r,
+                device,
+                data_root,
+                tuple(imports),
+                key=f"plastix-{r.run_id}",
+                pure=False,
+            )
+            for r in planned
+        ]
+        for future in as_completed(futures):
+            try:
+                entry = future.result()
+            except Exception as exc:  # noqa: BLE001 - e.g. KilledWorker after repeated crashes
+                run_id = future.key.removeprefix("plastix-")
+                entry = {
+                    **status[run_id],
+                    "status": "failed",
+                    "error": f"{type(exc).__name__}: {exc}",
+                }
+            status[entry["run_id"]] = entry
+            _write_index(out_dir, experiment, list(status.values()))
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+    return SweepSummary(out_dir, list(status.values()))
+
+
+def load_sweep(out_dir: str | Path):
+    """One table of a sweep: config keys and summary scalars as columns, one row per run."""
+    from plastix.sims.results import runs_table
+
+    out_dir = Path(out_dir)
+    index_path = out_dir / INDEX_NAME
+    if not index_path.is_file():
+        raise FileNotFoundError(f"{str(out_dir)!r} has no {INDEX_NAME}: not a plastix sweep folder")
+    index = json.loads(index_path.read_text())
+    paths = [r["path"] for r in index["runs"] if Path(r["path"]).is_file()]
+    return runs_table(paths)
+
+
+def aggregate(table, by: Sequence[str], metrics: Sequence[str], confidence: float = 0.95):
+    """Mean, standard deviation, count and the Student-t confidence half-width over seeds.
+
+    half_width = t_{(1+c)/2, n-1} · s / √n  (NaN for a single seed).
+    """
+    import numpy as np
+    import pandas as pd
+    from scipy import stats
+
+    missing = [c for c in [*by, *metrics] if c not in table.columns]
+    if missing:
+        raise KeyError(f"columns {missing} not in the table; available: {list(table.columns)}")
+    rows = []
+    for key, group in table.groupby(list(by), dropna=False):
+        key = key if isinstance(key, tuple) else (key,)
+        row = dict(zip(by, key, strict=True))
+        for m in metrics:
+            values = group[m].astype(float).dropna().to_numpy()
+            n = len(values)
+            mean = float(values.mean()) if n else np.nan
+            std = float(values.std(ddof=1)) if n > 1 else np.nan
+            half = (
+                float(stats.t.ppf((1 + confidence) / 2, n - 1) * std / np.sqrt(n))
+                if n > 1
+                else np.nan
+            )
+            row.update({f"{m}_mean": mean, f"{m}_std": std, f"{m}_n": n, f"{m}_ci": half})
+        rows.append(row)
+    return pd.DataFrame(rows)

@@ -1,0 +1,127 @@
+"""Sweeps on a Dask LocalCluster: grid × seeds, failures recorded, killed runs resumed."""
+
+from __future__ import annotations
+
+import collections
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from plastix.sims import cli
+from plastix.sims.config import ConfigError
+from plastix.sims.results import read_result
+from plastix.sims.sweep import aggregate, load_sweep, parse_grid, plan_sweep, run_sweep
+
+TESTS = str(Path(__file__).parent)
+
+
+@pytest.fixture
+def sweep_env(tmp_path, monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", TESTS + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    monkeypatch.syspath_prepend(TESTS)
+    journal = tmp_path / "journal.txt"
+    marker = tmp_path / "kill-marker"
+    monkeypatch.setenv("PLASTIX_TEST_JOURNAL", str(journal))
+    monkeypatch.setenv("PLASTIX_TEST_KILL", str(marker))
+    return journal, marker
+
+
+def _journal(journal: Path) -> collections.Counter:
+    return collections.Counter(journal.read_text().splitlines())
+
+
+def test_parse_grid_and_validation(sweep_env, tmp_path):
+    assert parse_grid(["B=2,4", "lr=0.1"]) == {"B": ["2", "4"], "lr": ["0.1"]}
+    for bad in (["B"], ["B="], ["B=1", "B=2"]):
+        with pytest.raises(ConfigError):
+            parse_grid(bad)
+    with pytest.raises(ConfigError, match="epochs: expected an integer"):
+        plan_sweep(
+            "test-sweep-steps",
+            {"epochs": ["2", "x"]},
+            out_dir=tmp_path,
+            imports=["sweep_experiments"],
+        )
+    with pytest.raises(ConfigError, match="unknown config key 'nope'"):
+        plan_sweep(
+            "test-sweep-steps", {"nope": ["1"]}, out_dir=tmp_path, imports=["sweep_experiments"]
+        )
+
+
+def test_sweep_survives_a_killed_run_and_resumes_without_loss_or_duplication(sweep_env, tmp_path):
+    journal, marker = sweep_env
+    marker.touch()
+    out = tmp_path / "sweep"
+    summary = run_sweep(
+        "test-sweep-steps",
+        {"scale": ["1.0", "2.0"], "fail": ["false", "true"]},
+        seeds=2,
+        out_dir=out,
+        n_workers=2,
+        imports=["sweep_experiments"],
+    )
+    assert not marker.exists()  # the kill happened
+    by_status = collections.Counter(r["status"] for r in summary.runs)
+    assert by_status == {"complete": 4, "failed": 4}
+    assert all("fails on purpose" in r["error"] for r in summary.runs if r["status"] == "failed")
+    # every complete run has each epoch exactly once in its result...
+    for r in summary.runs:
+        if r["status"] == "complete":
+            np.testing.assert_array_equal(read_result(r["path"]).metrics["epoch"], [0, 1, 2, 3])
+    # ...and the killed run (scale 2, seed 1) executed epochs 0 and 1 once, before the kill
+    counts = _journal(journal)
+    assert all(n == 1 for n in counts.values()), counts
+    assert len(counts) == 16
+
+    table = load_sweep(out)
+    assert len(table) == 8 and set(table["status"]) == {"complete", "failed"}
+    agg = aggregate(table[table["status"] == "complete"], by=["scale"], metrics=["final"])
+    assert list(agg["final_mean"]) == [3.0, 6.0] and list(agg["final_n"]) == [2, 2]
+
+    # running the same sweep again skips the complete runs and retries only the failed ones
+    journal.write_text("")
+    again = run_sweep(
+        "test-sweep-steps",
+        {"scale": ["1.0", "2.0"], "fail": ["false", "true"]},
+        seeds=2,
+        out_dir=out,
+        n_workers=1,
+        imports=["sweep_experiments"],
+    )
+    assert sum(r.get("skipped", False) for r in again.runs) == 4
+    assert journal.read_text() == ""
+
+
+def test_aggregate_confidence_interval():
+    import pandas as pd
+
+    table = pd.DataFrame({"B": [2, 2, 2, 4], "acc": [0.8, 0.9, 1.0, 0.5]})
+    agg = aggregate(table, by=["B"], metrics=["acc"]).set_index("B")
+    assert agg.loc[2, "acc_mean"] == pytest.approx(0.9)
+    assert agg.loc[2, "acc_ci"] == pytest.approx(4.302653 * 0.1 / np.sqrt(3), rel=1e-5)
+    assert np.isnan(agg.loc[4, "acc_ci"])
+    with pytest.raises(KeyError, match="not in the table"):
+        aggregate(table, by=["width"], metrics=["acc"])
+
+
+def test_cli_sweep_refuses_bad_grid(sweep_env, tmp_path, capsys):
+    assert (
+        cli.main(
+            [
+                "sweep",
+                "test-sweep-steps",
+                "--import",
+                "sweep_experiments",
+                "--grid",
+                "epochs=2,zz",
+                "--out-dir",
+                str(tmp_path / "s"),
+            ]
+        )
+        == 2
+    )
+    assert "epochs: expected an integer" in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()
+    assert sys.modules.get("sweep_experiments") is not None
