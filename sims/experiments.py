@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from plastix.sims.config import ConfigError, build_config, config_to_dict, read_config_file
 from plastix.sims.results import (
     RunRecord,

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+
 from plastix.sims.results import Result
 
 _EXTRA_FIGURES: dict[str, list[Callable]] = {}

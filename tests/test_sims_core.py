@@ -9,6 +9,7 @@ from typing import Literal
 import h5py
 import numpy as np
 import pytest
+
 from plastix.sims import cli
 from plastix.sims.config import ConfigError, build_config, parse_set_options, read_config_file
 from plastix.sims.experiments import RunContext, experiment, run_experiment

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from plastix.sims import cli
 from plastix.sims.config import ConfigError
 from plastix.sims.results import read_result
