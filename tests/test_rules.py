@@ -1,0 +1,646 @@
+"""Tests for the rule interface, the registry, the classic rules and the example plugin.
+
+Brian2 runs with the numpy runtime target. Agreement between a rule's Brian2 form and its
+torch rate form is tested on independent Poisson trains of constant rates through many
+one-to-one synapses (independent samples): the mean drift must lie within 4 standard errors of
+the rate form's prediction, and the standard error must be below 5% of the prediction so that
+the comparison has power.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import warnings
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, distribution
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pytest
+import torch
+from brian2 import (
+    Hz,
+    Network,
+    PoissonGroup,
+    Quantity,
+    SpikeGeneratorGroup,
+    StateMonitor,
+    Synapses,
+    TimedArray,
+    defaultclock,
+    ms,
+    mV,
+    prefs,
+    second,
+)
+from brian2 import seed as brian2_seed
+
+from plastix.plasticity.classic import STDP, MultiplicativeSTDP, RewardModulatedSTDP
+from plastix.plasticity.rules import (
+    Brian2Form,
+    Rule,
+    RulePluginWarning,
+    RuleSpec,
+    format_rules,
+    get_rule,
+    list_rules,
+    param,
+)
+
+DT = 0.1 * ms
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLE = REPO / "examples" / "plastix-rule-example"
+BUILTINS = {
+    "hebbian",
+    "oja",
+    "bcm",
+    "stdp",
+    "stdp-multiplicative",
+    "triplet-stdp",
+    "reward-stdp",
+    "ib",
+}
+
+
+@pytest.fixture(autouse=True)
+def brian2_numpy():
+    """numpy codegen and a 0.1 ms clock for each test, restored afterwards."""
+    old_target, old_dt = prefs.codegen.target, defaultclock.dt
+    prefs.codegen.target = "numpy"
+    defaultclock.dt = DT
+    yield
+    prefs.codegen.target = old_target
+    defaultclock.dt = old_dt
+
+
+# --------------------------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------------------------
+
+
+def poisson_drift(
+    rule,
+    rate_pre,
+    rate_post,
+    w0,
+    n=2000,
+    warmup=0.2 * second,
+    duration=0.6 * second,
+    init=None,
+    seed=1,
+):
+    """Per-synapse mean dw/dt (1/s) and midpoint weight over ``duration`` after ``warmup``."""
+    brian2_seed(seed)
+    form = rule.brian2_form()
+    pre = PoissonGroup(n, rate_pre)
+    post = PoissonGroup(n, rate_post)
+    syn = Synapses(pre, post, **form.synapses_kwargs())
+    syn.connect(j="i")
+    syn.w = w0
+    for name, value in (init or {}).items():
+        setattr(syn, name, value)
+    net = Network(pre, post, syn)
+    net.run(warmup)
+    w_start = np.array(syn.w[:])
+    net.run(duration)
+    w_end = np.array(syn.w[:])
+    return (w_end - w_start) / float(duration), 0.5 * (w_start + w_end)
+
+
+def predicted_drift(rule, rate_pre, rate_post, w_mid, modulator=None):
+    """The rate form's dw/dt for each one-to-one synapse at its midpoint weight."""
+    n = len(w_mid)
+    pre = torch.full((n,), float(rate_pre), dtype=torch.float64)
+    post = torch.full((n,), float(rate_post), dtype=torch.float64)
+    weight = torch.diag(torch.as_tensor(w_mid, dtype=torch.float64))
+    return torch.diagonal(rule.rate_update(pre, post, weight, modulator)).numpy()
+
+
+def assert_agrees(drift, prediction):
+    residual = drift - prediction
+    standard_error = drift.std(ddof=1) / np.sqrt(len(drift))
+    expected = np.mean(prediction)
+    assert standard_error < 0.05 * abs(expected), (standard_error, expected)
+    assert abs(residual.mean()) < 4 * standard_error, (drift.mean(), expected, standard_error)
+
+
+def spike_pairs(pre_times, post_times, rule, w0=0.5, duration=None, extra=()):
+    """Neuron k of a pre and a post SpikeGeneratorGroup fire at pre_times[k] / post_times[k]
+    (lists of Quantity arrays); one-to-one synapses; returns (synapses, w_end)."""
+    n = len(pre_times)
+    pre = _generator(n, pre_times)
+    post = _generator(n, post_times)
+    syn = Synapses(pre, post, **rule.brian2_form().synapses_kwargs())
+    syn.connect(j="i")
+    syn.w = w0
+    last = max(float(np.max(t)) for t in [*pre_times, *post_times] if len(t))
+    net = Network(pre, post, syn, *extra(syn) if callable(extra) else extra)
+    net.run(duration if duration is not None else (last + 0.05) * second)
+    return syn, np.array(syn.w[:])
+
+
+def _generator(n, times):
+    indices = np.concatenate([np.full(len(t), k) for k, t in enumerate(times)]).astype(int)
+    spikes = np.concatenate(
+        [np.asarray(t / second if isinstance(t, Quantity) else t, float) for t in times]
+    )
+    return SpikeGeneratorGroup(n, indices, spikes * second)
+
+
+# --------------------------------------------------------------------------------------------
+# registry
+# --------------------------------------------------------------------------------------------
+
+
+def test_builtin_rules_are_registered_with_typed_parameters():
+    rules = list_rules()
+    assert BUILTINS <= set(rules)
+    stdp = rules["stdp"]
+    assert isinstance(stdp, RuleSpec) and stdp.rule_class is STDP and stdp.source == "plastix"
+    assert "Song, Miller & Abbott 2000" in stdp.description
+    params = {p.name: p for p in stdp.parameters}
+    name, annotation, default, unit, help_text = params["tau_plus"]
+    assert (name, annotation, unit) == ("tau_plus", Quantity, "ms")
+    assert default == 20 * ms and help_text
+    assert params["A_plus"].type is float and params["A_plus"].unit is None
+    assert all(spec.has_rate_form for spec in rules.values() if spec.name in BUILTINS)
+
+
+def test_format_rules_lists_every_rule_and_its_parameters():
+    text = format_rules()
+    for name in BUILTINS:
+        assert f"\n{name}  [" in f"\n{text}"
+    assert "tau_plus: Quantity [ms] = 20 ms" in text
+    assert "modulator_input: TimedArray | None = None" in text
+
+
+def test_get_rule_builds_with_overrides():
+    rule = get_rule("stdp", A_plus=0.02, tau_plus=10 * ms)
+    assert isinstance(rule, STDP) and rule.A_plus == 0.02 and rule.tau_plus == 10 * ms
+    assert get_rule("stdp").A_plus == 0.01
+
+
+def test_unknown_rule_is_refused_with_the_choices():
+    with pytest.raises(ValueError, match=r"unknown rule 'nope'.*stdp"):
+        get_rule("nope")
+
+
+# --------------------------------------------------------------------------------------------
+# parameter validation
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "params", "error", "pattern"),
+    [
+        ("stdp", {"tau_plus": 20}, TypeError, r"'tau_plus'.*ms.*tau_plus=<value>\*ms"),
+        ("stdp", {"tau_plus": 20 * mV}, TypeError, r"'tau_plus'.*quantity in ms.*dimension"),
+        ("stdp", {"A_plus": "big"}, TypeError, r"'A_plus'.*plain number \(float\).*'big'"),
+        ("stdp", {"A_plus": 0.01 * ms}, TypeError, r"'A_plus'.*plain number"),
+        ("stdp", {"A_plus": True}, TypeError, r"'A_plus'"),
+        ("stdp", {"tau_minus": -5 * ms}, ValueError, r"'tau_minus'.*> 0"),
+        ("stdp", {"A_minus": -0.1}, ValueError, r"'A_minus'.*>= 0"),
+        ("stdp", {"w_min": 1.0, "w_max": 0.5}, ValueError, r"'w_min'.*'w_max'"),
+        ("stdp", {"tau_pluss": 5 * ms}, TypeError, r"unknown parameter\(s\) 'tau_pluss'.*tau_plus"),
+        ("hebbian", {"w_max": "1"}, TypeError, r"'w_max'.*float \| None"),
+        ("reward-stdp", {"modulator_input": [1.0]}, TypeError, r"'modulator_input'.*TimedArray"),
+        (
+            "reward-stdp",
+            {"modulator_input": TimedArray([1.0] * mV, dt=1 * ms)},
+            ValueError,
+            r"'modulator_input'.*dimensionless",
+        ),
+        ("bcm", {"eta": 1e-5}, TypeError, r"'eta'.*quantity in second.*plain number"),
+    ],
+)
+def test_bad_parameter_is_refused_naming_it(name, params, error, pattern):
+    with pytest.raises(error, match=pattern):
+        get_rule(name, **params)
+
+
+@dataclass
+class _NeedsRate(Rule):
+    """A rule with a required parameter (for the missing-parameter test)."""
+
+    rate: Quantity = param(help="reference rate", unit=Hz)
+    gain: float = param(1.0, "gain")
+    mode: Literal["fast", "slow"] = param("fast", "a choice")
+
+
+def test_missing_parameter_is_refused_naming_it_and_its_unit():
+    spec = RuleSpec("needs-rate", _NeedsRate, "tests")
+    assert spec.parameters[0].required and spec.parameters[0].unit == "Hz"
+    with pytest.raises(TypeError, match=r"missing parameter 'rate' \(Quantity in Hz\)"):
+        spec.create(gain=2.0)
+    assert spec.create(rate=5 * Hz).rate == 5 * Hz
+    with pytest.raises(TypeError, match=r"'rate'.*quantity in Hz"):
+        spec.create(rate=5 * ms)
+
+
+def test_choice_parameter_is_validated():
+    spec = RuleSpec("needs-rate", _NeedsRate, "tests")
+    assert spec.parameters[2].type_name == "'fast' | 'slow'"
+    with pytest.raises(ValueError, match=r"'mode': 'medium' is not one of 'fast', 'slow'"):
+        spec.create(rate=1 * Hz, mode="medium")
+
+
+def test_rule_from_config_text_parses_units_numbers_and_none():
+    stdp = list_rules()["stdp"].create_from_config({"tau_plus": "10*ms", "A_plus": "0.02"})
+    assert stdp.tau_plus == 10 * ms and stdp.A_plus == 0.02
+    hebbian = list_rules()["hebbian"].create_from_config(
+        {"eta": "1e-3 second", "w_max": "none", "w_min": "-1"}
+    )
+    assert hebbian.eta == 1e-3 * second and hebbian.w_max is None and hebbian.w_min == -1.0
+    spec = RuleSpec("needs-rate", _NeedsRate, "tests")
+    assert spec.create_from_config({"rate": "5 kHz", "mode": "slow"}).rate == 5000 * Hz
+    with pytest.raises(
+        TypeError,
+        match=r"'tau_plus'.*got 10.0 \(a plain number without a unit\); fix: tau_plus=<value>\*ms",
+    ):
+        list_rules()["stdp"].create_from_config({"tau_plus": "10"})
+    with pytest.raises(
+        TypeError, match=r"'tau_plus'.*in ms \(dimension s\), got 10. \* volt \(dimension"
+    ):
+        list_rules()["stdp"].create_from_config({"tau_plus": "10*volt"})
+
+
+def test_valid_values_are_normalised():
+    rule = get_rule("stdp", A_plus=1, w_max=np.float32(2.0))
+    assert type(rule.A_plus) is float and type(rule.w_max) is float
+
+
+# --------------------------------------------------------------------------------------------
+# rate-form conventions
+# --------------------------------------------------------------------------------------------
+
+
+def test_rate_form_shapes_batch_mean_and_modulator():
+    rule = get_rule("hebbian")
+    gen = torch.Generator().manual_seed(0)
+    pre, post = 50 * torch.rand(4, 3, generator=gen), 50 * torch.rand(4, 2, generator=gen)
+    weight = torch.zeros(2, 3)
+    batch = rule.rate_update(pre, post, weight)
+    singles = torch.stack([rule.rate_update(pre[b], post[b], weight) for b in range(4)])
+    assert batch.shape == (2, 3)
+    torch.testing.assert_close(batch, singles.mean(0))
+    torch.testing.assert_close(batch, 1e-4 * post.T @ pre / 4)
+    per_post = torch.tensor([0.0, 2.0])
+    gated = rule.rate_update(pre, post, weight, modulator=per_post)
+    torch.testing.assert_close(gated, batch * per_post[:, None])
+    with pytest.raises(ValueError, match=r"weight has shape \(3, 2\).*\(2, 3\)"):
+        rule.rate_update(pre, post, weight.T)
+
+
+def test_three_factor_rate_form_needs_and_scales_with_the_modulator():
+    rule = get_rule("reward-stdp", A_minus=0.005)
+    pre, post, weight = torch.tensor([20.0]), torch.tensor([30.0]), torch.tensor([[0.5]])
+    with pytest.raises(ValueError, match="'modulator'"):
+        rule.rate_update(pre, post, weight)
+    one = rule.rate_update(pre, post, weight, modulator=1.0)
+    assert one.item() == pytest.approx(1.0 * 1.0 * 20 * 30 * (0.01 * 0.02 - 0.005 * 0.02))
+    torch.testing.assert_close(rule.rate_update(pre, post, weight, modulator=-2.0), -2 * one)
+
+
+def test_clip_applies_the_rule_bounds():
+    rule = get_rule("stdp", w_min=-1.0, w_max=2.0)
+    clipped = rule.clip(torch.tensor([-3.0, 0.5, 5.0]))
+    assert clipped.tolist() == [-1.0, 0.5, 2.0]
+    unbounded = get_rule("hebbian")
+    assert unbounded.clip(torch.tensor([-3.0, 5.0])).tolist() == [-3.0, 5.0]
+
+
+def test_brian2_form_kwargs_put_the_transmission_first():
+    form = get_rule("stdp").brian2_form()
+    kwargs = form.synapses_kwargs(on_pre_effect="v_post += w*mV")
+    assert kwargs["on_pre"].startswith("v_post += w*mV\n")
+    assert kwargs["model"] == form.model and "method" not in kwargs
+    assert isinstance(get_rule("reward-stdp").brian2_form(), Brian2Form)
+
+
+# --------------------------------------------------------------------------------------------
+# Brian2 form == rate form on Poisson inputs
+# --------------------------------------------------------------------------------------------
+
+AGREEMENT_CASES = {
+    "hebbian": ({"tau_rate": 20 * ms}, {}, None),
+    "oja": ({"tau_rate": 20 * ms}, {}, None),
+    # theta's trace starts at its mean; tau_theta = 20 s makes its Poisson variance bias
+    # (r_post / (2 tau_theta r_target), see BCM) 0.1% of theta, far below the tolerance.
+    "bcm": (
+        {"tau_rate": 20 * ms, "tau_theta": 20 * second, "r_target": 20 * Hz, "eta": 1e-4 * second},
+        {"post_slow": 30 * Hz},
+        None,
+    ),
+    "stdp": ({"A_minus": 0.005}, {}, None),
+    "stdp-multiplicative": ({"A_plus": 0.004, "A_minus": 0.002}, {}, None),
+    # the slow triplet traces (tau_x, tau_y ~ 0.1 s) start at their stationary means
+    "triplet-stdp": (
+        {"A2_plus": 1e-3},
+        {"r1": 20 * 0.0168, "r2": 20 * 0.101, "o1": 30 * 0.0337, "o2": 30 * 0.125},
+        None,
+    ),
+    "reward-stdp": (
+        {
+            "A_minus": 0.005,
+            "tau_eligibility": 50 * ms,
+            "modulator_input": TimedArray([2.0], dt=10 * second),
+        },
+        {},
+        2.0,
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(AGREEMENT_CASES))
+def test_brian2_form_agrees_with_rate_form_on_poisson_inputs(name):
+    params, init, modulator = AGREEMENT_CASES[name]
+    rule = get_rule(name, **params)
+    drift, w_mid = poisson_drift(rule, 20 * Hz, 30 * Hz, w0=0.3, init=init)
+    assert_agrees(drift, predicted_drift(rule, 20 * Hz, 30 * Hz, w_mid, modulator))
+
+
+# --------------------------------------------------------------------------------------------
+# STDP windows
+# --------------------------------------------------------------------------------------------
+
+DELTAS_MS = np.array([-60, -40, -20, -10, -5, -1, 1, 5, 10, 20, 40, 60], dtype=float)
+
+
+def _pair_times(deltas_ms, t0_ms=10.0):
+    """Pre spike at t0 (+|dt| if dt < 0), post spike dt later: dt = t_post - t_pre."""
+    pre = [np.array([t0_ms + max(0.0, -d)]) * ms for d in deltas_ms]
+    post = [np.array([t0_ms + max(0.0, -d) + d]) * ms for d in deltas_ms]
+    return pre, post
+
+
+@pytest.mark.parametrize("mu", [None, 1.0, 0.5])
+def test_pair_stdp_window_matches_analytic_curve(mu):
+    params = {"A_plus": 0.01, "A_minus": 0.012, "tau_plus": 17 * ms, "tau_minus": 34 * ms}
+    rule = STDP(**params) if mu is None else MultiplicativeSTDP(mu=mu, **params)
+    w0 = 0.3
+    x = w0  # (w - w_min) / (w_max - w_min) with the default bounds [0, 1]
+    f_plus, f_minus = (1.0, 1.0) if mu is None else ((1 - x) ** mu, x**mu)
+    analytic = np.where(
+        DELTAS_MS > 0,
+        0.01 * f_plus * np.exp(-DELTAS_MS / 17),
+        -0.012 * f_minus * np.exp(DELTAS_MS / 34),
+    )
+    _, w_end = spike_pairs(*_pair_times(DELTAS_MS), rule, w0=w0)
+    np.testing.assert_allclose(w_end - w0, analytic, rtol=1e-9, atol=1e-15)
+    np.testing.assert_allclose(rule.pair_window(DELTAS_MS * ms, w0), analytic, rtol=1e-12)
+
+
+def test_triplet_stdp_pairs_and_triplets_match_analytic_values():
+    p = {"A2_plus": 5e-3, "A3_plus": 6.2e-3, "A2_minus": 7e-3, "A3_minus": 2.3e-3}
+    rule = get_rule("triplet-stdp", **p)
+    tau_p, tau_m, tau_x, tau_y = 16.8, 33.7, 101.0, 125.0
+    pre, post = _pair_times(DELTAS_MS)
+    _, w_end = spike_pairs(pre, post, rule, w0=0.5)
+    pair = np.where(
+        DELTAS_MS > 0,
+        p["A2_plus"] * np.exp(-DELTAS_MS / tau_p),
+        -p["A2_minus"] * np.exp(DELTAS_MS / tau_m),
+    )
+    np.testing.assert_allclose(w_end - 0.5, pair, rtol=1e-9)
+
+    # pre-post-post (d1 = 10 ms, d2 = 15 ms) and post-pre-pre (d1 = 8 ms, d2 = 20 ms)
+    d1, d2, e1, e2 = 10.0, 15.0, 8.0, 20.0
+    pre = [np.array([5.0]) * ms, np.array([5.0 + e1, 5.0 + e1 + e2]) * ms]
+    post = [np.array([5.0 + d1, 5.0 + d1 + d2]) * ms, np.array([5.0]) * ms]
+    _, w_end = spike_pairs(pre, post, rule, w0=0.5)
+    ltp = p["A2_plus"] * np.exp(-d1 / tau_p) + np.exp(-(d1 + d2) / tau_p) * (
+        p["A2_plus"] + p["A3_plus"] * np.exp(-d2 / tau_y)
+    )
+    ltd = p["A2_minus"] * np.exp(-e1 / tau_m) + np.exp(-(e1 + e2) / tau_m) * (
+        p["A2_minus"] + p["A3_minus"] * np.exp(-e2 / tau_x)
+    )
+    np.testing.assert_allclose(w_end - 0.5, [ltp, -ltd], rtol=1e-9)
+
+
+# --------------------------------------------------------------------------------------------
+# reward-modulated STDP: the modulator from a TimedArray and from a group
+# --------------------------------------------------------------------------------------------
+
+R_STDP = {
+    "A_plus": 0.01,
+    "A_minus": 0.012,
+    "tau_plus": 20 * ms,
+    "tau_minus": 20 * ms,
+    "tau_eligibility": 100 * ms,
+    "eta": 2 * Hz,
+}
+
+
+def _eligibility_after_pair(delta_ms):
+    """(c just after the pair, time of the later spike in ms) for the pairs of _pair_times."""
+    later = 10.0 + max(0.0, -delta_ms) + max(0.0, delta_ms)
+    if delta_ms > 0:
+        return 0.01 * np.exp(-delta_ms / 20), later
+    return -0.012 * np.exp(delta_ms / 20), later
+
+
+def test_reward_stdp_with_timed_array_modulator_matches_analytic_weight_change():
+    t_reward, t_end = 150.0, 400.0  # ms; M = 0 before t_reward, 1 after
+    reward = TimedArray(np.r_[np.zeros(int(t_reward)), np.ones(500)], dt=1 * ms)
+    rule = RewardModulatedSTDP(modulator_input=reward, **R_STDP)
+    deltas = np.array([-30.0, -10.0, 5.0, 25.0])
+    syn, w_end = spike_pairs(*_pair_times(deltas), rule, w0=0.5, duration=t_end * ms)
+    tau_e = 100.0
+    expected = []
+    for d in deltas:
+        c0, t_c = _eligibility_after_pair(d)
+        integral = tau_e * (np.exp(-(t_reward - t_c) / tau_e) - np.exp(-(t_end - t_c) / tau_e))
+        expected.append(2.0 * c0 * integral / 1000.0)  # eta = 2 Hz, time in ms -> s
+    # Euler steps of 0.1 ms on tau = 100 ms: relative error below 1e-3
+    np.testing.assert_allclose(w_end - 0.5, expected, rtol=5e-3)
+    assert np.all(np.sign(w_end - 0.5) == np.sign(deltas))
+
+
+def test_reward_stdp_with_modulator_from_a_group_matches_analytic_weight_change():
+    t_dopamine, t_end, tau_m, tau_e = 100.0, 1000.0, 200.0, 100.0
+    rule = RewardModulatedSTDP(tau_modulator=tau_m * ms, **R_STDP)
+    form = rule.brian2_form()
+    assert form.modulator == "modulator" and form.method == "euler"
+    dopamine = SpikeGeneratorGroup(1, [0], [t_dopamine] * ms)
+
+    def modulatory(plastic):
+        release = Synapses(dopamine, plastic, on_pre=f"{form.modulator}_post += 1")
+        release.connect()
+        return [dopamine, release]
+
+    deltas = np.array([-10.0, 5.0, 25.0])
+    _, w_end = spike_pairs(*_pair_times(deltas), rule, 0.5, t_end * ms, extra=modulatory)
+    tau_c = tau_m * tau_e / (tau_m + tau_e)  # decay of M(t) * c(t) after the dopamine spike
+    expected = []
+    for d in deltas:
+        c0, t_c = _eligibility_after_pair(d)
+        c_at_dopamine = c0 * np.exp(-(t_dopamine - t_c) / tau_e)
+        integral = c_at_dopamine * tau_c * (1 - np.exp(-(t_end - t_dopamine) / tau_c))
+        expected.append(2.0 * integral / 1000.0)
+    np.testing.assert_allclose(w_end - 0.5, expected, rtol=5e-3)
+
+
+# --------------------------------------------------------------------------------------------
+# weight bounds
+# --------------------------------------------------------------------------------------------
+
+BOUND_CASES = {
+    "stdp-ltp": ("stdp", {"A_plus": 0.2, "A_minus": 0.0}, "max"),
+    "stdp-ltd": ("stdp", {"A_plus": 0.0, "A_minus": 0.2}, "min"),
+    "multiplicative-ltp": ("stdp-multiplicative", {"A_plus": 0.9, "A_minus": 0.0}, "max"),
+    "multiplicative-ltd": ("stdp-multiplicative", {"A_plus": 0.0, "A_minus": 0.9}, "min"),
+    "triplet-ltp": (
+        "triplet-stdp",
+        {"A2_plus": 0.1, "A3_plus": 0.1, "A2_minus": 0.0, "A3_minus": 0.0},
+        "max",
+    ),
+    "triplet-ltd": ("triplet-stdp", {"A2_plus": 0.0, "A3_plus": 0.0, "A2_minus": 0.2}, "min"),
+    "hebbian": ("hebbian", {"eta": 1e-2 * second, "w_min": -0.2, "w_max": 0.8}, "max"),
+    "bcm": ("bcm", {"eta": 1e-2 * second, "w_max": 0.9, "tau_theta": 50 * ms}, "min"),
+    "reward-ltp": (
+        "reward-stdp",
+        {
+            "A_minus": 0.0,
+            "A_plus": 0.5,
+            "eta": 50 * Hz,
+            "modulator_input": TimedArray([1.0], dt=1 * second),
+        },
+        "max",
+    ),
+    "reward-ltd": (
+        "reward-stdp",
+        {
+            "A_minus": 0.0,
+            "A_plus": 0.5,
+            "eta": 50 * Hz,
+            "modulator_input": TimedArray([-1.0], dt=1 * second),
+        },
+        "min",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BOUND_CASES))
+def test_weights_stay_within_bounds_and_reach_them(case):
+    name, params, reached = BOUND_CASES[case]
+    rule = get_rule(name, **params)
+    low, high = rule.weight_bounds()
+    brian2_seed(2)
+    pre, post = PoissonGroup(20, 60 * Hz), PoissonGroup(20, 60 * Hz)
+    syn = Synapses(pre, post, **rule.brian2_form().synapses_kwargs())
+    syn.connect(j="i")
+    syn.w = 0.5
+    monitor = StateMonitor(syn, "w", record=True)
+    Network(pre, post, syn, monitor).run(300 * ms)
+    w = monitor.w
+    assert (low is None or w.min() >= low) and (high is None or w.max() <= high)
+    if reached == "max":
+        assert np.isclose(w[:, -1], high, atol=1e-3).mean() > 0.5
+    else:
+        assert np.isclose(w[:, -1], low, atol=1e-3).mean() > 0.5
+
+
+# --------------------------------------------------------------------------------------------
+# plugins
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def example_plugin_path(tmp_path_factory):
+    """Where the example plugin package is installed: the environment itself when it is
+    installed there (CI: ``pip install ./examples/plastix-rule-example``), otherwise a
+    temporary target that pip installs it into (offline; needs setuptools)."""
+    try:
+        distribution("plastix-rule-example")
+        return None
+    except PackageNotFoundError:
+        pass
+    work = tmp_path_factory.mktemp("plugin")
+    source = shutil.copytree(EXAMPLE, work / "source")  # keep build files out of the repo
+    target = work / "site"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-index",
+            "--no-build-isolation",
+            "--target",
+            str(target),
+            str(source),
+        ],
+        check=True,
+    )
+    return target
+
+
+@pytest.fixture
+def example_plugin(example_plugin_path, monkeypatch):
+    if example_plugin_path is not None:
+        monkeypatch.syspath_prepend(str(example_plugin_path))
+        yield
+        sys.modules.pop("plastix_rule_example", None)
+    else:
+        yield
+
+
+def test_example_plugin_is_listed_and_used_by_name(example_plugin):
+    spec = list_rules()["decaying-hebbian"]
+    assert spec.source == "plastix-rule-example" and spec.has_rate_form
+    assert "decaying-hebbian  [brian2 + torch; from plastix-rule-example]" in format_rules()
+    rule = get_rule("decaying-hebbian", tau_decay=2 * second, tau_rate=20 * ms)
+    assert type(rule).__module__ == "plastix_rule_example"
+    drift, w_mid = poisson_drift(rule, 20 * Hz, 30 * Hz, w0=0.3)
+    assert_agrees(drift, predicted_drift(rule, 20 * Hz, 30 * Hz, w_mid))
+    with pytest.raises(TypeError, match="'tau_decay'"):
+        get_rule("decaying-hebbian", tau_decay=2.0)
+
+
+def _fake_distribution(root: Path, name: str, entry_points: str) -> None:
+    dist_info = root / f"{name.replace('-', '_')}-0.1.dist-info"
+    dist_info.mkdir(parents=True)
+    (dist_info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1\n")
+    (dist_info / "entry_points.txt").write_text(f"[plastix.rules]\n{entry_points}\n")
+
+
+def test_broken_plugins_warn_naming_them_and_the_rest_still_loads(tmp_path, monkeypatch):
+    _fake_distribution(
+        tmp_path,
+        "broken-rules",
+        "ghost = no_such_module_for_plastix:Rule\n"
+        "not-a-rule = math:pi\nstdp = plastix.plasticity.classic:Oja",
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        rules = list_rules()
+    messages = [str(w.message) for w in caught if issubclass(w.category, RulePluginWarning)]
+    assert any(
+        "'ghost'" in m and "broken-rules" in m and "ModuleNotFoundError" in m for m in messages
+    ), messages
+    assert any("'not-a-rule'" in m and "not a dataclass subclass" in m for m in messages)
+    assert any("'stdp'" in m and "already taken" in m for m in messages)
+    assert BUILTINS <= set(rules) and "ghost" not in rules and "not-a-rule" not in rules
+    assert rules["stdp"].rule_class is STDP  # a plugin cannot replace a taken name
+
+
+def test_the_documented_rule_is_the_example_plugin_rule(example_plugin):
+    """docs/write-your-own-rule.md shows the example plugin's code (up to docstrings)."""
+    doc = (REPO / "docs" / "write-your-own-rule.md").read_text()
+    rule_block = doc.split("```python\n")[1].split("```")[0]
+    assert len(rule_block.splitlines()) < 40
+    namespace: dict = {}
+    exec(compile(rule_block, "write-your-own-rule.md", "exec", dont_inherit=True), namespace)
+    documented = namespace["DecayingHebbian"](tau_decay=3 * second)
+    installed = get_rule("decaying-hebbian", tau_decay=3 * second)
+    assert documented.brian2_form() == installed.brian2_form()
+    pre, post, weight = torch.tensor([10.0, 20.0]), torch.tensor([30.0]), torch.ones(1, 2)
+    torch.testing.assert_close(
+        documented.rate_update(pre, post, weight), installed.rate_update(pre, post, weight)
+    )
