@@ -247,17 +247,14 @@ class PruningConfig:
         }.get(strategy, 0)
 
     def anneal_epochs(self, strategy: str) -> int:
-        return (
-            InfoBatch(self.infobatch_delta).anneal_epochs(self.epochs)
-            if (strategy == "infobatch")
-            else 0
-        )
+        """Final full-data epochs of a strategy (InfoBatch only)."""
+        if strategy != "infobatch":
+            return 0
+        return InfoBatch(self.infobatch_delta).anneal_epochs(self.epochs)
 
     def validate(self) -> None:
         if len(set(self.strategies)) != len(self.strategies):
             raise ValueError(f"strategies: {self.strategies} repeats a name; list each once")
-        if self.model == "resnet18" and self.dataset in ("digits",):
-            raise ValueError("model: resnet18 needs 32x32 images; use small-cnn for digits")
         for strategy in self.strategies:
             if strategy == "full":
                 continue
