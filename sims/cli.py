@@ -77,6 +77,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             seed=args.seed,
             out=args.out,
             force=args.force,
+            data_root=args.data_root,
         )
         if args.data_root is not None and not Path(args.data_root).is_dir():
             raise ConfigError(f"--data-root {args.data_root!r} is not a folder")

@@ -262,6 +262,18 @@ def load_dataset(
     return _from_raw(key, raw, source, n_train, n_test, seed)
 
 
+def locate_dataset(name: str, root: str | os.PathLike | None = None) -> str:
+    """Check, without loading, that dataset ``name`` can be had; returns where it comes from.
+
+    File-based sets are looked up as :func:`load_dataset` does (DatasetError if missing);
+    generated sets need only their generator.
+    """
+    key = _canonical_name(name)
+    if key in _FILE_SETS:
+        return str(_find_folder(key, root))
+    return key
+
+
 def clear_cache() -> None:
     """Forget the parsed files and generated sets kept in memory by :func:`load_dataset`."""
     for cached in (_digits_raw, _mnist1d_raw, _read_idx_set, _read_cifar_set):

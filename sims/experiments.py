@@ -168,14 +168,24 @@ def prepare_run(
     seed: int = 0,
     out: str | Path | None = None,
     force: bool = False,
+    data_root: str | None = None,
 ) -> tuple[ExperimentSpec, Any, str, Path]:
-    """Check everything a run needs before any work: experiment, config, device, output path."""
+    """Check everything a run needs before any work: experiment, config, device, output path,
+    and (for configs with a ``dataset`` key) that the dataset's files can be found."""
     spec = get_experiment(name)
     values: dict[str, Any] = {}
     if config_file is not None:
         values.update(read_config_file(config_file))
     values.update(overrides or {})
     cfg = build_config(spec.config_cls, values, where=f"experiment {name!r}")
+    dataset = getattr(cfg, "dataset", None)
+    if isinstance(dataset, str):
+        from plastix.sims.datasets import DatasetError, locate_dataset
+
+        try:
+            locate_dataset(dataset, data_root)
+        except DatasetError as exc:
+            raise ConfigError(f"dataset: {exc}") from None
     device = device or spec.default_device
     if device not in spec.devices:
         raise ConfigError(
@@ -232,6 +242,7 @@ def run_experiment(
         seed=seed,
         out=out,
         force=force,
+        data_root=data_root,
     )
     record = RunRecord(spec.name, config_to_dict(cfg), seed, device)
     resumed = load_checkpoint(out_path, record)

@@ -92,6 +92,7 @@ def plan_sweep(
     config_file: str | Path | None = None,
     device: str | None = None,
     imports: Sequence[str] = (),
+    data_root: str | None = None,
 ) -> list[PlannedRun]:
     """Expand the grid × seeds and validate every config before any run starts."""
     from plastix.sims.experiments import get_experiment, prepare_run
@@ -194,6 +195,7 @@ def run_sweep(
         config_file=config_file,
         device=device,
         imports=imports,
+        data_root=data_root,
     )
     (out_dir / "runs").mkdir(parents=True, exist_ok=True)
     status = {

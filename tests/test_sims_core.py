@@ -220,3 +220,23 @@ def test_cli_plot_draws_what_the_file_holds(tmp_path, capsys):
     assert names == ["p_curves.png", "p_matrix.png", "p_raster.png", "p_weights.png"]
     assert all((tmp_path / "figs" / n).stat().st_size > 1000 for n in names)
     assert cli.main(["plot", str(tmp_path / "nope.h5")]) == 2
+
+
+@dataclass
+class DataConfig:
+    dataset: Literal["mnist", "digits"] = "mnist"
+
+
+@experiment("test-needs-data", DataConfig, description="needs a dataset (test only)")
+def _run_needs_data(cfg: DataConfig, ctx: RunContext) -> None:
+    raise AssertionError("must not start when the dataset is missing")
+
+
+def test_missing_dataset_is_refused_before_any_work(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("PLASTIX_DATA", raising=False)
+    out = tmp_path / "d.h5"
+    code = cli.main(["run", "test-needs-data", "--out", str(out), "--data-root", str(tmp_path)])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "dataset: mnist: dataset files not found" in err and str(tmp_path) in err
+    assert not out.exists()
