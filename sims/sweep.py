@@ -122,6 +122,7 @@ def plan_sweep(
             device=device,
             seed=first.seed,
             out=Path(out_dir) / "runs" / "_check_.h5",
+            data_root=data_root,
         )
     return planned
 
@@ -212,8 +213,11 @@ def run_sweep(
     if scheduler:
         client, cluster = Client(scheduler), None
     else:
+        # brian2 installs a SIGINT handler when imported, which only the main thread may do;
+        # Dask runs tasks in worker threads, so each worker imports brian2 at start-up.
         cluster = LocalCluster(
-            n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None
+            preload=["brian2"],
+            n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=":0"
         )
         client = Client(cluster)
     try:
