@@ -1,0 +1,20 @@
+"""Shared pytest fixtures."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def brian_build_cache() -> Path:
+    """Folder for cached Brian2 standalone builds, kept between test runs (gitignored).
+
+    Pass it as ``activate_backend(..., cache_root=brian_build_cache)``: a network whose
+    generated code is unchanged reuses its compiled binary instead of recompiling.
+    ``$PLASTIX_BUILD_CACHE`` moves it elsewhere.
+    """
+    env = os.environ.get("PLASTIX_BUILD_CACHE")
+    root = Path(env) if env else Path(__file__).resolve().parents[1] / ".brian_builds"
+    root.mkdir(parents=True, exist_ok=True)
+    return root

@@ -1,0 +1,369 @@
+"""Tests for plastix.circuits.backend: choosing, activating, building and re-running backends."""
+
+import os
+
+import numpy as np
+import pytest
+
+from plastix.circuits.backend import (
+    BACKEND_CHOICES,
+    BACKENDS,
+    BackendStatus,
+    StandaloneNetworkOperationError,
+    activate_backend,
+    backend_report,
+    build_cache_dir,
+    cuda_settings,
+    device_name,
+    format_backend_report,
+    generated_code_hash,
+    is_standalone,
+    refuse_network_operations,
+    resolve_backend,
+)
+
+CXX_WORKS = next(s for s in backend_report() if s.name == "cpp_standalone").available
+needs_cxx = pytest.mark.skipif(not CXX_WORKS, reason="no working C++ compiler + make here")
+
+
+def tiny_lif_network(sim=None):
+    """Deterministic LIF circuit: 5 regularly firing drivers -> 3 LIF neurons, run for 200 ms
+    (through ``sim.run_network`` when a session is given).
+
+    No random numbers, so every backend must produce the same spikes. ``gain`` is a
+    ``(shared, constant)`` synaptic parameter that standalone re-runs can change by run_args.
+    """
+    from brian2 import Network as BrianNetwork
+    from brian2 import NeuronGroup, SpikeMonitor, Synapses, ms
+
+    drivers = NeuronGroup(
+        5,
+        "dv/dt = (drive - v) / (5*ms) : 1\ndrive : 1 (constant)",
+        threshold="v > 1",
+        reset="v = 0",
+        method="exact",
+        name="tiny_drivers",
+    )
+    drivers.drive = "1.2 + 0.3 * i"
+    lif = NeuronGroup(
+        3,
+        "dv/dt = -v / (10*ms) : 1",
+        threshold="v > 1",
+        reset="v = 0",
+        method="exact",
+        name="tiny_lif",
+    )
+    syn = Synapses(
+        drivers,
+        lif,
+        "w : 1 (constant)\ngain : 1 (shared, constant)",
+        on_pre="v_post += gain * w",
+        name="tiny_syn",
+    )
+    syn.connect()
+    syn.w = "0.05 + 0.03 * (i + j)"
+    syn.gain = 1.0
+    monitor = SpikeMonitor(lif, name="tiny_spikes")
+    net = BrianNetwork(drivers, lif, syn, monitor, name="tiny_net")
+    if sim is None:
+        net.run(200 * ms)
+    else:
+        sim.run_network(net, 200 * ms)
+    return net, syn, monitor
+
+
+# ----------------------------------------------------------------------------- choosing
+
+
+def test_resolve_backend_returns_concrete_names():
+    for name in BACKENDS + ("numpy", "cython"):
+        assert resolve_backend(name) == name
+        assert resolve_backend(name.upper()) == name
+    assert device_name("numpy") == device_name("cython") == "runtime"
+    assert device_name("cpp_standalone") == "cpp_standalone"
+    assert is_standalone("cuda_standalone") and not is_standalone("numpy")
+
+
+def test_resolve_auto_follows_what_the_report_says_works():
+    available = {s.name: s.available for s in backend_report()}
+    if available["cuda_standalone"]:
+        expected = "cuda_standalone"
+    elif available["cpp_standalone"]:
+        expected = "cpp_standalone"
+    else:
+        expected = "runtime"
+    assert resolve_backend("auto") == expected
+
+
+def test_resolve_backend_rejects_unknown_names():
+    with pytest.raises(ValueError) as info:
+        resolve_backend("gpu")
+    message = str(info.value)
+    assert "'gpu'" in message
+    for choice in BACKEND_CHOICES:
+        assert choice in message
+    with pytest.raises(TypeError, match="backend"):
+        resolve_backend(3)
+    with pytest.raises(ValueError, match="auto"):
+        device_name("auto")
+
+
+def test_activate_backend_rejects_bad_arguments_before_any_work(tmp_path):
+    from brian2 import get_device
+
+    before = get_device()
+    cases = [
+        (dict(backend="tpu"), ValueError, "valid choices"),
+        (dict(backend="cpp_standalone", openmp_threads=-1), ValueError, "openmp_threads"),
+        (dict(backend="cpp_standalone", openmp_threads=1.5), TypeError, "openmp_threads"),
+        (dict(backend="numpy", codegen_only=True), ValueError, "codegen_only"),
+        (dict(backend="cpp_standalone", cache_key="x"), ValueError, "cache_root"),
+        (
+            dict(backend="cpp_standalone", directory=tmp_path, cache_root=tmp_path),
+            ValueError,
+            "directory/cache_root",
+        ),
+        (dict(backend="cpp_standalone", compute_capability=2.0), ValueError, "compute_capab"),
+    ]
+    for kwargs, error, text in cases:
+        with pytest.raises(error, match=text):
+            with activate_backend(**kwargs):
+                pytest.fail("the block must not run")
+    assert get_device() is before
+
+
+def test_activate_backend_restores_device_and_preferences(tmp_path):
+    from brian2 import get_device, prefs
+
+    device_before = get_device()
+    target_before = prefs["codegen.target"]
+    threads_before = prefs["devices.cpp_standalone.openmp_threads"]
+    with activate_backend("numpy") as sim:
+        assert prefs["codegen.target"] == "numpy"
+        assert sim.device == "runtime" and not sim.standalone
+    assert prefs["codegen.target"] == target_before
+    with activate_backend("cpp_standalone", tmp_path / "b", openmp_threads=2) as sim:
+        assert get_device().__class__.__name__ == "CPPStandaloneDevice"
+        assert prefs["devices.cpp_standalone.openmp_threads"] == 2
+        assert sim.standalone and sim.directory == tmp_path / "b"
+    assert prefs["devices.cpp_standalone.openmp_threads"] == threads_before
+    assert get_device() is device_before
+
+
+# ----------------------------------------------------------------------------- running
+
+
+def simulate_tiny(backend, gains=(None,), **activate_kwargs):
+    """Build the tiny network on ``backend`` and return per-neuron spike counts per run.
+
+    Standalone: one build, then one re-run per entry of ``gains`` (None = the built-in value).
+    Returns (counts list, build folder, binary stamps before/after the re-runs). No Brian object
+    outlives the call, so the next build generates the same code names (cache hits).
+    """
+    counts = []
+    with activate_backend(backend, **activate_kwargs) as sim:
+        _, syn, monitor = tiny_lif_network()
+        directory = sim.build(run=not sim.standalone)
+        if directory is None:
+            counts.append(np.asarray(monitor.count[:]).copy())
+            return counts, None, None
+        binary = directory / "main"
+        stamp_before = _stamp(directory)
+        for gain in gains:
+            sim.run(run_args=None if gain is None else {syn.gain: gain})
+            counts.append(np.asarray(monitor.count[:]).copy())
+        assert binary.is_file()
+        return counts, directory, (stamp_before, _stamp(directory))
+
+
+def _stamp(directory):
+    """(path, mtime, inode) of every compiled file: changes if anything is rebuilt."""
+    files = sorted(directory.rglob("*.o")) + [directory / "main"]
+    return [(p, os.stat(p).st_mtime_ns, os.stat(p).st_ino) for p in files]
+
+
+@needs_cxx
+def test_runtime_and_cpp_standalone_give_identical_spikes(brian_build_cache):
+    (runtime_counts,), _, _ = simulate_tiny("numpy")
+    (cpp_counts,), _, _ = simulate_tiny("cpp_standalone", cache_root=brian_build_cache)
+    assert runtime_counts.sum() > 0
+    np.testing.assert_array_equal(cpp_counts, runtime_counts)
+
+
+@needs_cxx
+def test_build_on_run_builds_and_runs_at_once(brian_build_cache):
+    (runtime_counts,), _, _ = simulate_tiny("numpy")
+    with activate_backend("cpp_standalone", cache_root=brian_build_cache, build_on_run=True) as sim:
+        _, _, monitor = tiny_lif_network(sim)
+        assert sim.built
+        counts = np.asarray(monitor.count[:]).copy()
+    np.testing.assert_array_equal(counts, runtime_counts)
+
+
+@needs_cxx
+def test_rerun_with_run_args_changes_result_without_recompiling(brian_build_cache):
+    (base, stronger, again), _, (before, after) = simulate_tiny(
+        "cpp_standalone", gains=(None, 3.0, 1.0), cache_root=brian_build_cache
+    )
+    assert after == before  # the re-runs did not rebuild anything
+    assert stronger.sum() > base.sum()
+    assert np.all(stronger >= base)
+    np.testing.assert_array_equal(again, base)  # gain 1.0 is the built-in value
+
+
+@needs_cxx
+def test_cached_build_is_reused_not_recompiled(brian_build_cache):
+    first_counts, first_dir, (_, first_stamp) = simulate_tiny(
+        "cpp_standalone", cache_root=brian_build_cache
+    )
+    second_counts, second_dir, (second_stamp, _) = simulate_tiny(
+        "cpp_standalone", cache_root=brian_build_cache
+    )
+    assert first_dir == second_dir  # same generated code -> same cache folder
+    assert second_stamp == first_stamp  # the second build compiled and linked nothing
+    np.testing.assert_array_equal(first_counts[0], second_counts[0])
+
+
+def test_build_cache_dir_and_code_hash(tmp_path):
+    assert build_cache_dir(tmp_path, "net a") == build_cache_dir(tmp_path, "net a")
+    assert build_cache_dir(tmp_path, "net a") != build_cache_dir(tmp_path, "net-a")
+    assert build_cache_dir(tmp_path, "net a").parent == tmp_path
+    with pytest.raises(ValueError, match="cache_key"):
+        build_cache_dir(tmp_path, " ")
+    project = tmp_path / "project"
+    (project / "static_arrays").mkdir(parents=True)
+    (project / "main.cpp").write_text("int main() { return 0; }")
+    (project / "makefile").write_text("all:\n")
+    first = generated_code_hash(project)
+    (project / "static_arrays" / "_static_array_w").write_bytes(b"\x00" * 8)
+    (project / "main.o").write_bytes(b"object code")
+    assert generated_code_hash(project) == first  # data and build products do not count
+    headers = generated_code_hash(project, headers_only=True)
+    (project / "main.cpp").write_text("int main() { return 1; }")
+    assert generated_code_hash(project) != first
+    assert generated_code_hash(project, headers_only=True) == headers
+    (project / "objects.h").write_text("#define N 3")
+    assert generated_code_hash(project, headers_only=True) != headers
+
+
+# ----------------------------------------------------------------------------- refusing
+
+
+def _network_with_operation():
+    from brian2 import Network, NeuronGroup, ms, network_operation
+
+    group = NeuronGroup(2, "dv/dt = -v / (10*ms) : 1", name="netop_group")
+
+    @network_operation(dt=1 * ms, name="reward_update")
+    def apply_reward():
+        group.v += 0.1
+
+    return Network(group, apply_reward, name="netop_net"), group
+
+
+def test_network_operation_refused_under_cpp_standalone(tmp_path):
+    from brian2 import ms
+
+    with activate_backend("cpp_standalone", directory=tmp_path / "b") as sim:
+        net, _ = _network_with_operation()
+        with pytest.raises(StandaloneNetworkOperationError) as info:
+            sim.run_network(net, 5 * ms)
+        message = str(info.value)
+        assert "reward_update" in message and "apply_reward" in message
+        assert "silently" in message and "ignore" in message
+        for fix in ("equations", "run_regularly", "run_args", "runtime"):
+            assert fix in message
+        # Going around run_network does not help: build checks every network that ran.
+        net.run(5 * ms)
+        with pytest.raises(StandaloneNetworkOperationError, match="reward_update"):
+            sim.build()
+    assert not (tmp_path / "b" / "main").exists()
+    with pytest.raises(StandaloneNetworkOperationError):
+        refuse_network_operations([[net]], "cuda_standalone")
+
+
+def test_network_operation_refused_with_magic_run(tmp_path):
+    from brian2 import NeuronGroup, ms, network_operation, run
+
+    with activate_backend("cpp_standalone", directory=tmp_path / "magic") as sim:
+        group = NeuronGroup(2, "dv/dt = -v / (10*ms) : 1", name="magic_group")
+
+        @network_operation(dt=1 * ms, name="magic_update")
+        def nudge():
+            group.v += 0.1
+
+        run(2 * ms)  # Brian2's magic network forgets its objects after the run
+        with pytest.raises(StandaloneNetworkOperationError, match="magic_update"):
+            sim.build()
+
+
+def test_network_operation_allowed_on_runtime():
+    from brian2 import ms
+
+    with activate_backend("numpy") as sim:
+        net, group = _network_with_operation()
+        refuse_network_operations(net, "runtime")
+        sim.run_network(net, 5 * ms)
+        assert np.all(group.v[:] > 0)  # the operation really ran
+
+
+# ----------------------------------------------------------------------------- report
+
+
+def test_backend_report_reports_runtime_and_every_requirement():
+    report = backend_report()
+    assert all(isinstance(s, BackendStatus) for s in report)
+    by_name = {s.name: s for s in report}
+    expected = {
+        "brian2",
+        "runtime",
+        "cpp_standalone",
+        "nvcc",
+        "curand",
+        "gpu",
+        "brian2cuda",
+        "cuda_standalone",
+    }
+    assert expected <= set(by_name)
+    assert by_name["runtime"].available
+    assert "numpy" in by_name["runtime"].details["codegen_targets"]
+    assert by_name["brian2"].details["version"]
+    for status in report:
+        assert status.available or status.missing, f"{status.name}: unavailable without a fix"
+    text = format_backend_report(report)
+    assert "runtime" in text and "cuda_standalone" in text
+    if not by_name["cuda_standalone"].available:
+        assert "missing:" in text
+
+
+def test_cuda_settings_use_cpp17_and_no_gpu_code_generation(tmp_path):
+    from plastix.circuits.backend import CurandLocation
+
+    curand = CurandLocation(
+        include_dir="/site/nvidia/cu13/include",
+        library_dir="/site/nvidia/cu13/lib",
+        library_file="/site/nvidia/cu13/lib/libcurand.so.10",
+        source="pip wheel nvidia-curand",
+    )
+    settings = cuda_settings(
+        gcc_args=["-w", "-O3", "-std=c++11"],
+        cuda_path="/usr/local/cuda-13.0",
+        cuda_runtime_version=13.0,
+        curand=curand,
+        curand_link_dir=tmp_path / "link",
+    )
+    cb = "devices.cuda_standalone.cuda_backend"
+    assert settings["codegen.cpp.extra_compile_args_gcc"] == ["-w", "-O3", "-std=c++17"]
+    nvcc = settings[f"{cb}.extra_compile_args_nvcc"]
+    assert nvcc[-1] == "-std=c++17" and "-use_fast_math" in nvcc
+    assert settings[f"{cb}.cuda_path"] == "/usr/local/cuda-13.0"
+    assert settings[f"{cb}.cuda_runtime_version"] == 13.0
+    assert settings[f"{cb}.detect_gpus"] is False
+    assert settings[f"{cb}.gpu_id"] == 0
+    assert settings[f"{cb}.compute_capability"] == 9.0
+    assert settings["codegen.cpp.include_dirs"] == ["/site/nvidia/cu13/include"]
+    assert settings["codegen.cpp.library_dirs"] == [str(tmp_path / "link")]
+    assert settings["codegen.cpp.runtime_library_dirs"] == ["/site/nvidia/cu13/lib"]
+    with_gpu = cuda_settings(gcc_args=["-std=c++11"], gpu_available=True)
+    assert with_gpu[f"{cb}.detect_gpus"] is True and f"{cb}.gpu_id" not in with_gpu
+    assert with_gpu[f"{cb}.detect_cuda"] is False  # no toolkit given: do not insist on one
