@@ -55,34 +55,44 @@ def likelihood_log_factor(sign: Tensor, grad: Tensor, lr: float) -> Tensor:
     ``grad`` may carry leading example axes (``sign`` broadcasts). Raises ValueError when an
     argument of log1p is ≤ −1 (an expert likelihood ≤ 0), naming the hyper-parameter to lower.
     """
-    arg = grad * sign
-    arg.mul_(-lr)
-    smallest = float(arg.min()) if arg.numel() else 0.0
-    if not smallest > -1.0:  # also catches NaN
+    signed = grad * sign
+    _check_likelihoods(signed, lr)
+    return signed.mul_(-lr).log1p_()
+
+
+def _check_likelihoods(signed_grad: Tensor, lr: float) -> None:
+    """Refuse ``1 − η · max(sign · g) ≤ 0`` (log1p argument ≤ −1) and NaN gradients."""
+    if signed_grad.numel() == 0:
+        return
+    largest = float(signed_grad.max())
+    if math.isnan(largest):
+        raise ValueError("NeuralTangentEnsemble: the gradient contains NaN; check the loss")
+    if lr * largest >= 1.0:
         raise ValueError(
-            f"NeuralTangentEnsemble: expert likelihood 1 - lr*sign*grad = {1.0 + smallest:.4g} "
-            f"is not positive (log1p argument {smallest:.4g} <= -1) with lr={lr!r}; lower lr "
+            f"NeuralTangentEnsemble: expert likelihood 1 - lr*sign*grad = {1.0 - lr * largest:.4g} "
+            f"is not positive (log1p argument {-lr * largest:.4g} <= -1) with lr={lr!r}; lower lr "
             "(the likelihood scale / inverse temperature) so that lr*|grad| < 1, or lower the "
             "loss scale that multiplies the gradient"
         )
-    return arg.log1p_()
 
 
-def project_log_magnitudes(
-    log_magnitudes: Sequence[Tensor], log_l1_norm: float, max_delta: float | None
-) -> list[Tensor]:
-    """Renormalise ``Σ exp(log|Δw|)`` over all tensors to ``exp(log_l1_norm)``, then clip.
+def project_log_magnitudes_(
+    log_magnitudes: Sequence[Tensor],
+    log_l1_norm: float,
+    max_deltas: Sequence[float | None],
+) -> None:
+    """In place: ``log|Δw| ← min(log|Δw| + log z − logsumexp(all log|Δw|), log max_delta)``.
 
-    ``log|Δw| + log z − logsumexp(all log|Δw|)``, followed by ``min(·, log max_delta)``.
-    Returns new tensors; entries at −inf (exactly-zero Δw that are kept) stay at −inf.
+    The projection renormalises ``Σ exp(log|Δw|)`` over *all* tensors to ``z = exp(log_l1_norm)``;
+    the clip (one ``max_delta`` per tensor, None for none) follows it. Entries at −inf (kept
+    exactly-zero Δw) stay at −inf and take no mass.
     """
-    total = torch.logsumexp(torch.stack([torch.logsumexp(m.flatten(), 0) for m in log_magnitudes]), 0)
-    shift = log_l1_norm - total
-    out = [m + shift for m in log_magnitudes]
-    if max_delta is not None:
-        cap = math.log(max_delta)
-        out = [m.clamp_(max=cap) for m in out]
-    return out
+    per_tensor = torch.stack([torch.logsumexp(m.flatten(), 0) for m in log_magnitudes])
+    shift = log_l1_norm - float(torch.logsumexp(per_tensor, 0))
+    for log_mag, max_delta in zip(log_magnitudes, max_deltas, strict=True):
+        log_mag.add_(shift)
+        if max_delta is not None:
+            log_mag.clamp_(max=math.log(max_delta))
 
 
 def per_example_gradients(
@@ -121,8 +131,9 @@ def per_example_gradients(
     per_name: dict[str, list[Tensor]] = {k: [] for k in names}
     losses = []
     for x, y in zip(inputs, targets, strict=True):
-        loss = loss_fn(module(x.unsqueeze(0)), y.unsqueeze(0))
-        grads = torch.autograd.grad(loss, tensors, allow_unused=True)
+        with torch.enable_grad():
+            loss = loss_fn(module(x.unsqueeze(0)), y.unsqueeze(0))
+            grads = torch.autograd.grad(loss, tensors, allow_unused=True)
         for k, g, p in zip(names, grads, tensors, strict=True):
             per_name[k].append(torch.zeros_like(p) if g is None else g)
         losses.append(loss.detach())
@@ -141,7 +152,11 @@ class NeuralTangentEnsemble(torch.optim.Optimizer):
         lr: η, the likelihood scale (inverse temperature): expert likelihood ``1 − η·sign·g``.
             Must keep ``η·|g| < 1``; otherwise a step raises ValueError saying to lower it.
         exponent: β, the tempering exponent applied to each likelihood.
-        max_delta: largest allowed ``|Δw|`` (clip after the projection); None: no clip.
+        max_delta: largest allowed ``|Δw|`` (clip after the projection); None: no clip. It
+            must lie well above the mean ``|Δw| = z / N``: the projection scales the clipped
+            mass back up, so magnitudes pile up at the clip when it is near the mean (a small
+            MLP with PyTorch's default init has mean |w| ≈ 0.1: use a larger value or None).
+            Construction refuses ``z ≥ N · max_delta``, where no state can satisfy both.
         expansion: ``"origin"`` (w0 = 0, the parameters themselves are Δw; the authors'
             default) or ``"init"`` (w0 = the parameters at construction; Δw starts as
             ``init_noise · N(0, 1)`` noise, added to the parameters at construction, because an
@@ -158,7 +173,9 @@ class NeuralTangentEnsemble(torch.optim.Optimizer):
     Constructing the optimizer may change the parameters (noise, see above). Afterwards the
     optimizer owns them: each step writes ``w = w0 + sign·exp(log|Δw|)``. Parameters whose
     ``grad`` is None in :meth:`step` get likelihood 1 (unchanged log|Δw|) but still take part in
-    the projection.
+    the projection. State per parameter: ``sign``, ``log_magnitude`` and (init expansion)
+    ``seed``; z is in ``state["ensemble"]``. Like torch's own optimizers, ``state_dict()``
+    returns the live tensors, which later steps update in place: deep-copy it for a snapshot.
     """
 
     def __init__(
@@ -187,6 +204,7 @@ class NeuralTangentEnsemble(torch.optim.Optimizer):
         if not isinstance(seed, int) or isinstance(seed, bool):
             raise TypeError(f"seed must be an int, got {seed!r}")
         self._initialised = False
+        self._buffers: dict[int, Tensor] = {}
         defaults = {"lr": lr, "exponent": exponent, "max_delta": max_delta}
         super().__init__(params, defaults)
         for group in self.param_groups:
@@ -216,7 +234,9 @@ class NeuralTangentEnsemble(torch.optim.Optimizer):
             raise ValueError("NeuralTangentEnsemble: got no parameters to optimise")
         for p in params:
             if not p.is_floating_point():
-                raise TypeError(f"NeuralTangentEnsemble: parameters must be floating point, got {p.dtype}")
+                raise TypeError(
+                    f"NeuralTangentEnsemble: parameters must be floating point, got {p.dtype}"
+                )
         generator = torch.Generator(device=params[0].device).manual_seed(seed)
         deltas = []
         for p in params:
@@ -247,6 +267,18 @@ class NeuralTangentEnsemble(torch.optim.Optimizer):
                 "NeuralTangentEnsemble: every Δw is zero, so the ensemble has no mass; "
                 "use zeros='noise' or non-zero parameters"
             )
+        caps = [g["max_delta"] for g in self.param_groups for _ in g["params"]]
+        if all(cap is not None for cap in caps):
+            counts = [int((d != 0).sum()) for d in deltas]
+            capacity = sum(n * cap for n, cap in zip(counts, caps, strict=True))
+            if l1 >= capacity:
+                raise ValueError(
+                    f"NeuralTangentEnsemble: max_delta is too small: the L1 norm z = {l1:.4g} "
+                    f"is more than all {sum(counts)} entries clipped at max_delta can hold "
+                    f"({capacity:.4g}), so the projection would push every |Δw| to the clip; "
+                    f"raise max_delta well above the mean |Δw| ({l1 / sum(counts):.3g}) or pass "
+                    "max_delta=None"
+                )
         for p, delta in zip(params, deltas, strict=True):
             state = self.state[p]
             state["sign"] = torch.sign(delta)
@@ -281,18 +313,22 @@ class NeuralTangentEnsemble(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        log_factors = []
+        signed = []  # (group, parameter, sign · grad), all checked before any state changes
         for group in self.param_groups:
             for p in group["params"]:
                 if p.grad is None:
-                    log_factors.append(None)
                     continue
                 if p.grad.is_sparse:
                     raise TypeError("NeuralTangentEnsemble does not support sparse gradients")
-                sign = self.state[p]["sign"]
-                factor = likelihood_log_factor(sign, p.grad, group["lr"])
-                log_factors.append(factor.mul_(group["exponent"] * batch_size))
-        self._apply(log_factors)
+                buf = torch.mul(p.grad, self.state[p]["sign"], out=self._scratch(p))
+                _check_likelihoods(buf, group["lr"])
+                signed.append((group, p, buf))
+        partial_l1 = 0.0  # Σ exp(log|Δw|) of the updated tensors, summed while they are hot
+        for group, p, buf in signed:
+            log_mag = self.state[p]["log_magnitude"]
+            log_mag.add_(buf.mul_(-group["lr"]).log1p_(), alpha=group["exponent"] * batch_size)
+            partial_l1 += float(torch.exp(log_mag, out=buf).sum())
+        self._project({id(p) for _, p, _ in signed}, partial_l1)
         return loss
 
     @torch.no_grad()
@@ -347,31 +383,60 @@ class NeuralTangentEnsemble(torch.optim.Optimizer):
                                 self.state[p]["sign"], grads[name], group["lr"]
                             ).sum(0)
                             sums[name] = factor if name not in sums else sums[name].add_(factor)
-        log_factors = [
-            sums[names[id(p)]].mul_(g["exponent"]) for g in self.param_groups for p in g["params"]
-        ]
-        self._apply(log_factors)
+        for group in self.param_groups:
+            for p in group["params"]:
+                self.state[p]["log_magnitude"].add_(sums[names[id(p)]], alpha=group["exponent"])
+        self._project()
         return torch.cat(losses).mean()
 
-    def _apply(self, log_factors: Sequence[Tensor | None]) -> None:
-        """Add the log-likelihoods, project onto the L1 sphere, clip, write the parameters."""
-        params = [(g, p) for g in self.param_groups for p in g["params"]]
-        log_mags = []
-        for (_, p), factor in zip(params, log_factors, strict=True):
-            log_mag = self.state[p]["log_magnitude"]
-            log_mags.append(log_mag if factor is None else log_mag.add_(factor))
-        log_l1 = self.state["ensemble"]["log_l1_norm"]
-        total = torch.logsumexp(torch.stack([torch.logsumexp(m.flatten(), 0) for m in log_mags]), 0)
-        shift = log_l1 - float(total)
-        for (group, p), log_mag in zip(params, log_mags, strict=True):
-            log_mag.add_(shift)
-            if group["max_delta"] is not None:
-                log_mag.clamp_(max=math.log(group["max_delta"]))
-            state = self.state[p]
-            value = torch.exp(log_mag).mul_(state["sign"])
-            if "seed" in state:
-                value.add_(state["seed"])
-            p.copy_(value)
+    def _scratch(self, p: Tensor) -> Tensor:
+        """A work tensor shaped like ``p``, kept between steps (not part of the state)."""
+        buf = self._buffers.get(id(p))
+        if buf is None or buf.shape != p.shape or buf.dtype != p.dtype or buf.device != p.device:
+            buf = self._buffers[id(p)] = torch.empty_like(p, memory_format=torch.contiguous_format)
+        return buf
+
+    def _project(self, ready: set[int] | None = None, partial_l1: float = 0.0) -> None:
+        """Project onto ``Σ|Δw| = z``, clip, and write ``w = w0 + sign · |Δw|``.
+
+        The L1 norm is summed from ``exp(log|Δw|)``, which the parameters need anyway; only if
+        that sum over- or underflows does the projection fall back to log-space
+        (:func:`project_log_magnitudes_`). Parameters whose id is in ``ready`` already hold
+        ``exp(log|Δw|)`` in their work tensor, summed into ``partial_l1``.
+        """
+        ready = ready or set()
+        entries = [(g, p, self.state[p]) for g in self.param_groups for p in g["params"]]
+        log_z = self.state["ensemble"]["log_l1_norm"]
+        total = partial_l1
+        for _, p, state in entries:
+            if id(p) not in ready:
+                total += float(torch.exp(state["log_magnitude"], out=self._scratch(p)).sum())
+        if math.isfinite(total) and total > 0:
+            log_scale = log_z - math.log(total)
+            scale = math.exp(log_scale)
+            for group, p, state in entries:
+                log_mag, unscaled = state["log_magnitude"], self._scratch(p)
+                log_mag.add_(log_scale)
+                if group["max_delta"] is not None:
+                    log_mag.clamp_(max=math.log(group["max_delta"]))
+                    unscaled.clamp_(max=group["max_delta"] / scale)
+                _write(p, state, unscaled, scale)
+            return
+        project_log_magnitudes_(
+            [state["log_magnitude"] for _, _, state in entries],
+            log_z,
+            [group["max_delta"] for group, _, _ in entries],
+        )
+        for _, p, state in entries:
+            _write(p, state, torch.exp(state["log_magnitude"], out=self._scratch(p)), 1.0)
+
+
+def _write(p: Tensor, state: dict[str, Tensor], magnitude: Tensor, scale: float) -> None:
+    """``p = w0 + sign · scale · magnitude`` in one pass (w0 = 0 about the origin)."""
+    seed = state.get("seed")
+    if seed is None:
+        seed = torch.zeros((), dtype=p.dtype, device=p.device)
+    torch.addcmul(seed, magnitude, state["sign"], value=scale, out=p)
 
 
 def _check_positive(name: str, value: Any, hint: str) -> None:

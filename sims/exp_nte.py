@@ -77,8 +77,8 @@ class NTEContinualConfig:
     nte_per_example: bool = field(
         default=False, metadata={"help": "exact per-example likelihoods instead of batch form"}
     )
-    ewc_lambda: float = field(default=100.0, metadata={"min": 0.0})
-    ewc_fisher_samples: int = field(default=500, metadata={"min": 1})
+    ewc_lambda: float = field(default=400.0, metadata={"min": 0.0})
+    ewc_fisher_samples: int = field(default=200, metadata={"min": 1})
     reset_between_tasks: bool = field(
         default=False, metadata={"help": "clear optimizer state (momentum) at each new task"}
     )
