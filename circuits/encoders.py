@@ -15,7 +15,7 @@ in [0, 1]); this is rate coding with inhomogeneous Poisson spike trains (Gerstne
 from __future__ import annotations
 
 from dataclasses import dataclass
-from fractions import Fraction
+from math import gcd
 
 import numpy as np
 from brian2 import Hz, NeuronGroup, Quantity, TimedArray, ms, second
@@ -38,25 +38,26 @@ def _check_time(name: str, value: object, allow_zero: bool) -> float:
     return seconds
 
 
-def _table_step(presentation: float, gap: float) -> float:
-    """Largest time step (s) that divides both durations (resolution 1 microsecond)."""
-    p = Fraction(round(presentation * 1e6), 1)
-    if gap == 0:
-        return float(p) * 1e-6
-    g = Fraction(round(gap * 1e6), 1)
-    from math import gcd
-
-    return gcd(int(p), int(g)) * 1e-6
+def _whole_steps(name: str, seconds: float, dt: float) -> int:
+    steps = round(seconds / dt)
+    if abs(steps * dt - seconds) > 1e-9 * max(seconds, dt):
+        raise ValueError(
+            f"{name}: {seconds * 1e3:g} ms is not a whole number of time steps of "
+            f"dt = {dt * 1e3:g} ms; choose a multiple of dt"
+        )
+    return steps
 
 
 def schedule_table(
-    samples: np.ndarray, presentation: Quantity, gap: Quantity = 0 * ms
+    samples: np.ndarray, presentation: Quantity, gap: Quantity, dt: Quantity
 ) -> tuple[np.ndarray, Quantity]:
     """Rows of a stimulus table and its time step for samples shown in sequence.
 
-    samples: ``(n_samples, n_channels)`` values. Returns ``(table, dt)`` where ``table`` has
-    ``k`` rows per sample (``k dt = presentation + gap``), the first ``presentation / dt`` of
-    them holding the sample and the rest zeros.
+    samples: ``(n_samples, n_channels)`` values. The table step is the largest multiple of the
+    simulation step ``dt`` that divides both ``presentation`` and ``gap`` (so that Brian2's
+    time grids align exactly). Returns ``(table, step)``; each sample fills ``k`` rows
+    (``k step = presentation + gap``), the first ``presentation / step`` with its values and
+    the rest with zeros.
     """
     samples = np.asarray(samples, dtype=float)
     if samples.ndim != 2 or samples.shape[0] == 0:
@@ -66,15 +67,15 @@ def schedule_table(
         )
     if not np.all(np.isfinite(samples)):
         raise ValueError("samples: contains NaN or infinite values")
-    p = _check_time("presentation", presentation, allow_zero=False)
-    g = _check_time("gap", gap, allow_zero=True)
-    step = _table_step(p, g)
-    on_rows = round(p / step)
-    rows = on_rows + round(g / step)
+    step_s = _check_time("dt", dt, allow_zero=False)
+    on = _whole_steps("presentation", _check_time("presentation", presentation, False), step_s)
+    off = _whole_steps("gap", _check_time("gap", gap, allow_zero=True), step_s)
+    unit = gcd(on, off)
+    on_rows, rows = on // unit, (on + off) // unit
     table = np.zeros((samples.shape[0] * rows, samples.shape[1]))
     view = table.reshape(samples.shape[0], rows, samples.shape[1])
     view[:, :on_rows, :] = samples[:, None, :]
-    return table, step * second
+    return table, unit * dt
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,7 @@ class Schedule:
     n_samples: int
     presentation: Quantity
     gap: Quantity
+    dt: Quantity
 
     @property
     def slot(self) -> Quantity:
@@ -103,16 +105,22 @@ class Schedule:
                 f"samples: {samples.shape[0]} samples, but this schedule was built for "
                 f"{self.n_samples}; a standalone build has fixed duration — pad or rebuild"
             )
-        table, _ = schedule_table(samples, self.presentation, self.gap)
+        table, _ = schedule_table(samples, self.presentation, self.gap, self.dt)
         return table
 
 
 def make_schedule(
-    samples: np.ndarray, presentation: Quantity, gap: Quantity = 0 * ms, name: str = "stimulus"
+    samples: np.ndarray,
+    presentation: Quantity,
+    gap: Quantity = 0 * ms,
+    dt: Quantity = 0.1 * ms,
+    name: str = "stimulus",
 ) -> Schedule:
-    """Build a :class:`Schedule` (a ``TimedArray`` named ``name``) from ``(n, channels)``."""
-    table, step = schedule_table(samples, presentation, gap)
-    return Schedule(TimedArray(table, dt=step, name=name), len(samples), presentation, gap)
+    """Build a :class:`Schedule` (a ``TimedArray`` named ``name``) from ``(n, channels)``;
+    ``dt`` is the simulation time step the groups reading it use."""
+    table, step = schedule_table(samples, presentation, gap, dt)
+    values = TimedArray(table, dt=step, name=name)
+    return Schedule(values, len(samples), presentation, gap, dt)
 
 
 class PoissonEncoder:
@@ -153,6 +161,7 @@ class PoissonEncoder:
             n_channels,
             "rate = rate_min + (rate_max - rate_min) * stimulus(t, i) : Hz",
             threshold="rand() < rate * dt",
+            dt=schedule.dt,
             namespace={
                 "stimulus": schedule.values,
                 "rate_min": rate_min,

@@ -16,7 +16,7 @@ The leaky-integrator readout (``LIReadoutParams``) is the same membrane without 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from brian2 import Quantity, ms, mV, second, volt
@@ -29,6 +29,11 @@ __all__ = [
     "li_equations",
     "surrogate_derivative",
 ]
+
+
+def _default(value: Quantity):
+    """A dataclass field defaulting to a Brian2 quantity (quantities are arrays, so unhashable)."""
+    return field(default_factory=lambda: value)
 
 
 def _check_quantity(name: str, value: object, unit: Quantity, positive: bool) -> None:
@@ -51,12 +56,12 @@ class LIFParams:
     rules as the postsynaptic term (:func:`surrogate_derivative`).
     """
 
-    tau_m: Quantity = 10 * ms
-    tau_syn: Quantity = 5 * ms
-    v_rest: Quantity = -65 * mV
-    v_reset: Quantity = -65 * mV
-    v_th: Quantity = -50 * mV
-    t_ref: Quantity = 2 * ms
+    tau_m: Quantity = _default(10 * ms)
+    tau_syn: Quantity = _default(5 * ms)
+    v_rest: Quantity = _default(-65 * mV)
+    v_reset: Quantity = _default(-65 * mV)
+    v_th: Quantity = _default(-50 * mV)
+    t_ref: Quantity = _default(2 * ms)
     surrogate_beta: float = 5.0
 
     def __post_init__(self) -> None:
@@ -102,8 +107,8 @@ class LIFParams:
 class LIReadoutParams:
     """Leaky-integrator readout: ``tau_m du/dt = -u + I_syn``, ``tau_syn dI_syn/dt = -I_syn``."""
 
-    tau_m: Quantity = 10 * ms
-    tau_syn: Quantity = 5 * ms
+    tau_m: Quantity = _default(10 * ms)
+    tau_syn: Quantity = _default(5 * ms)
 
     def __post_init__(self) -> None:
         for name in ("tau_m", "tau_syn"):

@@ -28,11 +28,15 @@ XI_METHODS: tuple[str, ...] = ("exact", "row-centred", "diagonal")
 __all__ = [
     "XI_METHODS",
     "centering_matrix",
+    "cosine_kernel",
     "gaussian_kernel",
     "hsic",
     "layer_objective",
     "modulatory_signal",
+    "modulatory_weights",
+    "plausible_hsic",
     "sliding_windows",
+    "xi_from_weights",
 ]
 
 
@@ -115,11 +119,12 @@ def _squared_distances(a: Tensor) -> Tensor:
     return d2.clamp_min(0.0)
 
 
-def gaussian_kernel(a: Tensor | np.ndarray, sigma: float) -> Tensor:
+def gaussian_kernel(a: Tensor | np.ndarray, sigma: float, scale_by_dim: bool = True) -> Tensor:
     """Gaussian kernel matrix over the samples of a window.
 
     ``K[i, j] = exp(-||a_i - a_j||^2 / (2 s^2))`` with ``s = sigma * sqrt(d)`` (Ma et al.
-    2020, ``kernelmat``; Daruwalla & Lipasti 2024, ``_kernel_matrix``).
+    2020, ``kernelmat``; Daruwalla & Lipasti 2024, ``_kernel_matrix``), or ``s = sigma`` when
+    ``scale_by_dim`` is False (Pogodin & Latham 2020).
 
     a: ``(B, d)`` or ``(..., B, d)``. Returns ``(..., B, B)``.
     """
@@ -127,8 +132,19 @@ def gaussian_kernel(a: Tensor | np.ndarray, sigma: float) -> Tensor:
     sigma = _check_sigma(sigma, "sigma")
     if a.ndim < 2:
         raise ValueError(f"a: shape {tuple(a.shape)}; expected (B, d) or (..., B, d)")
-    s = _bandwidth(sigma, a.shape[-1])
+    s = _bandwidth(sigma, a.shape[-1]) if scale_by_dim else sigma
     return torch.exp(_squared_distances(a) / (-2.0 * s * s))
+
+
+def cosine_kernel(a: Tensor | np.ndarray, eps: float = 1e-6) -> Tensor:
+    """Cosine-similarity kernel ``K[i, j] = a_i . a_j / (||a_i|| ||a_j||)`` (a zero vector
+    gives a zero row); Pogodin & Latham (2020) use it on centred one-hot labels."""
+    a = _as_float_tensor(a, "a")
+    if a.ndim < 2:
+        raise ValueError(f"a: shape {tuple(a.shape)}; expected (B, d) or (..., B, d)")
+    norm = a.norm(dim=-1, keepdim=True)
+    unit = a / (norm + eps * (norm <= 0))
+    return unit @ unit.transpose(-1, -2)
 
 
 def centering_matrix(
@@ -168,6 +184,21 @@ def hsic(ka: Tensor | np.ndarray, kb: Tensor | np.ndarray) -> Tensor:
     return (ka * _double_centre(kb).transpose(-1, -2)).sum((-2, -1)) / (window - 1) ** 2
 
 
+def plausible_hsic(ka: Tensor | np.ndarray, kb: Tensor | np.ndarray) -> Tensor:
+    """pHSIC, the "plausible" estimator of Pogodin & Latham (NeurIPS 2020,
+    ``kernels.py::estimate_hsic``): ``mean((K_A - mean(K_A)) * K_B)`` over the window;
+    ka, kb ``(..., B, B)`` -> ``(...)``."""
+    ka = _as_float_tensor(ka, "ka")
+    kb = _as_float_tensor(kb, "kb")
+    if ka.ndim < 2 or ka.shape[-2:] != kb.shape[-2:] or ka.shape[-1] != ka.shape[-2]:
+        raise ValueError(
+            f"ka, kb: shapes {tuple(ka.shape)} and {tuple(kb.shape)} are not matching (..., B, B)"
+        )
+    _check_window(ka, "ka")
+    centred = ka - ka.mean((-2, -1), keepdim=True)
+    return (centred * kb.to(ka.dtype)).mean((-2, -1))
+
+
 def layer_objective(
     x: Tensor | np.ndarray,
     y: Tensor | np.ndarray,
@@ -198,52 +229,75 @@ def modulatory_signal(
 ) -> Tensor:
     """The global modulatory signal xi for the current (last) sample of each window.
 
-    With ``A = K_X - gamma K_Y`` and ``alpha_j = -(2 / s_z^2) K_Z[B, j] (z_B - z_j)``:
+    With ``A = K_X - gamma K_Y`` and ``alpha_j = -(2 / s_z^2) K_Z[B, j] (z_B - z_j)``,
+    ``xi = sum_j w_j alpha_j / (B - 1)^2`` where the weights ``w`` depend on ``method``:
 
-    - ``"exact"``: ``xi = dL/dz_B = sum_j (H A H)[B, j] alpha_j / (B - 1)^2`` (reference 1.2);
-      it equals the autograd gradient of :func:`layer_objective` with respect to ``z_B``.
+    - ``"exact"``: ``w_j = (H A H)[B, j]``, so ``xi = dL/dz_B`` (reference 1.2); it equals the
+      autograd gradient of :func:`layer_objective` with respect to ``z_B``.
     - ``"row-centred"``: the arXiv-era Julia form (``globalerror.jl``, reference 1.3a), row B
-      of ``A`` centred once: ``a_j = A[B, j] - mean_k A[B, k]``, ``xi = sum_j a_j alpha_j /
-      (B - 1)^2``. (The Julia code also centres ``alpha`` over ``j``; since ``sum_j a_j = 0``
-      that leaves ``xi`` unchanged, so it is not repeated here.)
+      of ``A`` centred once: ``w_j = A[B, j] - mean_k A[B, k]``. (The Julia code also centres
+      ``alpha`` over ``j``; since ``sum_j w_j = 0`` that leaves ``xi`` unchanged.)
     - ``"diagonal"``: the Frontiers JAX form (``global_error``, reference 1.3b) after the
-      Oct 2024 fix: ``M[i, j] = A[i, j] - mean_k A[j, k]``, ``alpha'_j = -alpha_j``,
-      ``xi = (sum_{j<B} M[j, j] alpha'_j / B + M[B, B] sum_{j<B} alpha'_j / B) / (B - 1)^2``.
+      Oct 2024 fix. With ``M[j, j] = A[j, j] - mean_k A[j, k]`` and its ``alpha' = -alpha``,
+      ``xi = (sum_{j<B} M[j, j] alpha'_j / B + M[B, B] sum_{j<B} alpha'_j / B) / (B - 1)^2``,
+      i.e. ``w_j = -(M[j, j] + M[B, B]) / B``.
 
     Shapes: x ``(..., B, dx)``, y ``(..., B, dy)``, z ``(..., B, dz)``; returns ``(..., dz)``.
-    Cost O(B^2 (dx + dy) + B dz) per window.
+    Cost O(B^2 (dx + dy) + B dz) per window. The two halves are public for reuse across
+    layers: :func:`modulatory_weights` (inputs and labels only) and :func:`xi_from_weights`.
     """
     if method not in XI_METHODS:
         raise ValueError(f"method: {method!r} is not one of {XI_METHODS}")
     x, y, z = _check_triplet(x, y, z)
     gamma = _check_gamma(gamma)
     sx, sy, sz = _check_sigmas(sigmas)
-    window = z.shape[-2]
-    s_z = _bandwidth(sz, z.shape[-1])
-    a = gaussian_kernel(x, sx) - gamma * gaussian_kernel(y, sy)  # (..., B, B)
-    z_last = z[..., -1:, :]  # (..., 1, dz)
-    kz_row = torch.exp(_squared_distances_to(z_last, z) / (-2.0 * s_z * s_z))  # (..., B)
-    norm = (window - 1) ** 2
-    scale = -2.0 / (s_z * s_z)
+    weights = modulatory_weights(gaussian_kernel(x, sx), gaussian_kernel(y, sy), gamma, method)
+    return xi_from_weights(weights, z, sz)
+
+
+def modulatory_weights(kx: Tensor, ky: Tensor, gamma: float, method: XiMethod = "exact") -> Tensor:
+    """Per-sample weights ``w_j`` of xi (see :func:`modulatory_signal`) from the input and
+    label kernel matrices ``(..., B, B)``; returns ``(..., B)``. They do not depend on the
+    layer, so one set serves every layer of a network."""
+    if method not in XI_METHODS:
+        raise ValueError(f"method: {method!r} is not one of {XI_METHODS}")
+    gamma = _check_gamma(gamma)
+    kx = _as_float_tensor(kx, "kx")
+    ky = _as_float_tensor(ky, "ky")
+    for name, k in (("kx", kx), ("ky", ky)):
+        if k.ndim < 2 or k.shape[-1] != k.shape[-2]:
+            raise ValueError(f"{name}: shape {tuple(k.shape)} is not (..., B, B)")
+        _check_window(k, name)
+    if kx.shape != ky.shape:
+        raise ValueError(f"kx, ky: shapes {tuple(kx.shape)} and {tuple(ky.shape)} differ")
+    a = kx - gamma * ky.to(kx.dtype)
     if method == "exact":
-        weights = _double_centre(a)[..., -1, :]
-    elif method == "row-centred":
+        return _double_centre(a)[..., -1, :]
+    if method == "row-centred":
         row = a[..., -1, :]
-        weights = row - row.mean(-1, keepdim=True)
-    else:
-        # diagonal form uses alpha' = -alpha; fold that sign into the weights.
-        diag = a.diagonal(dim1=-2, dim2=-1) - a.mean(-1)  # M[j, j]
-        # the sums run over j < B; the j = B term vanishes anyway because alpha_B = 0.
-        weights = -(diag + diag[..., -1:]) / window
-    w = weights * kz_row  # (..., B)
+        return row - row.mean(-1, keepdim=True)
+    # diagonal: the sums run over j < B; the j = B term vanishes anyway since alpha_B = 0.
+    diag = a.diagonal(dim1=-2, dim2=-1) - a.mean(-1)
+    return -(diag + diag[..., -1:]) / a.shape[-1]
+
+
+def xi_from_weights(weights: Tensor, z: Tensor, sigma_z: float) -> Tensor:
+    """``xi = -(2 / s_z^2) sum_j w_j K_Z[B, j] (z_B - z_j) / (B - 1)^2`` with
+    ``s_z = sigma_z sqrt(dz)``; weights ``(..., B)``, z ``(..., B, dz)`` -> ``(..., dz)``.
+    Needs only row B of ``K_Z``: O(B dz)."""
+    if z.ndim < 2 or weights.shape[-1] != z.shape[-2] or z.shape[-2] < 2:
+        raise ValueError(
+            f"weights, z: shapes {tuple(weights.shape)} and {tuple(z.shape)} do not hold the "
+            "same window of B >= 2 samples ((..., B) and (..., B, dz))"
+        )
+    window = z.shape[-2]
+    s_z = _bandwidth(_check_sigma(sigma_z, "sigma_z"), z.shape[-1])
+    z_last = z[..., -1:, :]
+    kz_row = torch.exp(((z - z_last) ** 2).sum(-1) / (-2.0 * s_z * s_z))
+    w = weights * kz_row
     # sum_j w_j (z_B - z_j) = z_B sum_j w_j - sum_j w_j z_j
     weighted = z_last.squeeze(-2) * w.sum(-1, keepdim=True) - (w.unsqueeze(-2) @ z).squeeze(-2)
-    return scale * weighted / norm
-
-
-def _squared_distances_to(point: Tensor, a: Tensor) -> Tensor:
-    """``||point - a_j||^2`` for each sample j; point ``(..., 1, d)``, a ``(..., B, d)``."""
-    return ((a - point) ** 2).sum(-1)
+    return weighted * (-2.0 / (s_z * s_z * (window - 1) ** 2))
 
 
 def sliding_windows(stream: Tensor | np.ndarray, window: int) -> Tensor:

@@ -20,8 +20,9 @@ input ``t`` has entered.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
@@ -44,6 +45,8 @@ __all__ = [
 ]
 
 _DENSE_EIG_LIMIT = 600  # above this many units, use ARPACK for the spectral radius
+_SPARSE_MIN_UNITS = 128  # sparse products pay off from about this size ...
+_SPARSE_MAX_DENSITY = 0.25  # ... and at most this fraction of non-zero weights
 
 
 def _check_positive_int(value: object, name: str, minimum: int = 1) -> int:
@@ -131,6 +134,7 @@ class ESNWeights:
     leak: float = 1.0
     noise: float = 0.0
     activation: Activation = "tanh"
+    _csr: Tensor | bool | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         for name in ("recurrent", "input", "feedback", "bias"):
@@ -154,7 +158,9 @@ class ESNWeights:
             raise ValueError(f"bias: shape {tuple(self.bias.shape)} is not (N={n},)")
         dtypes = {t.dtype for t in (self.recurrent, self.input, self.feedback, self.bias)}
         if len(dtypes) != 1:
-            raise TypeError(f"recurrent/input/feedback/bias: mixed dtypes {sorted(map(str, dtypes))}")
+            raise TypeError(
+                f"recurrent/input/feedback/bias: mixed dtypes {sorted(map(str, dtypes))}"
+            )
         self.leak = _check_real(self.leak, "leak", low=0.0, high=1.0, low_open=True)
         self.noise = _check_real(self.noise, "noise", low=0.0)
         if self.activation not in ("tanh", "identity"):
@@ -175,6 +181,30 @@ class ESNWeights:
     @property
     def dtype(self) -> torch.dtype:
         return self.recurrent.dtype
+
+    def sparse_recurrent(self) -> Tensor | None:
+        """A CSR copy of ``W`` when it is sparse (at most 25% non-zero, N >= 128), made once
+        and cached, else None. The weights are fixed: do not modify ``recurrent`` in place
+        after the first call."""
+        if self._csr is None:
+            n = self.n_units
+            density = float((self.recurrent != 0).sum()) / (n * n)
+            if n < _SPARSE_MIN_UNITS or density > _SPARSE_MAX_DENSITY:
+                self._csr = False
+            else:
+                with warnings.catch_warnings():  # "sparse CSR support is in beta"
+                    warnings.simplefilter("ignore", UserWarning)
+                    self._csr = self.recurrent.to_sparse_csr()
+        return self._csr if self._csr is not False else None
+
+    def recurrent_product(self, state: Tensor) -> Tensor:
+        """``state @ W^T`` for ``state (..., N)``, through :meth:`sparse_recurrent` when W is
+        sparse."""
+        csr = self.sparse_recurrent()
+        if csr is None:
+            return state @ self.recurrent.T
+        flat = state.reshape(-1, self.n_units)
+        return (csr @ flat.T).T.reshape(state.shape)
 
     def to(self, dtype: torch.dtype | None = None, device: torch.device | str | None = None):
         """A copy with every tensor moved to ``dtype`` / ``device``."""
@@ -206,8 +236,15 @@ def spectral_radius(weights: Tensor | np.ndarray, seed: int = 0) -> float:
     from scipy.sparse.linalg import eigs
 
     start = np.random.default_rng(seed).standard_normal(n)
-    values = eigs(sparse.csr_matrix(w), k=1, which="LM", v0=start, return_eigenvectors=False,
-                  maxiter=20 * n, tol=1e-10)
+    values = eigs(
+        sparse.csr_matrix(w),
+        k=1,
+        which="LM",
+        v0=start,
+        return_eigenvectors=False,
+        maxiter=20 * n,
+        tol=1e-10,
+    )
     return float(np.abs(values[0]))
 
 
@@ -305,7 +342,7 @@ def esn_step(
     ``drive`` is ``W_in u_t + b`` (precomputed for a whole sequence by :func:`run_esn`);
     ``feedback`` is ``y_{t-1}`` ``(..., n_fb)``; ``noise`` is ``eps_t`` ``(..., N)``.
     """
-    pre = state @ weights.recurrent.T + drive
+    pre = weights.recurrent_product(state) + drive
     if feedback is not None:
         pre = pre + feedback @ weights.feedback.T
     new = (1.0 - weights.leak) * state + weights.leak * _activate(pre, weights.activation)
@@ -376,6 +413,9 @@ def run_esn(
             f"generator: the reservoir has noise {weights.noise}; pass a torch.Generator"
         )
     drive = u @ weights.input.T + weights.bias  # (batch, T, N)
+    if weights.n_feedback == 0 and readout is None and weights.noise == 0.0:
+        states = _run_driven(weights, state, drive)
+        return (states.squeeze(0), None) if unbatched else (states, None)
     states = torch.empty(batch, steps, n, dtype=weights.dtype, device=u.device)
     outputs: list[Tensor] = []
     y_prev = readout(state) if readout is not None and weights.n_feedback > 0 else None
@@ -396,6 +436,39 @@ def run_esn(
         states = states.squeeze(0)
         out = out.squeeze(0) if out is not None else None
     return states, out
+
+
+def _run_driven(weights: ESNWeights, state: Tensor, drive: Tensor) -> Tensor:
+    """The update loop without feedback or noise, kept lean (same arithmetic as
+    :func:`esn_step`): states in column layout ``(N, batch)``, or a vector for one sequence,
+    so each step is one sparse or dense matrix product plus the drive, in place."""
+    leak = weights.leak
+    tanh = weights.activation == "tanh"
+    matrix = weights.sparse_recurrent()
+    sparse = matrix is not None
+    if not sparse:
+        matrix = weights.recurrent
+    single = state.shape[0] == 1
+    if single:
+        x = state[0].clone()  # (N,)
+        drive_t = drive[0]  # (T, N)
+    else:
+        x = state.T.contiguous()  # (N, batch)
+        drive_t = drive.permute(1, 2, 0).contiguous()  # (T, N, batch)
+    out = torch.empty_like(drive_t)
+    for t in range(drive_t.shape[0]):
+        if sparse:
+            pre = torch.mv(matrix, x) if single else matrix @ x
+            pre += drive_t[t]
+        else:
+            pre = (
+                torch.addmv(drive_t[t], matrix, x) if single else torch.addmm(drive_t[t], matrix, x)
+            )
+        if tanh:
+            pre = torch.tanh_(pre)
+        x = pre if leak == 1.0 else x.lerp_(pre, leak)
+        out[t] = x
+    return out.unsqueeze(0) if single else out.permute(2, 0, 1)
 
 
 class EchoStateNetwork(torch.nn.Module):
@@ -448,10 +521,15 @@ class EchoStateNetwork(torch.nn.Module):
         """See :func:`run_esn`; noise is drawn from this network's own generator."""
         return run_esn(self.weights, inputs, initial_state, feedback, readout, self.generator)
 
-    def step(
-        self, state: Tensor, inputs: Tensor, feedback: Tensor | None = None
-    ) -> Tensor:
-        """One step from ``state (batch, N)`` with ``inputs (batch, n_in)``."""
+    def step(self, state: Tensor, inputs: Tensor, feedback: Tensor | None = None) -> Tensor:
+        """One step from ``state (batch, N)`` with ``inputs (batch, n_in)`` and, when the
+        reservoir has feedback weights, ``feedback (batch, n_fb)`` (``y_{t-1}``)."""
+        n_fb = self.feedback_weights.shape[1]
+        if (feedback is None) != (n_fb == 0):
+            raise ValueError(
+                f"feedback: the reservoir has {n_fb} feedback inputs; pass feedback exactly "
+                "when it has some"
+            )
         eps = (
             torch.randn(state.shape, generator=self.generator, dtype=state.dtype)
             if self.noise > 0.0

@@ -9,14 +9,19 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from plastix.plasticity.hsic import (
     XI_METHODS,
     centering_matrix,
+    cosine_kernel,
     gaussian_kernel,
     hsic,
     layer_objective,
     modulatory_signal,
+    modulatory_weights,
+    plausible_hsic,
     sliding_windows,
+    xi_from_weights,
 )
 
 SETTINGS = settings(max_examples=40, deadline=None)
@@ -236,3 +241,36 @@ def test_bad_shapes_and_dtypes_are_refused():
         hsic(torch.zeros(3, 4), torch.zeros(3, 4))
     with pytest.raises(ValueError, match="sigma"):
         gaussian_kernel(x, -1.0)
+
+
+@SETTINGS
+@given(seed=st.integers(0, 2**31 - 1), window=st.integers(2, 30))
+def test_plausible_hsic_matches_its_trace_form(seed, window):
+    """pHSIC = tr((K_A - mean K_A) K_B) / B^2 (Pogodin & Latham 2020) for symmetric kernels."""
+    x, y, z = _draw(seed, window, 5, 4)
+    ka, kb = gaussian_kernel(z, 5.0, scale_by_dim=False), cosine_kernel(y - y.mean(-1, True))
+    expected = torch.trace((ka - ka.mean()) @ kb) / window**2
+    torch.testing.assert_close(plausible_hsic(ka, kb), expected)
+
+
+def test_cosine_kernel_and_unscaled_gaussian():
+    a = torch.tensor([[1.0, 0.0], [0.0, 2.0], [0.0, 0.0], [3.0, 3.0]], dtype=torch.float64)
+    k = cosine_kernel(a)
+    torch.testing.assert_close(k.diagonal(), torch.tensor([1.0, 1.0, 0.0, 1.0]).double())
+    assert k[0, 1].item() == pytest.approx(0.0)
+    assert k[0, 3].item() == pytest.approx(1 / math.sqrt(2))
+    g = gaussian_kernel(a, 2.0, scale_by_dim=False)
+    assert g[0, 1].item() == pytest.approx(math.exp(-5.0 / 8.0))
+
+
+def test_weights_and_xi_halves_compose_to_modulatory_signal():
+    x, y, z = _draw(5, 9, 6, 4, batch=(3,))
+    for method in XI_METHODS:
+        w = modulatory_weights(gaussian_kernel(x, 0.5), gaussian_kernel(y, 0.1), 2.0, method)
+        torch.testing.assert_close(
+            xi_from_weights(w, z, 1.0), modulatory_signal(x, y, z, 2.0, (0.5, 0.1, 1.0), method)
+        )
+    with pytest.raises(ValueError, match="same window"):
+        xi_from_weights(w[..., :-1], z, 1.0)
+    with pytest.raises(ValueError, match="differ"):
+        modulatory_weights(gaussian_kernel(x, 0.5), gaussian_kernel(y[:, :5], 0.1), 2.0)

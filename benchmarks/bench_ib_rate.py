@@ -1,0 +1,203 @@
+"""IB three-factor rule against backprop on rate networks (issue 3), measured side by side.
+
+(a) Fashion-MNIST accuracy, MLP 784-128-64-10 (ReLU + LayerNorm), window / minibatch B = 8,
+    the same network, initial weights, training samples and epochs for both rules.
+(b) B sweep of the IB rule (table + benchmarks/figures/ib_bsweep.png).
+(c) Speed: seconds per IB step / seconds per backprop step (same network, B = 8), epochs of
+    both interleaved in one run; the per-epoch ratio is given too (the IB rule takes one step
+    per sample, backprop one per minibatch of B).
+
+Usage: python benchmarks/bench_ib_rate.py [--quick] [--no-record]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from plastix.bridges.ib_training import IBRule, evaluate, make_trainer
+from plastix.bridges.rate_networks import RateMLP
+from plastix.sims.datasets import load_dataset
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from _record import record_section  # noqa: E402
+
+HIDDEN = (128, 64)
+
+
+def _data(n_train: int | None, n_test: int | None):
+    ds = load_dataset("fashion-mnist", n_train=n_train, n_test=n_test, seed=0).flat()
+    return tuple(
+        torch.as_tensor(np.ascontiguousarray(a))
+        for a in (ds.x_train, ds.y_train, ds.x_test, ds.y_test)
+    )
+
+
+def _net(seed: int) -> RateMLP:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return RateMLP(784, HIDDEN, 10)
+
+
+def train(method, data, epochs, window, lr, seed=0, rule=None):
+    x, y, xt, yt = data
+    net = _net(seed)
+    trainer = make_trainer(method, net, window=window, lr=lr, ib_rule=rule)
+    gen = torch.Generator().manual_seed(seed)
+    curve, seconds = [], 0.0
+    for _ in range(epochs):
+        seconds += trainer.train_epoch(x, y, gen).seconds
+        curve.append((evaluate(net, x, y)[0], evaluate(net, xt, yt)[0]))
+        print(
+            f"  {method} B={window} epoch {len(curve)}: train {curve[-1][0]:.4f} "
+            f"test {curve[-1][1]:.4f} ({seconds:.0f} s)",
+            flush=True,
+        )
+    return curve, seconds
+
+
+def speed(data, window, rounds, ib_samples):
+    """Median seconds per step of IB and backprop epochs, interleaved."""
+    x, y, _, _ = data
+    ib = make_trainer("ib", _net(0), window=window, lr=1e-4)
+    bp = make_trainer("backprop", _net(0), window=window, lr=1e-3)
+    gen = torch.Generator().manual_seed(0)
+    ib_x, ib_y = x[:ib_samples], y[:ib_samples]
+    bp_x, bp_y = x[: ib_samples * window], y[: ib_samples * window]
+    ib_step, bp_step = [], []
+    for _ in range(rounds):
+        ib_step.append(ib.train_epoch(ib_x, ib_y, gen).seconds_per_step)
+        bp_step.append(bp.train_epoch(bp_x, bp_y, gen).seconds_per_step)
+    return statistics.median(ib_step), statistics.median(bp_step)
+
+
+def _count(n: int | None, full: int) -> str:
+    return f"all {full}" if n is None else f"{n} (stratified subset, seed 0)"
+
+
+def plot_sweep(rows, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    windows = [r[0] for r in rows]
+    fig, ax = plt.subplots(figsize=(4.5, 3.2))
+    ax.plot(windows, [100 * r[1] for r in rows], "o-", label="train")
+    ax.plot(windows, [100 * r[2] for r in rows], "s-", label="test")
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(windows, [str(w) for w in windows])
+    ax.set_xlabel("window B (working memory, samples)")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title("IB rule, Fashion-MNIST, 784-128-64-10")
+    ax.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small smoke-test sizes")
+    parser.add_argument("--no-record", action="store_true", help="do not write RESULTS.md")
+    args = parser.parse_args()
+    torch.set_num_threads(1)  # both rules; per-sample steps are fastest single-threaded
+    if args.quick:
+        n_acc, n_test, epochs, n_sweep, sweep_epochs, windows = 2000, 1000, 1, 1000, 1, (2, 8)
+        rounds, ib_samples = 2, 200
+    else:
+        n_acc, n_test, epochs, n_sweep, sweep_epochs = None, None, 5, 10000, 3
+        windows, rounds, ib_samples = (2, 4, 8, 16, 32), 5, 1000
+    start = time.perf_counter()
+    lr_ib, lr_bp, window = 1e-4, 1e-3, 8
+    data = _data(n_acc, n_test)
+    print("(a) accuracy", flush=True)
+    ib_curve, ib_s = train("ib", data, epochs, window, lr_ib)
+    bp_curve, bp_s = train("backprop", data, epochs, window, lr_bp)
+    ph_curve, ph_s = train("phsic", data, epochs, window, lr_bp)
+    ro_curve, ro_s = train("readout", data, epochs, window, lr_bp)
+    gap = 100 * (bp_curve[-1][1] - ib_curve[-1][1])
+
+    print("(b) B sweep", flush=True)
+    sweep_data = _data(n_sweep, n_test)
+    sweep_rows = []
+    for b in windows:
+        curve, secs = train("ib", sweep_data, sweep_epochs, b, lr_ib, rule=IBRule(window=b))
+        sweep_rows.append((b, curve[-1][0], curve[-1][1], secs))
+    figure = HERE / "figures" / "ib_bsweep.png"
+    plot_sweep(sweep_rows, figure)
+
+    print("(c) speed", flush=True)
+    ib_step, bp_step = speed(data, window, rounds, ib_samples)
+    ratio = ib_step / bp_step
+    wall = time.perf_counter() - start
+
+    cmd = "python benchmarks/bench_ib_rate.py" + (" --quick" if args.quick else "")
+    lines = [
+        "## IB three-factor rule vs backprop (rate networks, issue 3)",
+        "",
+        f"Command: `{cmd}` — {dt.date.today().isoformat()}, 2 CPU cores, shared (torch 1 "
+        f"thread for both rules); wall {wall / 60:.1f} min.",
+        "",
+        f"**(a) Fashion-MNIST, MLP 784-128-64-10 (ReLU + LayerNorm), B = {window}.** "
+        f"{_count(n_acc, 60000)} training images, {_count(n_test, 10000)} test images, "
+        f"{epochs} epochs for every rule from the same initial weights. IB rule: exact ξ, "
+        f"ξ at the LayerNorm output, γ 2, σ (0.5, 0.1, 1) (reference MNIST config), AdamW lr "
+        f"{lr_ib:g} (reference), sliding window (one step per sample). Backprop and pHSIC "
+        f"(Pogodin & Latham 2020: γ 2, σ_z 5, layer inputs detached, readout by "
+        f"cross-entropy): AdamW lr {lr_bp:g}, minibatches of {window}.",
+        "",
+        "Readout only: the control with hidden layers frozen at their initial weights "
+        f"(AdamW lr {lr_bp:g}, minibatches of {window}). Accuracies in % (train / test).",
+        "",
+        "| epoch | IB rule | backprop | pHSIC | readout only |",
+        "|---|---|---|---|---|",
+    ]
+    curves = (ib_curve, bp_curve, ph_curve, ro_curve)
+    for e, accs in enumerate(zip(*curves, strict=True), 1):
+        cells = " | ".join(f"{100 * tr:.1f} / {100 * te:.1f}" for tr, te in accs)
+        lines.append(f"| {e} | {cells} |")
+    verdict = "met" if gap <= 4.0 else "missed"
+    lines += [
+        "",
+        f"Test-accuracy gap backprop − IB: **{gap:.1f} points** (goal ≤ 4; {verdict}). "
+        f"IB − readout only: {100 * (ib_curve[-1][1] - ro_curve[-1][1]):+.1f} points. "
+        f"Training time: IB {ib_s:.0f} s, backprop {bp_s:.0f} s, pHSIC {ph_s:.0f} s, readout "
+        f"only {ro_s:.0f} s.",
+        "",
+        f"**(b) B sweep** (IB rule, {_count(n_sweep, 60000)} training images, "
+        f"{sweep_epochs} epochs, same "
+        f"settings; plot `benchmarks/figures/{figure.name}`):",
+        "",
+        "| B | train | test | training s |",
+        "|---|---|---|---|",
+    ]
+    for b, tr, te, secs in sweep_rows:
+        lines.append(f"| {b} | {100 * tr:.1f} | {100 * te:.1f} | {secs:.0f} |")
+    verdict = "met" if ratio <= 1.5 else "missed"
+    lines += [
+        "",
+        f"**(c) Speed**, B = {window}, median of {rounds} interleaved epochs each "
+        f"({ib_samples} IB steps, {ib_samples} backprop steps): IB step "
+        f"{1e3 * ib_step:.2f} ms, backprop step {1e3 * bp_step:.2f} ms, ratio "
+        f"**{ratio:.2f}×** (goal ≤ 1.5×; {verdict}). Per epoch the IB rule takes B = {window} "
+        f"times more steps than minibatch backprop: epoch-time ratio "
+        f"{window * ratio:.1f}×.",
+    ]
+    markdown = "\n".join(lines)
+    print(markdown)
+    if not args.no_record:
+        record_section("ib-rate", markdown)
+
+
+if __name__ == "__main__":
+    main()

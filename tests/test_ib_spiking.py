@@ -1,0 +1,436 @@
+"""Tests of the spiking IB circuit: encoder, LIF neurons, the IB rule's Brian2 form against its
+torch rate form, exact-ξ learning, runtime vs cpp_standalone, and the ``ib-spiking`` result file.
+
+Runtime tests use the numpy code generation target (no compilation). Standalone builds go to
+the shared ``brian_build_cache`` fixture so that an unchanged circuit is compiled only once.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from brian2 import Hz, Network, SpikeMonitor, ms, mV, second
+
+from plastix.circuits.backend import activate_backend
+from plastix.circuits.encoders import PoissonEncoder, make_schedule, schedule_table
+from plastix.circuits.ib_network import (
+    CircuitWeights,
+    CompiledEpochTrainer,
+    ExactXiTrainer,
+    IBCircuit,
+    IBCircuitSpec,
+    XiSettings,
+    init_weights,
+    layer_xi,
+)
+from plastix.circuits.layers import DenseProjection, LIFLayer, SampleTiming, learn_schedule
+from plastix.circuits.neurons import LIFParams, lif_rate, surrogate_derivative
+from plastix.plasticity.ib_rule import IBThreeFactor, apply_eligibility_update
+
+
+def _digits(n_train: int, n_test: int):
+    from plastix.sims.datasets import load_dataset
+
+    ds = load_dataset("digits").flat()
+    return (
+        np.asarray(ds.x_train[:n_train], float),
+        np.asarray(ds.y_train[:n_train]),
+        np.asarray(ds.x_test[:n_test], float),
+        np.asarray(ds.y_test[:n_test]),
+    )
+
+
+# ------------------------------------------------------------------------------ encoder
+
+
+def test_schedule_table_layout_and_validation():
+    samples = np.array([[0.2, 1.0], [0.5, 0.0]])
+    table, step = schedule_table(samples, 30 * ms, 10 * ms, 0.5 * ms)
+    assert float(step) == pytest.approx(0.010)  # gcd(30, 10) ms
+    assert table.shape == (8, 2)  # 4 rows per sample: 3 on, 1 gap
+    np.testing.assert_array_equal(table[:3], np.repeat(samples[:1], 3, axis=0))
+    np.testing.assert_array_equal(table[3], 0.0)
+    np.testing.assert_array_equal(table[4:7], np.repeat(samples[1:], 3, axis=0))
+    with pytest.raises(ValueError, match="presentation"):
+        schedule_table(samples, 30.25 * ms, 0 * ms, 0.5 * ms)
+    with pytest.raises(TypeError, match="gap"):
+        schedule_table(samples, 30 * ms, 10, 0.5 * ms)
+    with pytest.raises(ValueError, match="samples"):
+        schedule_table(np.zeros(3), 30 * ms, 0 * ms, 0.5 * ms)
+
+
+def test_poisson_encoder_rates_follow_schedule():
+    """Spike counts per sample window match rate_max * value (Poisson, 5 sigma); gaps are
+    silent."""
+    values = np.array([0.0, 0.25, 0.5, 1.0])
+    n_per_value = 60
+    samples = np.stack([np.repeat(values, n_per_value), np.repeat(values[::-1], n_per_value)])
+    presentation, gap, rate_max = 200 * ms, 40 * ms, 150 * Hz
+    with activate_backend("numpy"):
+        schedule = make_schedule(samples, presentation, gap, dt=0.5 * ms, name="enc_test")
+        encoder = PoissonEncoder(schedule, samples.shape[1], rate_max=rate_max, name="enc")
+        monitor = SpikeMonitor(encoder.group)
+        net = Network(encoder.group, monitor)
+        net.run(schedule.duration, namespace={})
+        i, t = np.asarray(monitor.i[:]), np.asarray(monitor.t_[:])
+    slot = float(schedule.slot)
+    step = np.round(t / 0.5e-3).astype(int)  # time steps: exact integers
+    slot_steps, on_steps = round(slot / 0.5e-3), round(float(presentation) / 0.5e-3)
+    assert np.all(step % slot_steps < on_steps), "spikes during a gap"
+    expected = encoder.expected_counts(samples)  # (n_samples, n_channels)
+    for s in range(len(samples)):
+        in_slot = step // slot_steps == s
+        counts = np.bincount(i[in_slot], minlength=samples.shape[1])
+        for v in values:
+            cols = samples[s] == v
+            mean_expected = expected[s, cols].mean()
+            sd = np.sqrt(mean_expected / cols.sum())  # Poisson: variance = mean
+            assert abs(counts[cols].mean() - mean_expected) <= 5 * sd + 1e-9
+
+
+# ------------------------------------------------------------------------------ neurons
+
+
+def test_lif_f_i_curve_matches_theory():
+    """Constant drive: zero rate below rheobase, the analytic LIF rate above it (to within
+    the dt discretisation of spike times), increasing with drive."""
+    params = LIFParams()
+    timing = SampleTiming(presentation=1000 * ms, settle=0 * ms, dt=0.1 * ms)
+    drives = np.array([5.0, 14.0, 16.0, 20.0, 30.0, 50.0, 80.0]) * 1e-3  # volts
+    with activate_backend("numpy"):
+        layer = LIFLayer(len(drives), params, timing, learn_schedule([0], timing), name="fi")
+        layer.group.I_ext = drives * 1e3 * mV
+        monitor = SpikeMonitor(layer.group)
+        Network(layer.group, monitor).run(1 * second, namespace={})
+        counts = np.bincount(np.asarray(monitor.i[:]), minlength=len(drives))
+    theory = lif_rate(drives, params)
+    assert np.all(counts[theory == 0] == 0)
+    above = theory > 0
+    isi = 1.0 / theory[above]
+    tolerance = theory[above] * (0.1e-3 / isi) + 1.0  # spike times fall on the dt grid
+    np.testing.assert_array_less(np.abs(counts[above] - theory[above]), tolerance)
+    assert np.all(np.diff(counts) >= 0)
+
+
+def test_lif_params_validation():
+    with pytest.raises(ValueError, match="v_th"):
+        LIFParams(v_th=-70 * mV)
+    with pytest.raises(TypeError, match="tau_m"):
+        LIFParams(tau_m=10)
+    with pytest.raises(ValueError, match="settle"):
+        SampleTiming(presentation=20 * ms, settle=20 * ms)
+    with pytest.raises(ValueError, match="not a multiple"):
+        SampleTiming(presentation=20.3 * ms, dt=0.5 * ms)
+
+
+# ------------------------------------------------------------------------------ IB rule
+
+
+@pytest.mark.parametrize("update", ["per_sample", "continuous"])
+def test_brian2_ib_rule_matches_torch_rate_form(update):
+    """Controlled inputs: Poisson presynaptic trains of fixed rates, postsynaptic membranes
+    held at fixed subthreshold voltages (so psi is known exactly), a constant ξ per neuron.
+    The mean weight change of the Brian2 form — per_sample: the end-of-sample step
+    ``W - eta xi E`` with the eligibility E it accumulated; continuous: the weights it
+    integrated, which must equal that same step — equals the torch rate form times the
+    learning time, within Poisson error."""
+    rates = np.array([20.0, 50.0, 100.0, 200.0])
+    n_rep = 50
+    v_rel = np.array([5.0, 11.0, 14.0])  # mV above rest, below threshold (15 mV)
+    xi = np.array([1.0, -0.5, 2.0])
+    duration = 2.0
+    rule = IBThreeFactor(eta=20 * Hz, w_min=-100.0, w_max=100.0, update=update)
+    params = LIFParams()
+    timing = SampleTiming(presentation=duration * 1000 * ms, settle=0 * ms, dt=0.5 * ms)
+    pre_rates = np.repeat(rates, n_rep)
+    with activate_backend("numpy"):
+        learn = learn_schedule([1], timing)
+        post = LIFLayer(len(v_rel), params, timing, learn, name="post")
+        post.group.I_ext = v_rel * mV
+        post.group.v = params.v_rest + v_rel * mV
+        post.group.modulation = xi
+        schedule = make_schedule(pre_rates[None, :] / 200.0, timing.presentation, dt=timing.dt)
+        pre = PoissonEncoder(schedule, len(pre_rates), rate_max=200 * Hz, name="pre")
+        kwargs = rule.brian2_form().synapses_kwargs()  # no transmission: membranes stay put
+        namespace = {**post.namespace, **kwargs["namespace"]}
+        proj = DenseProjection(
+            pre.group, post.group, kwargs["model"], kwargs["on_pre"], namespace, "plastic",
+            kwargs.get("method"),
+        )  # fmt: skip
+        proj.synapses.w = 0.0
+        Network(pre.group, post.group, proj.synapses).run(timing.slot, namespace={})
+        in_sim = proj.to_matrix(proj.synapses.w[:])
+        elig = proj.to_matrix(proj.synapses.elig_sum[:])
+    weights = apply_eligibility_update(np.zeros_like(elig), elig, xi, rule)
+    if update == "continuous":
+        np.testing.assert_allclose(in_sim, weights, rtol=1e-6, atol=1e-9)
+    else:
+        np.testing.assert_array_equal(in_sim, 0.0)  # per_sample: W moves only when ξ is applied
+    window = float(timing.window)  # every step of the 2 s slot but the last
+    psi = surrogate_derivative(float(params.v_rest) + v_rel * 1e-3, params)
+    rate_form = rule.rate_update(
+        torch.tensor(pre_rates), torch.ones(3), torch.zeros(3, len(pre_rates)),
+        modulator=torch.tensor(xi), post_term=torch.tensor(psi),
+    ).numpy()  # fmt: skip
+    expected_groups = (rate_form * window).reshape(3, len(rates), n_rep).mean(-1)
+    groups = weights.reshape(3, len(rates), n_rep).mean(-1)
+    # each presynaptic spike adds about 1/rate_norm of rate-time to E: Poisson error
+    per_spike = float(rule.eta) * np.abs(xi)[:, None] * psi[:, None] / float(rule.rate_norm)
+    sd = per_spike * np.sqrt(rates[None, :] * duration / n_rep)
+    np.testing.assert_array_less(
+        np.abs(groups - expected_groups), 5 * sd + 0.02 * np.abs(expected_groups)
+    )
+    assert np.all(np.sign(groups) == -np.sign(xi)[:, None])  # dW = -eta xi ...
+
+
+def test_rate_form_default_post_term_and_validation():
+    rule = IBThreeFactor(eta=2 * Hz, rate_norm=100 * Hz)
+    pre = torch.tensor([[50.0, 100.0]])
+    post = torch.tensor([[0.0, 30.0, 5.0]])
+    dw = rule.rate_update(pre, post, torch.zeros(3, 2), modulator=torch.tensor([1.0, 1.0, -2.0]))
+    expected = -2.0 / 100.0 * np.array([[0, 0], [50, 100], [-100, -200]])
+    np.testing.assert_allclose(dw.numpy(), expected)
+    with pytest.raises(ValueError, match="weight"):
+        rule.rate_update(pre, post, torch.zeros(2, 2))
+    with pytest.raises(ValueError, match="post_term"):
+        rule.rate_update(pre, post, torch.zeros(3, 2), post_term=torch.ones(2))
+    with pytest.raises(ValueError, match="eta"):
+        IBThreeFactor(eta=-1 * Hz)
+    with pytest.raises(ValueError, match="xi"):
+        apply_eligibility_update(np.zeros((3, 2)), np.zeros((3, 2)), np.zeros(2), rule)
+
+
+def test_layer_xi_norm_site_is_the_layer_norm_chain_rule():
+    """ξ at the 'norm' site equals the autograd gradient of the layer objective taken at
+    LayerNorm(z) and pulled back to z."""
+    from plastix.plasticity.hsic import layer_objective
+
+    rng = np.random.default_rng(0)
+    x, z = rng.random((6, 5)), rng.random((6, 7))
+    y = np.eye(3)[rng.integers(0, 3, 6)]
+    settings = XiSettings(gamma=2.0, sigmas=(0.5, 0.1, 1.0), window=6, site="norm")
+    zt = torch.tensor(z, requires_grad=True)
+    n = (zt - zt.mean(-1, keepdim=True)) / torch.sqrt(
+        zt.var(-1, unbiased=False, keepdim=True) + 1e-5
+    )
+    layer_objective(torch.tensor(x), torch.tensor(y), n, 2.0, (0.5, 0.1, 1.0)).backward()
+    np.testing.assert_allclose(
+        layer_xi(x, y, z, settings), zt.grad[-1].numpy(), rtol=1e-6, atol=1e-9
+    )
+
+
+# ------------------------------------------------------------------------------ training
+
+
+def _small_spec(**kw) -> IBCircuitSpec:
+    timing = SampleTiming(presentation=40 * ms, settle=6 * ms, dt=1 * ms)
+    defaults = dict(
+        hidden=(40,),
+        timing=timing,
+        rule=IBThreeFactor(eta=300 * Hz),
+        input_rate=300 * Hz,
+        rate_mean_tau=0.3 * second,
+    )
+    defaults.update(kw)
+    return IBCircuitSpec(**defaults)
+
+
+def test_exact_xi_learns_digits_subset_above_chance():
+    """Digits 0-3 (chance 0.25): two passes over 120 samples with exact ξ on runtime."""
+    x_tr, y_tr, x_te, y_te = _digits(400, 200)
+    keep_tr, keep_te = y_tr < 4, y_te < 4
+    x_tr, y_tr = x_tr[keep_tr][:120], y_tr[keep_tr][:120]
+    x_te, y_te = x_te[keep_te][:60], y_te[keep_te][:60]
+    spec = _small_spec(n_classes=4)
+    w0 = init_weights(spec, np.random.default_rng(0), mean=0.7, spread=0.7)
+    with ExactXiTrainer(spec, w0, XiSettings(), backend="numpy", seed=1, warmup=10) as trainer:
+        for _ in range(2):
+            trainer.train_epoch(x_tr, y_tr)
+        result = trainer.evaluate(x_te, y_te)
+        final = trainer.weights
+    assert result.accuracy > 0.5  # chance: 0.25
+    assert np.abs(final.hidden[0] - w0.hidden[0]).mean() > 1e-4  # the IB rule moved W
+    assert set(result.spikes) == {"input", "hidden0"}
+    assert result.spikes["hidden0"][1].max() < 3 * float(spec.timing.slot)
+
+
+def test_reservoir_xi_matches_torch_modulator():
+    """The Brian2 ξ-modulator (per-neuron reservoirs stepped at each sample boundary, gated
+    readout, LayerNorm VJP) reproduces the torch XiModulator stepped on the same labels and
+    window rates, to float precision."""
+    from brian2 import StateMonitor
+
+    from plastix.circuits.ib_network import _ORDER_UPDATE
+    from plastix.reservoirs.xi_modulator import XiModulatorConfig, fit_xi_modulator
+
+    n_samples, n_hidden = 10, 12
+    x, y, _, _ = _digits(n_samples, 0)
+    spec = _small_spec(hidden=(n_hidden,))
+    w0 = init_weights(spec, np.random.default_rng(0), mean=0.7, spread=0.7)
+    modulator = fit_xi_modulator(
+        XiModulatorConfig(
+            n_neurons=n_hidden, n_units=30, n_chunks=1, window_products=False, stream_length=64
+        )
+    )
+    slot = spec.timing.slot
+    with activate_backend("numpy"):
+        circuit = IBCircuit(spec, x, y, np.ones(n_samples), w0, xi_modulators=[modulator])
+        layer = circuit.layers[0].group
+        monitor = StateMonitor(
+            layer,
+            ["res_xi", "z_last"],
+            record=True,
+            dt=slot,
+            when="groups",
+            order=_ORDER_UPDATE - 1,
+        )
+        circuit.network.add(monitor)
+        circuit.network.run(n_samples * slot, namespace={})
+        xi_brian = np.asarray(monitor.res_xi[:]).T[1:]  # row k: the sample ending at (k+1) slot
+        z = np.asarray(monitor.z_last[:]).T[1:]
+    modulator.reset(1)
+    for k in range(n_samples - 1):
+        zk = torch.tensor(z[k])
+        std = torch.sqrt(zk.var(unbiased=False) + 1e-5)
+        n = (zk - zk.mean()) / std
+        label = torch.nn.functional.one_hot(torch.tensor([int(y[k])]), 10).double()
+        g = modulator.step(torch.zeros(1, 1, dtype=torch.float64), label, n[None])[0]
+        xi = (g - g.mean() - n * (g * n).mean()) / std
+        np.testing.assert_allclose(xi_brian[k], xi.numpy(), rtol=1e-9, atol=1e-12)
+    assert np.abs(xi_brian).max() > 0
+
+
+def test_compiled_epoch_learns_inside_the_simulation_only_where_told():
+    """Reservoir ξ in one run: hidden and readout weights move during the training samples;
+    with every learn flag 0 nothing moves."""
+    from plastix.reservoirs.xi_modulator import XiModulatorConfig, fit_xi_modulator
+
+    x, y, xt, yt = _digits(24, 8)
+    spec = _small_spec(hidden=(12,))
+    w0 = init_weights(spec, np.random.default_rng(0), mean=0.7, spread=0.7)
+    mods = [
+        fit_xi_modulator(
+            XiModulatorConfig(
+                n_neurons=12, n_units=30, n_chunks=1, window_products=False, stream_length=64
+            )
+        )
+    ]
+    with CompiledEpochTrainer(
+        spec, w0, len(x), len(xt), xi_source="reservoir", xi_modulators=mods,
+        backend="numpy", warmup=4,
+    ) as trainer:  # fmt: skip
+        train, test = trainer.run_epoch(x, y, xt, yt)
+        learned = trainer.weights
+    assert len(train.predictions) == len(x) and len(test.predictions) == len(xt)
+    assert np.abs(learned.hidden[0] - w0.hidden[0]).max() > 0
+    assert np.abs(learned.readout - w0.readout).max() > 0
+    assert set(test.spikes) == {"input", "hidden0"}
+    with activate_backend("numpy"):
+        circuit = IBCircuit(spec, x, y, np.zeros(len(x)), w0, xi_modulators=mods)
+        circuit.readout.group.eta_online = spec.readout_eta
+        circuit.network.run(len(x) * spec.timing.slot, namespace={})
+        frozen = circuit.get_weights()
+    np.testing.assert_array_equal(frozen.hidden[0], w0.hidden[0])
+    np.testing.assert_array_equal(frozen.readout, w0.readout)
+    with pytest.raises(ValueError, match="xi_modulators"):
+        CompiledEpochTrainer(spec, w0, 4, 0, xi_source="reservoir")
+
+
+@pytest.mark.slow
+def test_runtime_and_cpp_standalone_agree(brian_build_cache):
+    """One training pass from the same weights on runtime (numpy) and cpp_standalone
+    (one build, re-run per sample). The two backends draw their Poisson spikes from different
+    random number generators (numpy's vs the C++ standard library's), so spike trains — and
+    hence weights — cannot agree exactly; everything else is deterministic. We check that
+    rates, weight changes and accuracy agree within sampling error."""
+    x, y, _, _ = _digits(40, 0)
+    spec = _small_spec()
+    w0 = init_weights(spec, np.random.default_rng(3), mean=0.7, spread=0.7)
+    results, weights = {}, {}
+    for backend in ("numpy", "cpp_standalone"):
+        with ExactXiTrainer(
+            spec, w0, XiSettings(), backend=backend, seed=5, cache_root=brian_build_cache
+        ) as trainer:
+            results[backend] = trainer.train_epoch(x, y)
+            weights[backend] = trainer.weights
+    r_rt, r_sa = results["numpy"].mean_rates[0], results["cpp_standalone"].mean_rates[0]
+    # mean rate per neuron over 40 samples x 34 ms windows: Poisson sd ~ sqrt(r / (40 x 34 ms))
+    sd = np.sqrt(np.maximum(r_rt, 1.0) / (len(x) * float(spec.timing.window)))
+    assert np.mean(np.abs(r_rt - r_sa) < 5 * sd) > 0.95
+    assert abs(r_rt.mean() - r_sa.mean()) < 0.05 * r_rt.mean() + 1.0
+    d_rt = weights["numpy"].hidden[0] - w0.hidden[0]
+    d_sa = weights["cpp_standalone"].hidden[0] - w0.hidden[0]
+    assert np.corrcoef(d_rt.ravel(), d_sa.ravel())[0, 1] > 0.5
+    assert 0.5 < np.abs(d_sa).mean() / np.abs(d_rt).mean() < 2.0
+
+
+def test_standalone_code_generation(tmp_path):
+    """The exact-ξ circuit generates cpp_standalone code without a NetworkOperation, with the
+    per-run reseeding inserted after the run_args."""
+    from plastix.circuits.ib_network import _StandaloneCircuit  # noqa: F401  (module check)
+
+    spec = _small_spec()
+    w0 = init_weights(spec, np.random.default_rng(0))
+    with activate_backend("cpp_standalone", directory=tmp_path, codegen_only=True) as sim:
+        circuit = IBCircuit(spec, np.zeros((2, 64)), [0, 1], [1.0, 0.0], w0)
+        sim.run_network(circuit.network, 2 * spec.timing.slot, namespace={})
+        sim.build(run=False)
+    main = (tmp_path / "main.cpp").read_text()
+    assert "ib_w0" in main and "ib_readout" in main
+
+
+def test_circuit_weight_layout_round_trip():
+    spec = _small_spec(hidden=(7, 5), n_classes=3)
+    rng = np.random.default_rng(0)
+    weights = CircuitWeights(
+        [rng.normal(size=(7, 64)), rng.normal(size=(5, 7))], rng.normal(size=(3, 5)), np.arange(3.0)
+    )
+    with activate_backend("numpy"):
+        circuit = IBCircuit(spec, np.zeros((1, 64)), [0], [0.0], weights)
+        back = circuit.get_weights()
+        syn = circuit.projections[1].synapses
+        i, j, w = np.asarray(syn.i[:]), np.asarray(syn.j[:]), np.asarray(syn.w[:])
+    for a, b in zip(back.hidden, weights.hidden, strict=True):
+        np.testing.assert_allclose(a, b)
+    np.testing.assert_allclose(back.readout, weights.readout)
+    np.testing.assert_allclose(w, weights.hidden[1][j, i])  # W[post, pre]
+    with pytest.raises(ValueError, match="hidden"):
+        CircuitWeights([np.zeros((7, 64))], np.zeros((3, 5)), np.zeros(3)).check(spec)
+
+
+# ------------------------------------------------------------------------------ experiment
+
+
+def test_experiment_writes_hdf5_contract(tmp_path):
+    from plastix.sims.experiments import run_experiment
+    from plastix.sims.results import read_result
+
+    out = run_experiment(
+        "ib-spiking",
+        overrides={
+            "n_train": 30,
+            "n_test": 20,
+            "epochs": 2,
+            "hidden": [20],
+            "presentation_ms": 20.0,
+            "settle_ms": 4.0,
+            "dt_ms": 1.0,
+            "raster_samples": 2,
+        },
+        device="runtime",
+        out=tmp_path / "r.h5",
+        seed=0,
+    )
+    result = read_result(out)
+    assert result.status == "complete"
+    assert {"test_accuracy", "train_accuracy", "samples_per_s", "wall_s"} <= set(result.summary)
+    np.testing.assert_array_equal(result.metrics["epoch"], [0, 1])
+    assert len(result.metrics["test_accuracy"]) == 2
+    assert 0.0 <= result.summary["test_accuracy"] <= 1.0
+    assert {"input", "hidden0"} <= set(result.spikes)
+    i, t = result.spikes["hidden0"]
+    assert len(i) == len(t) and (len(t) == 0 or t.max() < 2 * 0.020 + 1e-9)
+    assert result.weights["w0_epoch1"].shape == (20, 64)
+    assert result.weights["readout_epoch1"].shape == (10, 20)
+    assert not np.allclose(result.weights["w0_epoch1"], result.weights["w0_init"])

@@ -1,0 +1,598 @@
+"""Tests of plastix.reservoirs: ESN, readouts, memory capacity, Brian2 form, xi-modulator."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from plastix.reservoirs.esn import (
+    EchoStateNetwork,
+    ESNConfig,
+    ESNWeights,
+    init_esn_weights,
+    orthogonal_recurrent_weights,
+    run_esn,
+    sparse_recurrent_weights,
+    spectral_radius,
+)
+from plastix.reservoirs.memory import memory_capacity, memory_curve
+from plastix.reservoirs.readouts import LMSReadout, RidgeReadout, RLSReadout, ridge_regression
+
+
+def _gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+# --- echo-state network -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n_units", [60, 700])  # dense eigvals and ARPACK paths
+def test_sparse_weights_have_requested_spectral_radius(n_units):
+    w = sparse_recurrent_weights(n_units, 0.1, 0.85, _gen(1))
+    assert abs(float(np.abs(np.linalg.eigvals(w.numpy())).max()) - 0.85) < 1e-6
+    density = float((w != 0).double().mean())
+    assert 0.08 < density < 0.12
+
+
+def test_orthogonal_weights_have_all_eigenvalues_on_the_circle():
+    w = orthogonal_recurrent_weights(40, 0.7, _gen(2))
+    moduli = np.abs(np.linalg.eigvals(w.numpy()))
+    np.testing.assert_allclose(moduli, 0.7, atol=1e-10)
+    assert abs(spectral_radius(w) - 0.7) < 1e-10
+
+
+def test_echo_state_property_forgets_initial_condition():
+    cfg = ESNConfig(n_inputs=2, n_units=100, spectral_radius=0.9, leak=0.5, bias_scaling=0.2)
+    weights = init_esn_weights(cfg, seed=3)
+    u = torch.randn(300, 2, generator=_gen(4), dtype=torch.float64)
+    starts = torch.randn(2, 100, generator=_gen(5), dtype=torch.float64) * 3.0
+    states, _ = run_esn(weights, u.expand(2, 300, 2), initial_state=starts)
+    gap = (states[0] - states[1]).norm(dim=-1)
+    assert gap[0] > 1.0
+    assert gap[-1] < 1e-6 * gap[0]
+
+
+def test_seeded_weights_reproduce_and_differ_across_seeds():
+    cfg = ESNConfig(n_inputs=3, n_units=50)
+    a, b, c = (init_esn_weights(cfg, seed=s) for s in (7, 7, 8))
+    assert torch.equal(a.recurrent, b.recurrent) and torch.equal(a.input, b.input)
+    assert not torch.equal(a.recurrent, c.recurrent)
+
+
+def test_float32_matches_float64_and_batch_matches_single_runs():
+    cfg = ESNConfig(n_inputs=3, n_units=80, leak=0.3, bias_scaling=0.1)
+    w64 = init_esn_weights(cfg, seed=0)
+    u = torch.randn(4, 50, 3, generator=_gen(1), dtype=torch.float64)
+    batched, _ = run_esn(w64, u)
+    single, _ = run_esn(w64, u[2])
+    torch.testing.assert_close(batched[2], single)
+    s32, _ = run_esn(w64.to(torch.float32), u.float())
+    assert s32.dtype == torch.float32
+    assert (s32.double() - batched).abs().max() < 1e-4
+
+
+def test_sparse_recurrent_product_equals_the_dense_one():
+    cfg = ESNConfig(n_inputs=2, n_units=300, connectivity=0.05, leak=0.7)
+    weights = init_esn_weights(cfg, seed=5)
+    u = torch.randn(3, 40, 2, generator=_gen(6), dtype=torch.float64)
+    states, _ = run_esn(weights, u)
+    assert weights.sparse_recurrent() is not None  # the CSR path is the one taken
+    x = torch.zeros(3, 300, dtype=torch.float64)
+    for t in range(40):
+        pre = x @ weights.recurrent.T + u[:, t] @ weights.input.T + weights.bias
+        x = 0.3 * x + 0.7 * torch.tanh(pre)
+    torch.testing.assert_close(states[:, -1], x)
+
+
+def test_noise_needs_a_generator_and_module_draws_its_own():
+    cfg = ESNConfig(n_inputs=1, n_units=20, noise=0.01)
+    weights = init_esn_weights(cfg)
+    u = torch.zeros(10, 1, dtype=torch.float64)
+    with pytest.raises(ValueError, match="generator"):
+        run_esn(weights, u)
+    esn_a, esn_b = (EchoStateNetwork(weights, seed=s) for s in (1, 1))
+    sa, _ = esn_a(u)
+    sb, _ = esn_b(u)
+    torch.testing.assert_close(sa, sb)
+    assert sa.abs().max() > 0
+
+
+def test_feedback_teacher_forcing_equals_closed_loop_with_the_same_signal():
+    cfg = ESNConfig(n_inputs=2, n_units=40, n_feedback=1, feedback_scaling=0.5)
+    weights = init_esn_weights(cfg, seed=2)
+    u = torch.randn(30, 2, generator=_gen(3), dtype=torch.float64)
+    w_out = torch.randn(1, 40, generator=_gen(4), dtype=torch.float64) * 0.1
+    closed, outputs = run_esn(weights, u, readout=lambda x: x @ w_out.T)
+    teacher = torch.cat([torch.zeros(1, 1, dtype=torch.float64), outputs[:-1]])
+    forced, _ = run_esn(weights, u, feedback=teacher)
+    torch.testing.assert_close(closed, forced)
+
+
+def test_config_and_weights_reject_bad_values():
+    with pytest.raises(ValueError, match="leak"):
+        ESNConfig(n_inputs=1, leak=1.5)
+    with pytest.raises(ValueError, match="connectivity"):
+        ESNConfig(n_inputs=1, connectivity=0.0)
+    with pytest.raises(TypeError, match="n_units"):
+        ESNConfig(n_inputs=1, n_units=2.5)
+    with pytest.raises(ValueError, match="recurrent"):
+        ESNWeights(torch.zeros(3, 4), torch.zeros(3, 1), torch.zeros(3, 0), torch.zeros(3))
+    weights = init_esn_weights(ESNConfig(n_inputs=2, n_units=10))
+    with pytest.raises(ValueError, match="inputs"):
+        run_esn(weights, torch.zeros(5, 3, dtype=torch.float64))
+    with pytest.raises(TypeError, match="dtype"):
+        run_esn(weights, torch.zeros(5, 2, dtype=torch.float32))
+
+
+# --- readouts ---------------------------------------------------------------------------
+
+
+def test_ridge_recovers_a_linear_map_and_accumulation_equals_one_fit():
+    g = _gen(0)
+    features = torch.randn(2000, 12, generator=g, dtype=torch.float64)
+    true_w = torch.randn(3, 12, generator=g, dtype=torch.float64)
+    true_b = torch.tensor([0.5, -1.0, 2.0], dtype=torch.float64)
+    targets = features @ true_w.T + true_b + 1e-3 * torch.randn(2000, 3, generator=g)
+    w, b = ridge_regression(features, targets, ridge=1e-8)
+    assert (w - true_w).abs().max() < 1e-3
+    assert (b - true_b).abs().max() < 1e-3
+    chunked = RidgeReadout(12, 3, ridge=1e-8)
+    for part in range(4):
+        sl = slice(500 * part, 500 * (part + 1))
+        chunked.accumulate(features[sl], targets[sl])
+    chunked.solve()
+    torch.testing.assert_close(chunked.weight, w)
+    torch.testing.assert_close(chunked.bias, b)
+
+
+def test_ridge_penalty_shrinks_weights():
+    g = _gen(1)
+    features = torch.randn(200, 5, generator=g, dtype=torch.float64)
+    targets = features @ torch.ones(5, 1, dtype=torch.float64)
+    small = RidgeReadout(5, 1, ridge=1e-6).fit(features, targets)
+    large = RidgeReadout(5, 1, ridge=1e3).fit(features, targets)
+    assert large.weight.norm() < 0.5 * small.weight.norm()
+
+
+def test_rls_converges_to_the_generating_weights():
+    g = _gen(2)
+    true_w = torch.randn(2, 8, generator=g, dtype=torch.float64)
+    features = torch.randn(400, 8, generator=g, dtype=torch.float64)
+    targets = features @ true_w.T + 0.3
+    rls = RLSReadout(8, 2, alpha=1e-4)
+    errors = rls.step(features, targets)
+    assert (rls.weight - true_w).abs().max() < 1e-4
+    assert (rls.bias - 0.3).abs().max() < 1e-4
+    assert errors[-50:].abs().max() < 1e-4 < errors[:5].abs().max()
+
+
+def test_rls_with_forgetting_tracks_a_changed_target():
+    g = _gen(3)
+    features = torch.randn(600, 4, generator=g, dtype=torch.float64)
+    w1, w2 = torch.randn(2, 1, 4, generator=g, dtype=torch.float64)
+    targets = torch.cat([features[:300] @ w1.T, features[300:] @ w2.T])
+    forgetful = RLSReadout(4, 1, alpha=1e-2, forgetting=0.95, fit_bias=False)
+    forgetful.step(features, targets)
+    assert (forgetful.weight - w2).abs().max() < 1e-4
+    plain = RLSReadout(4, 1, alpha=1e-2, forgetting=1.0, fit_bias=False)
+    plain.step(features, targets)
+    assert (plain.weight - w2).abs().max() > 0.1  # without forgetting it averages both maps
+
+
+def test_lms_decreases_the_error():
+    g = _gen(4)
+    true_w = torch.randn(1, 6, generator=g, dtype=torch.float64)
+    features = torch.randn(3000, 6, generator=g, dtype=torch.float64)
+    targets = features @ true_w.T
+    lms = LMSReadout(6, 1, lr=0.02)
+    errors = torch.cat(
+        [lms.step(features[t : t + 10], targets[t : t + 10]) for t in range(0, 3000, 10)]
+    )
+    early = errors[:100].pow(2).mean()
+    late = errors[-100:].pow(2).mean()
+    assert late < 1e-3 * early
+    nlms = LMSReadout(6, 1, lr=0.5, normalized=True)
+    errors = torch.cat([nlms.step(features[t], targets[t]) for t in range(600)])
+    assert errors[-100:].pow(2).mean() < 1e-3 * errors[:100].pow(2).mean()
+
+
+def test_readouts_reject_bad_shapes_and_values():
+    with pytest.raises(ValueError, match="ridge"):
+        RidgeReadout(3, 1, ridge=-1.0)
+    with pytest.raises(ValueError, match="forgetting"):
+        RLSReadout(3, 1, forgetting=1.5)
+    with pytest.raises(ValueError, match="features"):
+        RidgeReadout(3, 1).fit(torch.zeros(10, 4, dtype=torch.float64), torch.zeros(10, 1))
+    with pytest.raises(ValueError, match="accumulate"):
+        RidgeReadout(3, 1).solve()
+
+
+# --- memory capacity --------------------------------------------------------------------
+
+
+def test_linear_orthogonal_reservoir_has_memory_capacity_near_n():
+    n = 20
+    cfg = ESNConfig(
+        n_inputs=1,
+        n_units=n,
+        spectral_radius=0.9,
+        activation="identity",
+        recurrent_init="orthogonal",
+    )
+    curve = memory_capacity(init_esn_weights(cfg, seed=1), n_steps=6000, max_delay=150)
+    assert 0.9 * n <= curve.capacity <= n
+    assert curve.r2[0] > 0.95 and curve.r2[-1] < 0.01
+    with_now = memory_capacity(init_esn_weights(cfg, seed=1), n_steps=6000, delays=range(0, 151))
+    assert with_now.capacity <= n + 0.05
+    assert with_now.capacity > curve.capacity
+
+
+def test_tanh_reservoir_capacity_is_bounded_and_below_the_linear_one():
+    n = 30
+    common = dict(n_inputs=1, n_units=n, spectral_radius=0.9, connectivity=0.2)
+    tanh_w = init_esn_weights(ESNConfig(**common, input_scaling=1.0), seed=2)
+    lin_w = init_esn_weights(ESNConfig(**common, activation="identity"), seed=2)
+    tanh_mc = memory_capacity(tanh_w, n_steps=5000, max_delay=90).capacity
+    lin_mc = memory_capacity(lin_w, n_steps=5000, max_delay=90).capacity
+    assert 1.0 < tanh_mc < lin_mc <= n
+
+
+def test_memory_curve_of_a_delay_line_is_exact():
+    # states that literally hold u_{t-1}, u_{t-2}, u_{t-3}: r^2 = 1 at those delays, ~0 else
+    u = torch.rand(3000, generator=_gen(5), dtype=torch.float64)
+    states = torch.stack([torch.roll(u, k) for k in (1, 2, 3)], 1)
+    curve = memory_curve(states, u, max_delay=6, washout=10)
+    np.testing.assert_allclose(curve.r2[:3], 1.0, atol=1e-9)
+    assert curve.r2[3:].max() < 0.01
+
+
+def test_memory_capacity_rejects_bad_arguments():
+    w2 = init_esn_weights(ESNConfig(n_inputs=2, n_units=10))
+    with pytest.raises(ValueError, match="one-input"):
+        memory_capacity(w2)
+    w1 = init_esn_weights(ESNConfig(n_inputs=1, n_units=10))
+    with pytest.raises(ValueError, match="delays"):
+        memory_capacity(w1, delays=[-1, 2])
+    with pytest.raises(ValueError, match="too few"):
+        memory_capacity(w1, n_steps=50, max_delay=5)
+
+
+# --- Brian2 form ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def numpy_codegen():
+    from brian2 import prefs
+
+    old = prefs.codegen.target
+    prefs.codegen.target = "numpy"
+    yield
+    prefs.codegen.target = old
+
+
+def test_brian2_reservoir_matches_torch_closed_loop(numpy_codegen):
+    from plastix.reservoirs.brian2_esn import simulate_brian2_esn
+
+    cfg = ESNConfig(
+        n_inputs=3,
+        n_units=40,
+        n_feedback=2,
+        feedback_scaling=0.3,
+        leak=0.3,
+        bias_scaling=0.2,
+        spectral_radius=1.1,
+    )
+    weights = init_esn_weights(cfg, seed=2)
+    g = _gen(0)
+    u = torch.randn(120, 3, generator=g, dtype=torch.float64)
+    w_out = torch.randn(2, 40, generator=g, dtype=torch.float64) * 0.1
+    b_out = torch.randn(2, generator=g, dtype=torch.float64) * 0.1
+    states, outputs = run_esn(weights, u, readout=lambda x: x @ w_out.T + b_out)
+    b2_states, b2_outputs = simulate_brian2_esn(weights, u.numpy(), readout=(w_out, b_out))
+    assert np.abs(states.numpy() - b2_states).max() < 1e-5
+    # Brian2's readout at step t reads the state before the step (run_esn's outputs[t - 1])
+    previous = torch.cat([torch.zeros(1, 2, dtype=torch.float64) + b_out, outputs[:-1]])
+    assert np.abs(previous.numpy() - b2_outputs).max() < 1e-5
+
+
+def test_brian2_reservoir_matches_torch_teacher_forced_and_linear(numpy_codegen):
+    from plastix.reservoirs.brian2_esn import simulate_brian2_esn
+
+    cfg = ESNConfig(
+        n_inputs=2, n_units=30, n_feedback=1, activation="identity", spectral_radius=0.8
+    )
+    weights = init_esn_weights(cfg, seed=4)
+    g = _gen(1)
+    u = torch.randn(80, 2, generator=g, dtype=torch.float64)
+    teacher = torch.randn(80, 1, generator=g, dtype=torch.float64)
+    x0 = torch.randn(30, generator=g, dtype=torch.float64)
+    states, _ = run_esn(weights, u, initial_state=x0, feedback=teacher)
+    b2_states, _ = simulate_brian2_esn(
+        weights, u.numpy(), teacher_feedback=teacher.numpy(), initial_state=x0.numpy()
+    )
+    assert np.abs(states.numpy() - b2_states).max() < 1e-5
+
+
+def test_brian2_noise_has_the_torch_per_step_variance(numpy_codegen):
+    from plastix.reservoirs.brian2_esn import simulate_brian2_esn
+
+    n = 400
+    zeros = torch.zeros(n, n, dtype=torch.float64)
+    weights = ESNWeights(
+        zeros,
+        torch.zeros(n, 1, dtype=torch.float64),
+        torch.zeros(n, 0, dtype=torch.float64),
+        torch.zeros(n, dtype=torch.float64),
+        leak=1.0,
+        noise=0.05,
+        activation="identity",
+    )
+    states, _ = simulate_brian2_esn(weights, np.zeros((5, 1)))
+    # with zero weights and leak 1, every state is one fresh noise draw: std = noise
+    assert abs(states.std() - 0.05) < 0.005
+
+
+def test_brian2_builder_rejects_bad_inputs():
+    from brian2 import ms
+
+    from plastix.reservoirs.brian2_esn import build_brian2_esn
+
+    weights = init_esn_weights(ESNConfig(n_inputs=2, n_units=10, n_feedback=1))
+    with pytest.raises(ValueError, match="inputs"):
+        build_brian2_esn(weights, np.zeros((5, 3)))
+    with pytest.raises(ValueError, match="readout"):
+        build_brian2_esn(weights, np.zeros((5, 2)))
+    with pytest.raises(ValueError, match="dt"):
+        build_brian2_esn(weights, np.zeros((5, 2)), dt=-1 * ms, teacher_feedback=np.zeros((5, 1)))
+
+
+# --- xi-modulator -----------------------------------------------------------------------
+
+
+def _small_modulator_config(**changes):
+    from plastix.reservoirs.xi_modulator import XiModulatorConfig
+
+    base = dict(
+        n_neurons=12,
+        n_classes=4,
+        window=4,
+        n_units=60,
+        n_streams=4,
+        stream_length=160,
+        n_chunks=2,
+        train_neurons=8,
+        seed=3,
+    )
+    base.update(changes)
+    return XiModulatorConfig(**base)
+
+
+def _held_out_streams(cfg, seed=123):
+    from plastix.reservoirs.xi_modulator import synthetic_streams
+
+    gen = _gen(seed)
+    return synthetic_streams(
+        2, 200, cfg.n_classes, cfg.n_neurons, cfg.x_projection, cfg.sigmas[0], gen
+    )
+
+
+@pytest.mark.parametrize("architecture", ["factorised", "global"])
+def test_xi_modulator_beats_memoryless_and_zero_predictors(architecture):
+    from plastix.reservoirs.xi_modulator import fit_xi_modulator, xi_agreement, xi_targets
+
+    if architecture == "factorised":
+        cfg = _small_modulator_config()
+    else:  # one reservoir for all neurons: more units and data, stronger ridge
+        cfg = _small_modulator_config(
+            architecture="global",
+            window_products=False,
+            activation="tanh",
+            input_scaling=0.3,
+            n_units=150,
+            ridge=1.0,
+            n_chunks=4,
+            n_streams=8,
+        )
+    x, y, z = _held_out_streams(cfg)
+    exact = xi_targets(x, y, z, cfg)
+    b = cfg.window
+    zc = z[:, b - 1 :]
+    full = fit_xi_modulator(cfg)
+    agree = xi_agreement(full.predict(x, y, z)[:, b - 1 :], exact, zc)
+    memoryless = fit_xi_modulator(
+        _small_modulator_config(**{**cfg.__dict__, "spectral_radius": 0.0})
+    )
+    base = xi_agreement(memoryless.predict(x, y, z)[:, b - 1 :], exact, zc)
+    # predicting zero has NRMSE >= 1 (||exact|| / ||exact - mean||)
+    assert agree.nrmse < 0.95
+    assert agree.nrmse < base.nrmse - 0.02
+    assert agree.effective_cosine > base.effective_cosine + 0.05
+    if architecture == "factorised":
+        assert agree.effective_cosine > 0.6
+
+
+def test_window_statistics_are_the_exact_window_sums():
+    from plastix.reservoirs.xi_modulator import _window_statistics
+
+    g = _gen(8)
+    y = torch.nn.functional.one_hot(torch.randint(0, 3, (2, 12), generator=g), 3).double()
+    z = torch.randn(2, 12, 4, generator=g, dtype=torch.float64)
+    stats = _window_statistics(y, z, 5)  # (2, 8, 4, 7)
+    s, t, i = 1, 6, 2  # the window ending at sample t + 4
+    yw, zw = y[s, t : t + 5], z[s, t : t + 5, i]
+    torch.testing.assert_close(stats[s, t, i, :3], yw.sum(0))
+    torch.testing.assert_close(stats[s, t, i, 3], zw.sum())
+    torch.testing.assert_close(stats[s, t, i, 4:], yw.T @ zw)
+
+
+def test_xi_modulator_online_steps_equal_offline_prediction():
+    from plastix.reservoirs.xi_modulator import fit_xi_modulator
+
+    cfg = _small_modulator_config(n_chunks=1)
+    modulator = fit_xi_modulator(cfg)
+    x, y, z = _held_out_streams(cfg)
+    offline = modulator.predict(x[:, :30], y[:, :30], z[:, :30])
+    modulator.reset(2)
+    online = torch.stack([modulator.step(x[:, t], y[:, t], z[:, t]) for t in range(30)], 1)
+    torch.testing.assert_close(online, offline)
+
+
+def test_xi_agreement_and_layer_norm_projection():
+    from plastix.bridges.rate_networks import layer_norm_vjp
+    from plastix.reservoirs.xi_modulator import layer_norm_projection, xi_agreement
+
+    g = _gen(9)
+    h = torch.relu(torch.randn(50, 16, generator=g, dtype=torch.float64))
+    n = (h - h.mean(-1, keepdim=True)) / h.std(-1, unbiased=False, keepdim=True)
+    xi = torch.randn(50, 16, generator=g, dtype=torch.float64)
+    same = xi_agreement(xi, xi, n)
+    assert same.cosine == pytest.approx(1.0) and same.nrmse == pytest.approx(0.0)
+    # adding components the LayerNorm VJP removes (constant, along n) leaves the effective
+    # cosine at 1 but lowers the plain cosine
+    shifted = xi + 3.0 + 2.0 * n
+    moved = xi_agreement(shifted, xi, n)
+    assert moved.effective_cosine == pytest.approx(1.0)
+    assert moved.cosine < 0.9
+    vjp = layer_norm_vjp(n, torch.ones(50, 1, dtype=torch.float64), xi)
+    torch.testing.assert_close(layer_norm_projection(xi, n), vjp)
+
+
+def test_xi_modulator_rejects_bad_configs_and_inputs():
+    from plastix.reservoirs.xi_modulator import XiModulatorConfig, fit_xi_modulator
+
+    with pytest.raises(ValueError, match="architecture"):
+        XiModulatorConfig(architecture="ring")
+    with pytest.raises(ValueError, match="stream_length"):
+        XiModulatorConfig(window=16, stream_length=10)
+    with pytest.raises(ValueError, match="leak"):
+        XiModulatorConfig(leak=0.0)
+    modulator = fit_xi_modulator(_small_modulator_config(n_chunks=1))
+    x, y, z = _held_out_streams(modulator.config)
+    with pytest.raises(ValueError, match="n_neurons"):
+        modulator.predict(x, y, z[..., :5])
+    with pytest.raises(RuntimeError, match="reset"):
+        modulator.step(x[:, 0], y[:, 0], z[:, 0])
+
+
+# --- reservoir in the loop ----------------------------------------------------------------
+
+
+def _tiny_task():
+    g = _gen(11)
+    x = torch.rand(60, 6, generator=g)
+    y = torch.randint(0, 3, (60,), generator=g)
+    return x, y
+
+
+def test_reservoir_in_the_loop_updates_hidden_layers_and_zero_control_does_not():
+    from plastix.bridges.ib_reservoir import ReservoirIBTrainer, fit_layer_modulators
+    from plastix.bridges.ib_training import AdamWSettings, IBRule
+    from plastix.bridges.rate_networks import RateMLP
+    from plastix.reservoirs.xi_modulator import XiModulatorConfig
+
+    x, y = _tiny_task()
+    rule = IBRule(window=4)
+    torch.manual_seed(0)
+    net = RateMLP(6, (8,), 3)
+    start = net.blocks[0].linear.weight.detach().clone()
+    base = XiModulatorConfig(n_units=30, n_streams=2, stream_length=80, n_chunks=1)
+    modulators = fit_layer_modulators(net, rule, base)
+    assert [m.config.n_neurons for m in modulators] == [8]
+    trainer = ReservoirIBTrainer(net, modulators, rule, AdamWSettings(lr=1e-2))
+    trainer.track_agreement = True
+    trainer.train_epoch(x, y, _gen(1))
+    assert (net.blocks[0].linear.weight - start).abs().max() > 1e-3
+    (layer,) = trainer.agreement()
+    assert -1.0 <= layer["effective_cosine"] <= 1.0
+
+    torch.manual_seed(0)
+    frozen = RateMLP(6, (8,), 3)
+    readout_start = frozen.readout.weight.detach().clone()
+    control = ReservoirIBTrainer(frozen, None, rule, AdamWSettings(lr=1e-2), xi_source="zero")
+    control.train_epoch(x, y, _gen(1))
+    assert torch.equal(frozen.blocks[0].linear.weight, start)
+    assert (frozen.readout.weight - readout_start).abs().max() > 1e-3
+
+
+def test_label_only_xi_is_the_count_formula_of_the_modulator_doc():
+    from plastix.bridges.ib_reservoir import label_only_xi
+
+    g = _gen(12)
+    b, c, gamma = 8, 5, 2.0
+    y = torch.nn.functional.one_hot(torch.randint(0, c, (b,), generator=g), c).double()
+    z = torch.randn(b, 6, generator=g, dtype=torch.float64)
+    xi = label_only_xi(y, z, gamma, (0.5, 0.1, 1.0))
+    n, total, per_class, cur = y.sum(0), z.sum(0), y.T @ z, int(y[-1].argmax())
+    label_part = -gamma * (
+        per_class[cur]
+        - n[cur] / b * total
+        - (n[:, None] * per_class).sum(0) / b
+        + (n @ n) / b**2 * total
+    )
+    scale = 2.0 / ((b - 1) ** 2 * 1.0 * 6)  # 2 / ((B - 1)^2 s_z^2), s_z^2 = sigma_z^2 dz
+    torch.testing.assert_close(xi, scale * label_part)
+
+
+def test_reservoir_trainer_rejects_mismatched_modulators():
+    from plastix.bridges.ib_reservoir import ReservoirIBTrainer, fit_layer_modulators
+    from plastix.bridges.ib_training import IBRule
+    from plastix.bridges.rate_networks import RateMLP
+    from plastix.reservoirs.xi_modulator import XiModulatorConfig
+
+    base = XiModulatorConfig(n_units=20, n_streams=2, stream_length=40, n_chunks=1)
+    net = RateMLP(6, (8,), 3)
+    modulators = fit_layer_modulators(net, IBRule(window=4), base)
+    with pytest.raises(ValueError, match="window"):
+        ReservoirIBTrainer(net, modulators, IBRule(window=6))
+    with pytest.raises(ValueError, match="modulators"):
+        ReservoirIBTrainer(RateMLP(6, (8, 5), 3), modulators, IBRule(window=4))
+    with pytest.raises(ValueError, match="xi_source"):
+        ReservoirIBTrainer(net, modulators, IBRule(window=4), xi_source="oracle")
+    with pytest.raises(ValueError, match="modulators"):
+        ReservoirIBTrainer(net, modulators, IBRule(window=4), xi_source="zero")
+
+
+# --- experiment --------------------------------------------------------------------------
+
+
+def test_reservoir_wm_experiment_writes_every_part(tmp_path):
+    from plastix.sims.experiments import run_experiment
+    from plastix.sims.results import read_result
+
+    out = run_experiment(
+        "reservoir-wm",
+        overrides={
+            "capacity_units": (10,),
+            "capacity_steps": 600,
+            "xi_windows": (4,),
+            "xi_units": (20, 40),
+            "xi_neurons": 8,
+            "xi_samples": 60,
+            "modulator_chunks": 1,
+            "dataset": "digits",
+            "hidden": (8,),
+            "window": 4,
+            "n_units": 20,
+            "epochs": 1,
+            "n_train": 40,
+            "n_test": 20,
+            "lr": 1e-3,
+        },
+        out=tmp_path / "r.h5",
+        seed=0,
+    )
+    res = read_result(out)
+    assert res.status == "complete"
+    assert res.arrays["xi_effective_cosine"].shape == (1, 2)
+    assert np.isfinite(res.arrays["xi_memoryless_nrmse"]).all()
+    assert 0 < res.summary["memory_capacity_linear_n10"] <= 10
+    for source in ("exact", "reservoir", "zero"):
+        assert np.isfinite(res.metrics[f"test_accuracy_{source}"]).any()
+    assert "accuracy_gap_points" in res.summary
+    assert np.isfinite(res.metrics["xi_effective_cosine_layer0"]).any()
+
+    from plastix.sims.plots_reservoir import reservoir_wm_figures
+
+    names = [name for name, _ in reservoir_wm_figures(res)]
+    assert {"memory_function", "xi_effective_cosine", "loop_accuracy"} <= set(names)
