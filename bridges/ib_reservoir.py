@@ -12,12 +12,13 @@ reservoir, whose readout gives ``xi`` for that layer; the update is
 readout layer is trained by cross-entropy over the window, as in the exact rule. The published
 code never ran the reservoir in the loop on MNIST-sized tasks (reference section 2).
 
-Two controls: ``xi_source = "zero"`` keeps the hidden layers at their initial weights (no
+Controls: ``xi_source = "zero"`` keeps the hidden layers at their initial weights (no
 update at all, not even weight decay) so the readout alone learns: the accuracy the
 hidden-layer rule must beat. ``xi_source = "labels"`` uses the exact xi computed from the
 labels alone (:func:`label_only_xi`: ``K_X`` dropped, ``K_Z = 1``), the information a
-factorised modulator has (it sees neither x nor the other neurons): its accuracy is the
-ceiling of that design. ``xi_source = "no-kz"`` keeps ``K_X`` and drops only ``K_Z``.
+factorised modulator has (it sees neither x nor the other neurons; it can learn only the
+average effect of ``K_X`` and ``K_Z``): the reference point for that design.
+``xi_source = "no-kz"`` keeps ``K_X`` and drops only ``K_Z``.
 """
 
 from __future__ import annotations

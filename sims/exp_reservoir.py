@@ -13,9 +13,9 @@ Three parts (choose with ``parts``):
   (spectral radius 0: the readout sees only the current sample).
 - ``loop``: the rate IB rule on ``dataset`` with xi from ``sources``: ``exact`` (computed
   from the window), ``reservoir`` (the modulators in the loop), ``labels`` (exact xi from the
-  labels alone, without ``K_X`` and ``K_Z``: what a factorised modulator can know) and
-  ``zero`` (hidden layers frozen: readout alone). Same initial weights and sample order for
-  every source.
+  labels alone, without ``K_X`` and ``K_Z``: what a factorised modulator can know),
+  ``no-kz`` (exact xi with ``K_Z = 1``) and ``zero`` (hidden layers frozen: readout alone).
+  Same initial weights and sample order for every source.
 
 Stored: metrics on axis ``delay`` (``r2_tanh_n<N>``, ``r2_linear_n<N>``), axis ``epoch``
 (``test_accuracy_<source>``, ``train_accuracy_<source>``, ``epoch_s_<source>``; for the
@@ -55,7 +55,7 @@ from plastix.sims.experiments import RunContext, experiment
 
 _POS = {"min": 0.0, "min_exclusive": True}
 Part = Literal["capacity", "xi", "loop"]
-Source = Literal["exact", "reservoir", "labels", "zero"]
+Source = Literal["exact", "reservoir", "labels", "no-kz", "zero"]
 
 
 @dataclass
@@ -99,7 +99,8 @@ class ReservoirWMConfig:
         default=("exact", "reservoir", "labels", "zero"),
         metadata={
             "help": "exact: xi from the window; reservoir: the modulators; labels: exact xi "
-            "from labels only (the factorised design's ceiling); zero: readout only"
+            "from labels only (what a factorised modulator sees); no-kz: exact xi with K_Z = 1; "
+            "zero: readout only"
         },
     )
     epochs: int = field(default=10, metadata={"min": 1})
@@ -128,7 +129,9 @@ class ReservoirWMConfig:
                 f"{max(self.xi_windows)}"
             )
         if "loop" in self.parts and not self.sources:
-            raise ValueError("sources: choose at least one of exact, reservoir, labels, zero")
+            raise ValueError(
+                "sources: choose at least one of exact, reservoir, labels, no-kz, zero"
+            )
         if "capacity" in self.parts and not self.capacity_units:
             raise ValueError("capacity_units: give at least one size")
         if self.n_train is not None and self.n_train < self.window:

@@ -534,6 +534,20 @@ def test_label_only_xi_is_the_count_formula_of_the_modulator_doc():
     torch.testing.assert_close(xi, scale * label_part)
 
 
+def test_label_only_xi_with_inputs_is_the_wide_sigma_z_limit_of_the_exact_xi():
+    from plastix.bridges.ib_reservoir import label_only_xi
+    from plastix.plasticity.hsic import modulatory_signal
+
+    g = _gen(13)
+    y = torch.nn.functional.one_hot(torch.randint(0, 4, (6,), generator=g), 4).double()
+    x = torch.rand(6, 10, generator=g, dtype=torch.float64)
+    z = torch.randn(6, 5, generator=g, dtype=torch.float64)
+    sigmas = (0.5, 0.1, 1e4)  # K_Z -> 1
+    exact = modulatory_signal(x, y, z, 2.0, sigmas)
+    torch.testing.assert_close(label_only_xi(y, z, 2.0, sigmas, x), exact, rtol=1e-6, atol=0)
+    assert not torch.allclose(label_only_xi(y, z, 2.0, sigmas), exact, rtol=1e-3, atol=0)
+
+
 def test_reservoir_trainer_rejects_mismatched_modulators():
     from plastix.bridges.ib_reservoir import ReservoirIBTrainer, fit_layer_modulators
     from plastix.bridges.ib_training import IBRule
@@ -596,3 +610,43 @@ def test_reservoir_wm_experiment_writes_every_part(tmp_path):
 
     names = [name for name, _ in reservoir_wm_figures(res)]
     assert {"memory_function", "xi_effective_cosine", "loop_accuracy"} <= set(names)
+
+
+_STANDALONE_SCRIPT = """
+import sys
+import numpy as np
+import torch
+from brian2 import Network, StateMonitor, ms, set_device
+from plastix.reservoirs.brian2_esn import build_brian2_esn
+from plastix.reservoirs.esn import ESNConfig, init_esn_weights, run_esn
+
+set_device("cpp_standalone", directory=sys.argv[1], build_on_run=True)
+cfg = ESNConfig(n_inputs=2, n_units=30, n_feedback=1, leak=0.5, bias_scaling=0.1)
+weights = init_esn_weights(cfg, seed=1)
+u = torch.randn(60, 2, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+w_out = torch.full((1, 30), 0.05, dtype=torch.float64)
+b_out = torch.zeros(1, dtype=torch.float64)
+states, _ = run_esn(weights, u, readout=lambda x: x @ w_out.T + b_out)
+esn = build_brian2_esn(weights, u.numpy(), readout=(w_out, b_out))
+mon = StateMonitor(esn.reservoir, "x", record=True, when="end")
+Network(*esn.objects, mon).run(60 * ms)
+print(float(np.abs(np.asarray(mon.x).T - states.numpy()).max()))
+"""
+
+
+@pytest.mark.slow
+def test_brian2_reservoir_builds_in_cpp_standalone_and_matches_torch(tmp_path):
+    import shutil
+    import subprocess
+    import sys
+
+    if shutil.which("g++") is None and shutil.which("c++") is None:
+        pytest.skip("no C++ compiler for cpp_standalone")
+    done = subprocess.run(
+        [sys.executable, "-c", _STANDALONE_SCRIPT, str(tmp_path / "build")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert float(done.stdout.strip().splitlines()[-1]) < 1e-5
