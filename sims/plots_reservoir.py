@@ -142,9 +142,8 @@ def reservoir_wm_figures(res: Result) -> list[tuple[str, Any]]:
             ("xi_nrmse", "NRMSE", 0.0, 1.5),
         ):
             if key in arrays:
-                figs.append(
-                    (key, plot_xi_heatmap(w, u, arrays[key], label=label, vmin=lo, vmax=hi))
-                )
+                fig = plot_xi_heatmap(w, u, arrays[key], label=label, vmin=lo, vmax=hi)
+                figs.append((f"{key}_by_window_and_size", fig))
     accs = {
         k[len("test_accuracy_") :]: v
         for k, v in res.metrics.items()

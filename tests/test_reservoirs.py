@@ -609,7 +609,9 @@ def test_reservoir_wm_experiment_writes_every_part(tmp_path):
     from plastix.sims.plots_reservoir import reservoir_wm_figures
 
     names = [name for name, _ in reservoir_wm_figures(res)]
-    assert {"memory_function", "xi_effective_cosine", "loop_accuracy"} <= set(names)
+    assert {"memory_function", "xi_effective_cosine_by_window_and_size", "loop_accuracy"} <= set(
+        names
+    )
 
 
 _STANDALONE_SCRIPT = """
