@@ -36,8 +36,8 @@ from plastix.bridges.ib_training import (
     EpochStats,
     IBRule,
     IBTrainer,
-    _check_data,
-    _readout_grads,
+    check_window_data,
+    readout_gradients,
     stream_order,
 )
 from plastix.bridges.rate_networks import DenseBlock, LeakyRateMLP, RateNetwork
@@ -208,7 +208,7 @@ class ReservoirIBTrainer(IBTrainer):
     ) -> EpochStats:
         """One pass over a shuffled stream; the reservoirs are reset and fed the ``B - 1``
         samples that precede the first window before any update."""
-        _check_data(x, y, self.n_classes, self.window)
+        check_window_data(x, y, self.n_classes, self.window)
         n, window = x.shape[0], self.window
         order = stream_order(n, window, generator)
         site = self.rule.xi_site
@@ -246,6 +246,6 @@ class ReservoirIBTrainer(IBTrainer):
                 else:
                     for block in self.net.blocks:  # grad None: AdamW leaves them untouched
                         grads.extend(None for _ in block.parameters())
-                grads.extend(_readout_grads(logits, yw, traces[-1].n.flatten(1), 1.0))
+                grads.extend(readout_gradients(logits, yw, traces[-1].n.flatten(1), 1.0))
                 self._apply(grads)
         return EpochStats(n, time.perf_counter() - start, n, loss_sum / n)

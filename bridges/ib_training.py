@@ -166,7 +166,7 @@ class EpochStats:
         return self.seconds / max(self.steps, 1)
 
 
-def _check_data(x: Tensor, y: Tensor, n_classes: int, window: int) -> None:
+def check_window_data(x: Tensor, y: Tensor, n_classes: int, window: int) -> None:
     if not isinstance(x, Tensor) or not x.is_floating_point():
         raise TypeError(f"x: expected a float torch.Tensor, got {type(x).__name__}")
     if not isinstance(y, Tensor) or y.dtype != torch.int64 or y.ndim != 1:
@@ -209,11 +209,11 @@ def ib_gradients(
         for block, t in zip(net.blocks, traces, strict=True):
             xi = xi_from_weights(weights, t.z(rule.xi_site), sigma_z)
             grads.extend(block.three_factor_grads(t, xi, rule.xi_site))
-        grads.extend(_readout_grads(logits, y_window, traces[-1].n.flatten(1), 1.0))
+        grads.extend(readout_gradients(logits, y_window, traces[-1].n.flatten(1), 1.0))
     return grads
 
 
-def _readout_grads(logits: Tensor, y_onehot: Tensor, p: Tensor, gain: float) -> list[Tensor]:
+def readout_gradients(logits: Tensor, y_onehot: Tensor, p: Tensor, gain: float) -> list[Tensor]:
     g = (torch.softmax(logits, -1) - y_onehot) * (gain / logits.shape[0])
     return [g.T @ p, g.sum(0)]
 
@@ -244,7 +244,7 @@ class _Trainer:
         raise NotImplementedError
 
     def _minibatch_epoch(self, x, y, generator, loss_fn) -> EpochStats:
-        _check_data(x, y, self.n_classes, self.window)
+        check_window_data(x, y, self.n_classes, self.window)
         order = torch.randperm(x.shape[0], generator=generator)
         start = time.perf_counter()
         total, steps = 0.0, 0
@@ -302,11 +302,11 @@ class IBTrainer(_Trainer):
                 for block, t in zip(net.blocks, traces, strict=True):
                     xi = xi_from_weights(weights, t.z(site), sigma_z)
                     grads.extend(block.three_factor_grads(t, xi, site))
-                grads.extend(_readout_grads(out, y_window, traces[-1].n.flatten(1), rate))
+                grads.extend(readout_gradients(out, y_window, traces[-1].n.flatten(1), rate))
                 self._apply(grads)
 
     def train_epoch(self, x: Tensor, y: Tensor, generator: torch.Generator | None = None):
-        _check_data(x, y, self.n_classes, self.window)
+        check_window_data(x, y, self.n_classes, self.window)
         n, window = x.shape[0], self.window
         order = stream_order(n, window, generator)
         start = time.perf_counter()
@@ -370,7 +370,7 @@ class LayerwiseHSICTrainer(_Trainer):
         self.rule = rule
 
     def train_epoch(self, x: Tensor, y: Tensor, generator: torch.Generator | None = None):
-        _check_data(x, y, self.n_classes, self.window)
+        check_window_data(x, y, self.n_classes, self.window)
         n, window = x.shape[0], self.window
         order = stream_order(n, window, generator)
         start, total = time.perf_counter(), 0.0
