@@ -240,3 +240,13 @@ def test_missing_dataset_is_refused_before_any_work(tmp_path, monkeypatch, capsy
     err = capsys.readouterr().err
     assert "dataset: mnist: dataset files not found" in err and str(tmp_path) in err
     assert not out.exists()
+
+
+def test_bsweep_result_gets_a_heatmap_over_window_size(tmp_path):
+    out = run_experiment(
+        "ib-bsweep",
+        {"dataset": "xor", "windows": (2, 4), "epochs": 2, "n_train": 200, "n_test": 100},
+        out=tmp_path / "b.h5",
+    )
+    assert cli.main(["plot", str(out), "--out-dir", str(tmp_path / "f"), "--format", "pdf"]) == 0
+    assert (tmp_path / "f" / "b_bsweep.pdf").stat().st_size > 1000
