@@ -158,15 +158,16 @@ def init_weights(
 ) -> CircuitWeights:
     """Random initial weights.
 
-    Hidden: ``W_ij ~ N(mean, (spread)^2) * 64 / n_pre`` (clipped to the rule's bounds), i.e.
-    independent of fan-in in total drive; readout: ``N(0, 1/n_pre)``; bias 0.
+    Hidden: ``W_ij ~ N(mean * 64 / n_pre, (spread * sqrt(64 / n_pre))^2)`` (clipped to the
+    rule's bounds): the mean drive and its spread across neurons do not depend on the fan-in
+    (the values are those of a 64-input layer); readout: ``N(0, 1/n_pre)``; bias 0.
     """
     sizes = spec.layer_sizes
     hidden = []
     for k in range(len(spec.hidden)):
         n_pre, n_post = sizes[k], sizes[k + 1]
         scale = 64.0 / n_pre
-        w = rng.normal(mean, spread, size=(n_post, n_pre)) * scale
+        w = rng.normal(mean * scale, spread * np.sqrt(scale), size=(n_post, n_pre))
         hidden.append(np.clip(w, spec.rule.w_min, spec.rule.w_max))
     readout = rng.normal(0.0, 1.0 / np.sqrt(sizes[-2]), size=(spec.n_classes, sizes[-2]))
     return CircuitWeights(hidden, readout, np.zeros(spec.n_classes))

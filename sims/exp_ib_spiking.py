@@ -12,7 +12,14 @@ synthetic streams, no dataset) runs inside the simulation and every epoch — tr
 test samples — is ONE run with no Python between samples
 (:class:`~plastix.circuits.ib_network.CompiledEpochTrainer`); standalone backends build once
 and re-run per epoch. ``xi_source="none"``: the same compiled epochs with the hidden layer
-frozen (readout-only baseline).
+frozen (readout-only baseline). Every sample starts from rest in every mode, and all
+weight updates are applied at the end of each sample, so the modes differ only in where ξ
+comes from (and in their random numbers).
+
+Defaults (the README's main job, ``plastix run ib-spiking``): digits (1437 train / 360
+test), 64-100-10, 3 epochs, exact ξ, 50 ms per sample (learning window 10-50 ms), dt 0.5 ms,
+Poisson inputs up to 300 Hz, IB rate 300/s, readout 5/s, B = 8, gamma 2, sigmas (0.5, 0.1,
+1.0), device ``auto`` (cpp_standalone where a C++ compiler works).
 
 Stored: metrics per ``epoch`` (``train_accuracy`` — online, before each sample's update —,
 ``test_accuracy``, ``samples_per_s``, ``mean_rate_hz``), spike rasters of the first
