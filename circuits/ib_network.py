@@ -5,9 +5,11 @@ readout is trained with the softmax cross-entropy delta rule on presynaptic rate
 ``dW_kj/dt = eta_r * gate * (y_k - p_k) * r_j / rate_norm`` (as the last layer of the rate
 reference, Daruwalla & Lipasti 2024), where ``r_j`` is the presynaptic rate minus its long-run
 mean (:class:`~plastix.circuits.layers.LIFLayer`'s ``rate_mean``, the covariance rule's
-centring). All of it is Brian2 equations, so the circuit builds for
-runtime, cpp_standalone and cuda_standalone alike; what differs between training modes is who
-supplies ξ and who applies the updates (see :mod:`plastix.circuits.ib_training`).
+centring). All of it is Brian2 equations, so the circuit builds for runtime, cpp_standalone
+and cuda_standalone alike. Weight updates are applied at the end of each sample; the
+training modes differ in who supplies ξ: :class:`ExactXiTrainer` (Python computes the exact ξ
+after each sample: the reference) and :class:`CompiledEpochTrainer` (a ξ-modulator reservoir
+inside the simulation, :class:`ReservoirXi`, whole epochs as single runs).
 
 Weights are exchanged as :class:`CircuitWeights` in the ``torch.nn.Linear`` layout
 ``(n_post, n_pre)``.

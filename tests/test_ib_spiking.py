@@ -380,6 +380,29 @@ def test_standalone_code_generation(tmp_path):
     assert "ib_w0" in main and "ib_readout" in main
 
 
+def test_cuda_standalone_code_generation(tmp_path):
+    """Code generation (no compilation, no GPU) of a compiled reservoir-ξ epoch for
+    cuda_standalone, where brian2cuda is importable."""
+    pytest.importorskip("brian2cuda")
+    from plastix.reservoirs.xi_modulator import XiModulatorConfig, fit_xi_modulator
+
+    spec = _small_spec(hidden=(8,))
+    w0 = init_weights(spec, np.random.default_rng(0))
+    mods = [
+        fit_xi_modulator(
+            XiModulatorConfig(
+                n_neurons=8, n_units=10, n_chunks=1, window_products=False, stream_length=32
+            )
+        )
+    ]
+    with CompiledEpochTrainer(
+        spec, w0, 3, 2, xi_source="reservoir", xi_modulators=mods,
+        backend="cuda_standalone", directory=tmp_path, codegen_only=True,
+    ) as trainer:  # fmt: skip
+        trainer.build()
+    assert (tmp_path / "main.cu").exists() or any(tmp_path.rglob("*.cu"))
+
+
 def test_circuit_weight_layout_round_trip():
     spec = _small_spec(hidden=(7, 5), n_classes=3)
     rng = np.random.default_rng(0)
