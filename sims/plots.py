@@ -40,7 +40,8 @@ def _load_figure_modules() -> None:
             importlib.import_module(f"plastix.sims.{mod.name}")
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib.pyplot on the non-interactive Agg backend."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -49,9 +50,20 @@ def _pyplot():
     return plt
 
 
+def save_figure(fig, path: str | Path | None) -> None:
+    """Save ``fig`` to ``path`` (.png or .pdf, folders created); do nothing for None."""
+    if path is None:
+        return
+    path = Path(path)
+    if path.suffix not in (".png", ".pdf"):
+        raise ValueError(f"path {str(path)!r} must end in .png or .pdf")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=150)
+
+
 def learning_curves(res: Result):
     """One panel per axis; each metric drawn against its axis dataset."""
-    plt = _pyplot()
+    plt = pyplot()
     axes_names = sorted({a for a in res.metric_axes.values()})
     if not axes_names:
         return None
@@ -70,7 +82,7 @@ def learning_curves(res: Result):
 
 
 def raster(res: Result, max_points: int = 200_000):
-    plt = _pyplot()
+    plt = pyplot()
     if not res.spikes:
         return None
     fig, axs = plt.subplots(len(res.spikes), 1, figsize=(8, 2.2 * len(res.spikes)), squeeze=False)
@@ -83,7 +95,7 @@ def raster(res: Result, max_points: int = 200_000):
 
 
 def weight_histograms(res: Result):
-    plt = _pyplot()
+    plt = pyplot()
     if not res.weights:
         return None
     n = len(res.weights)
@@ -96,7 +108,7 @@ def weight_histograms(res: Result):
 
 
 def array_heatmaps(res: Result) -> list[tuple[str, object]]:
-    plt = _pyplot()
+    plt = pyplot()
     out = []
     for name, arr in res.arrays.items():
         if arr.ndim != 2 or min(arr.shape) < 2 or arr.size > 10_000:
@@ -117,7 +129,7 @@ def plot_result(res: Result, out_dir: str | Path, fmt: str = "png") -> list[Path
     """Draw every figure ``res`` supports into ``out_dir``; returns the written paths."""
     if fmt not in ("png", "pdf"):
         raise ValueError(f"fmt must be 'png' or 'pdf', got {fmt!r}")
-    plt = _pyplot()
+    plt = pyplot()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = res.path.stem

@@ -14,27 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from plastix.sims.plots import figure
+from plastix.sims.plots import figure, pyplot, save_figure
 from plastix.sims.results import Result
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig: Any, path: str | Path | None) -> None:
-    if path is None:
-        return
-    path = Path(path)
-    if path.suffix not in (".png", ".pdf"):
-        raise ValueError(f"path {str(path)!r} must end in .png or .pdf")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=150)
 
 
 def plot_accuracy_matrix(
@@ -51,7 +32,7 @@ def plot_accuracy_matrix(
     names = list(task_names) if task_names is not None else [str(i + 1) for i in range(len(r))]
     if len(names) != len(r):
         raise ValueError(f"task_names has {len(names)} names for {len(r)} tasks")
-    plt = _pyplot()
+    plt = pyplot()
     size = 2.0 + 0.55 * len(r)
     fig, ax = plt.subplots(figsize=(size + 1.0, size))
     im = ax.imshow(r, vmin=0.0, vmax=1.0, cmap="viridis")
@@ -74,7 +55,7 @@ def plot_accuracy_matrix(
     ax.set_ylabel("after training task")
     ax.set_title(title)
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
     return fig
 
 
@@ -103,7 +84,7 @@ def plot_retention_vs_width(
         raise ValueError(f"widths must be a non-empty 1-D sequence, got {widths!r}")
     if not values:
         raise ValueError("values is empty; pass {optimizer name: values per width}")
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5, 3.6))
     order = np.argsort(w)
     for name, vals in values.items():
@@ -123,7 +104,7 @@ def plot_retention_vs_width(
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
     return fig
 
 
@@ -141,7 +122,7 @@ def plot_forgetting_vs_momentum(
         raise ValueError(f"momenta must be a non-empty 1-D sequence, got {momenta!r}")
     if not values:
         raise ValueError("values is empty; pass {series name: values per momentum}")
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5, 3.6))
     order = np.argsort(m)
     for name, vals in values.items():
@@ -160,7 +141,7 @@ def plot_forgetting_vs_momentum(
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
     return fig
 
 

@@ -10,17 +10,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from plastix.sims.plots import figure
+from plastix.sims.plots import figure, pyplot
 from plastix.sims.results import Result
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def pruning_curves(res: Result) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], float | None]:
@@ -60,7 +51,7 @@ def plot_accuracy_vs_saved(
     """
     if not isinstance(curves, Mapping) or not curves:
         raise ValueError("curves: expected a non-empty mapping strategy -> (saved, accuracy)")
-    plt = _pyplot()
+    plt = pyplot()
     if ax is None:
         fig, ax = plt.subplots(figsize=(5.5, 4))
     else:

@@ -15,27 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from plastix.sims.plots import figure
+from plastix.sims.plots import figure, pyplot, save_figure
 from plastix.sims.results import Result
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig: Any, path: str | Path | None) -> None:
-    if path is None:
-        return
-    path = Path(path)
-    if path.suffix not in (".png", ".pdf"):
-        raise ValueError(f"path {str(path)!r} must end in .png or .pdf")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=150)
 
 
 def plot_memory_curves(
@@ -52,7 +33,7 @@ def plot_memory_curves(
         raise ValueError(f"delays must be a non-empty 1-D array, got shape {k.shape}")
     if not curves:
         raise ValueError("curves: give at least one r^2 curve")
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 3.8))
     for label, r2 in curves.items():
         r2 = np.asarray(r2, dtype=float)
@@ -66,7 +47,7 @@ def plot_memory_curves(
     ax.set_title("memory function (Jaeger 2002)")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
     return fig
 
 
@@ -88,7 +69,7 @@ def plot_xi_heatmap(
             f"values has shape {v.shape}; expected (len(windows), len(units)) = "
             f"{(len(windows), len(units))}"
         )
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(1.6 + 1.0 * len(units), 1.4 + 0.7 * len(windows)))
     im = ax.imshow(v, vmin=vmin, vmax=vmax, cmap="viridis", aspect="auto")
     fig.colorbar(im, ax=ax, label=label)
@@ -102,7 +83,7 @@ def plot_xi_heatmap(
     ax.set_ylabel("window B")
     ax.set_title(f"xi-modulator: {label}")
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
     return fig
 
 
@@ -111,7 +92,7 @@ def plot_loop_curves(epochs: Any, accuracies: Mapping[str, Any], path: str | Pat
     e = np.asarray(epochs, dtype=float)
     if not accuracies:
         raise ValueError("accuracies: give at least one curve")
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
     for source, acc in accuracies.items():
         acc = np.asarray(acc, dtype=float)
@@ -122,7 +103,7 @@ def plot_loop_curves(epochs: Any, accuracies: Mapping[str, Any], path: str | Pat
     ax.set_title("IB rule with xi from each source")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
     return fig
 
 
