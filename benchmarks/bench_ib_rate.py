@@ -7,7 +7,7 @@
     both interleaved in one run; the per-epoch ratio is given too (the IB rule takes one step
     per sample, backprop one per minibatch of B).
 
-Usage: python benchmarks/bench_ib_rate.py [--quick] [--no-record]
+Usage: python benchmarks/bench_ib_rate.py [--quick] [--no-record] [--epochs N]
 """
 
 from __future__ import annotations
@@ -109,13 +109,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small smoke-test sizes")
     parser.add_argument("--no-record", action="store_true", help="do not write RESULTS.md")
+    parser.add_argument(
+        "--epochs", type=int, default=25, help="epochs of (a); 25 as the reference MNIST run"
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)  # both rules; per-sample steps are fastest single-threaded
     if args.quick:
         n_acc, n_test, epochs, n_sweep, sweep_epochs, windows = 2000, 1000, 1, 1000, 1, (2, 8)
         rounds, ib_samples = 2, 200
     else:
-        n_acc, n_test, epochs, n_sweep, sweep_epochs = None, None, 5, 10000, 3
+        n_acc, n_test, epochs, n_sweep, sweep_epochs = None, None, args.epochs, 10000, 3
         windows, rounds, ib_samples = (2, 4, 8, 16, 32), 5, 1000
     start = time.perf_counter()
     lr_ib, lr_bp, window = 1e-4, 1e-3, 8
@@ -141,7 +144,9 @@ def main() -> None:
     ratio = ib_step / bp_step
     wall = time.perf_counter() - start
 
-    cmd = "python benchmarks/bench_ib_rate.py" + (" --quick" if args.quick else "")
+    cmd = "python benchmarks/bench_ib_rate.py" + (
+        " --quick" if args.quick else f" --epochs {args.epochs}"
+    )
     lines = [
         "## IB three-factor rule vs backprop (rate networks, issue 3)",
         "",

@@ -446,6 +446,26 @@ def _backend_report() -> list[BackendStatus]:
     return report
 
 
+def backend_problems(backend: str) -> list[str]:
+    """What stops ``backend`` from running here, each with its fix (empty when it can run).
+
+    ``auto`` always runs (it falls back to ``runtime``). Never imports brian2, so a command
+    can refuse an unusable backend before any work starts.
+    """
+    key = _check_backend_name(backend)
+    if key == "auto":
+        return []
+    status = {s.name: s for s in backend_report()}
+    if key == "cython":
+        if "cython" in status["runtime"].details.get("codegen_targets", []):
+            return []
+        return ["cython code generation needs Cython and a C++ compiler: pip install cython"]
+    entry = status.get(device_name(key))
+    if entry is None:  # the report itself failed; it says why
+        return [m for s in status.values() for m in s.missing]
+    return [] if entry.available else list(entry.missing)
+
+
 def format_backend_report(report: Iterable[BackendStatus] | None = None) -> str:
     """Plain-text form of :func:`backend_report` for ``plastix info``."""
     statuses = list(backend_report() if report is None else report)

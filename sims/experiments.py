@@ -191,6 +191,15 @@ def prepare_run(
         raise ConfigError(
             f"--device {device!r} is not valid for {name!r}; choices: {', '.join(spec.devices)}"
         )
+    if device in BRIAN2_DEVICES:
+        from plastix.circuits.backend import backend_problems
+
+        problems = backend_problems(device)
+        if problems:
+            raise ConfigError(
+                f"--device {device}: cannot run here: {'; '.join(problems)}. Fix that, or use "
+                "--device auto (the best backend that works here)"
+            )
     if device == "cuda":
         import torch
 

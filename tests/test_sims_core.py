@@ -242,6 +242,38 @@ def test_missing_dataset_is_refused_before_any_work(tmp_path, monkeypatch, capsy
     assert not out.exists()
 
 
+@experiment(
+    "test-brian2-device",
+    CounterConfig,
+    description="needs a Brian2 backend (test only)",
+    devices=("auto", "runtime", "cpp_standalone", "cuda_standalone"),
+)
+def _run_needs_backend(cfg: CounterConfig, ctx: RunContext) -> None:
+    raise AssertionError("must not start on a backend that cannot run here")
+
+
+def test_unusable_brian2_backend_is_refused_before_any_work(tmp_path, monkeypatch, capsys):
+    from plastix.circuits import backend
+
+    def report_without_cuda():
+        return [
+            backend.BackendStatus("runtime", True, {"codegen_targets": ["numpy"]}),
+            backend.BackendStatus("cpp_standalone", True),
+            backend.BackendStatus("cuda_standalone", False, {}, ["gpu: no NVIDIA GPU visible"]),
+        ]
+
+    monkeypatch.setattr(backend, "backend_report", report_without_cuda)
+    assert backend.backend_problems("cpp_standalone") == []
+    assert backend.backend_problems("auto") == []
+    out = tmp_path / "b.h5"
+    code = cli.main(["run", "test-brian2-device", "--device", "cuda_standalone", "--out", str(out)])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "--device cuda_standalone: cannot run here" in err and "no NVIDIA GPU" in err
+    assert "--device auto" in err
+    assert not out.exists()
+
+
 def test_bsweep_result_gets_a_heatmap_over_window_size(tmp_path):
     out = run_experiment(
         "ib-bsweep",
