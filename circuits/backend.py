@@ -717,6 +717,33 @@ class BackendSession:
                     objects.extend(ref() for ref in NetworkOperation.__instances__())
         refuse_network_operations([obj for obj in objects if obj is not None], self.backend)
 
+    def add_run_seed(self, net: Any) -> Any:
+        """Apply ``run_args`` at this point of the coming run and add a one-value group whose
+        shared integer ``run_seed`` each re-run sets through ``run_args``.
+
+        On cpp_standalone the generators are then reseeded from it (``seed * 7919 + thread``),
+        so every re-run of one build draws new, reproducible random numbers; without it each
+        re-run would repeat the build's stream. Call before ``run_network``; returns the
+        group (pass ``{group.run_seed: seed}`` in ``run_args``).
+        """
+        from brian2 import NeuronGroup, prefs
+
+        group = NeuronGroup(1, "run_seed : integer (shared, constant)", name="run_seed_holder")
+        net.add(group)
+        if not self.standalone:
+            return group
+        device = self._brian_device()
+        device.apply_run_args()
+        if self.device == "cpp_standalone":
+            array = device.get_array_name(group.variables["run_seed"])
+            threads = max(1, int(prefs.devices.cpp_standalone.openmp_threads))
+            device.insert_code(
+                "main",
+                f"for (int _i = 0; _i < {threads}; _i++) brian::_random_generators[_i]"
+                f".seed((unsigned long) brian::{array}[0] * 7919UL + _i);",
+            )
+        return group
+
     def run_network(self, net: Any, duration: Any, **run_kwargs: Any) -> None:
         """``net.run(duration, ...)`` after refusing network operations; with
         ``build_on_run=True`` a standalone session then builds and runs at once."""

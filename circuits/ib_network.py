@@ -813,7 +813,40 @@ class PassResult:
         return len(self.labels) / self.wall_s if self.wall_s > 0 else float("nan")
 
 
-class ExactXiTrainer:
+class _CircuitTrainer:
+    """What both trainers share: the circuit's weights, backend, build folders, seeds, rate
+    means and warm-up, and the standalone device held until :meth:`close`."""
+
+    def __init__(
+        self, spec, weights, *, backend, directory, cache_root, seed, raster_samples, warmup
+    ):
+        from .backend import resolve_backend
+
+        self.spec = spec
+        self.weights = weights.copy()
+        self.backend = resolve_backend(backend)
+        self.directory = directory
+        self.cache_root = cache_root
+        self.seed = int(seed)
+        self.raster_samples = int(raster_samples)
+        self.rate_means = [np.zeros(n) for n in spec.hidden]
+        self.warmup = _warmup_samples(spec) if warmup is None else int(warmup)
+        self._runs = 0
+        self._standalone: _StandaloneCircuit | None = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._standalone is not None:
+            self._standalone.close()
+            self._standalone = None
+
+
+class ExactXiTrainer(_CircuitTrainer):
     """The reference mode: after every sample, Python computes ξ for each hidden layer from
     the working memory (:func:`layer_xi`) and applies ``W <- clip(W - eta xi E)``
     (:func:`plastix.plasticity.ib_rule.apply_eligibility_update`) with the eligibility ``E``
@@ -844,38 +877,22 @@ class ExactXiTrainer:
         raster_samples: int = 3,
         warmup: int | None = None,
     ):
-        from .backend import resolve_backend
-
         weights.check(spec)
         if not spec.plastic:
             raise ValueError("spec: plastic=False has no eligibility to learn from; use plastic")
-        self.spec = spec
-        self.weights = weights.copy()
+        super().__init__(
+            spec,
+            weights,
+            backend=backend,
+            directory=directory,
+            cache_root=cache_root,
+            seed=seed,
+            raster_samples=raster_samples,
+            warmup=warmup,
+        )
         self.xi = xi
-        self.backend = resolve_backend(backend)
-        self.directory = directory
-        self.cache_root = cache_root
-        self.seed = int(seed)
-        self.raster_samples = int(raster_samples)
         self.memory = WorkingMemory(xi.window)
-        self.rate_means = [np.zeros(n) for n in spec.hidden]
-        self.warmup = _warmup_samples(spec) if warmup is None else int(warmup)
         self._warmed = False
-        self._runs = 0
-        self._standalone: _StandaloneCircuit | None = None
-
-    # -- lifecycle -------------------------------------------------------------------------
-
-    def __enter__(self) -> ExactXiTrainer:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def close(self) -> None:
-        if self._standalone is not None:
-            self._standalone.close()
-            self._standalone = None
 
     def skip_warmup(self) -> None:
         """Learn from the first sample on (e.g. when resuming with settled rate means)."""
@@ -1055,8 +1072,6 @@ class _StandaloneCircuit:
     ):
         from contextlib import ExitStack
 
-        from brian2 import get_device
-
         from .backend import activate_backend
 
         self._stack = ExitStack()
@@ -1066,7 +1081,6 @@ class _StandaloneCircuit:
                     backend, directory=directory, cache_root=cache_root, codegen_only=codegen_only
                 )
             )
-            device = get_device()
             self.circuit = IBCircuit(
                 spec,
                 np.zeros((n_slots, spec.n_input)),
@@ -1075,13 +1089,7 @@ class _StandaloneCircuit:
                 weights,
                 xi_modulators=xi_modulators,
             )
-            self.seed_group = NeuronGroup(
-                1, "run_seed : integer (shared, constant)", name="ib_run_seed"
-            )
-            self.circuit.network.add(self.seed_group)
-            device.apply_run_args()
-            if self.sim.device == "cpp_standalone":
-                device.insert_code("main", _reseed_code(device, self.seed_group))
+            self.seed_group = self.sim.add_run_seed(self.circuit.network)
             duration = n_slots * spec.timing.slot
             self.sim.run_network(self.circuit.network, duration, namespace={})
             self.sim.build(run=False)
@@ -1104,26 +1112,7 @@ class _StandaloneCircuit:
         self._stack.close()
 
 
-def _reseed_code(device, group) -> str:
-    """C++ that reseeds cpp_standalone's generators from the run_args value of ``run_seed``
-    (inserted after the run_args are applied), so every re-run of one build draws new,
-    reproducible random numbers; without it each re-run would repeat the build's stream."""
-    from brian2 import prefs
-
-    array = device.get_array_name(group.variables["run_seed"])
-    threads = max(1, int(prefs.devices.cpp_standalone.openmp_threads))
-    return (
-        f"for (int _i = 0; _i < {threads}; _i++) "
-        f"brian::_random_generators[_i].seed((unsigned long) brian::{array}[0] * 7919UL + _i);"
-    )
-
-
-# ------------------------------------------------------------------------------------------
-# Compiled epochs: learning inside the simulation, one run per pass, no Python between samples
-# ------------------------------------------------------------------------------------------
-
-
-class CompiledEpochTrainer:
+class CompiledEpochTrainer(_CircuitTrainer):
     """Each epoch — training samples (learning on) followed by test samples (learning off) —
     is ONE simulation run; all learning happens in Brian2 equations: the readout's delta rule
     online (``eta_online = readout_eta``) and the hidden layers' IB rule.
@@ -1158,8 +1147,6 @@ class CompiledEpochTrainer:
         warmup: int | None = None,
         xi_modulators: list | None = None,
     ):
-        from .backend import resolve_backend
-
         weights.check(spec)
         if xi_source not in ("none", "reservoir"):
             raise ValueError(f"xi_source: {xi_source!r} is not one of 'none', 'reservoir'")
@@ -1175,34 +1162,23 @@ class CompiledEpochTrainer:
                 )
             for mod, n in zip(xi_modulators, spec.hidden, strict=True):
                 _check_modulator(mod, n, spec.n_classes)
-        self.xi_modulators = xi_modulators
-        self.spec = spec
-        self.weights = weights.copy()
-        self.n_train, self.n_test = _positive_int(n_train, "n_train"), int(n_test)
-        if self.n_test < 0:
+        n_train, n_test = _positive_int(n_train, "n_train"), int(n_test)
+        if n_test < 0:
             raise ValueError(f"n_test: must be >= 0, got {n_test!r}")
-        self.backend = resolve_backend(backend)
-        self.directory = directory
-        self.cache_root = cache_root
-        self.seed = int(seed)
-        self.raster_samples = int(raster_samples)
+        super().__init__(
+            spec,
+            weights,
+            backend=backend,
+            directory=directory,
+            cache_root=cache_root,
+            seed=seed,
+            raster_samples=raster_samples,
+            warmup=warmup,
+        )
+        self.xi_modulators = xi_modulators
+        self.n_train, self.n_test = n_train, n_test
         self.codegen_only = codegen_only
-        self.rate_means = [np.zeros(n) for n in spec.hidden]
-        self.warmup = _warmup_samples(spec) if warmup is None else int(warmup)
         self.last_run_s = 0.0
-        self._runs = 0
-        self._standalone: _StandaloneCircuit | None = None
-
-    def __enter__(self) -> CompiledEpochTrainer:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def close(self) -> None:
-        if self._standalone is not None:
-            self._standalone.close()
-            self._standalone = None
 
     def skip_warmup(self) -> None:
         """Learn from the first sample on (e.g. when resuming with settled rate means)."""

@@ -212,6 +212,29 @@ def test_rerun_with_run_args_changes_result_without_recompiling(brian_build_cach
 
 
 @needs_cxx
+def test_run_seed_gives_each_rerun_new_reproducible_random_numbers(brian_build_cache):
+    from brian2 import Hz, Network, PoissonGroup, SpikeMonitor, ms
+
+    with activate_backend("cpp_standalone", cache_root=brian_build_cache) as sim:
+        net = Network()
+        poisson = PoissonGroup(50, rates=200 * Hz, name="seeded_poisson")
+        monitor = SpikeMonitor(poisson, name="seeded_monitor")
+        net.add(poisson, monitor)
+        seed = sim.add_run_seed(net)
+        sim.run_network(net, 20 * ms, namespace={})
+        sim.build(run=False)
+        trains = []
+        for value in (1, 2, 1):
+            sim.run(run_args={seed.run_seed: value})
+            trains.append((np.asarray(monitor.i[:]).copy(), np.asarray(monitor.t[:]).copy()))
+    (i1, t1), (i2, t2), (i1_again, t1_again) = trains
+    assert len(i1) > 50
+    np.testing.assert_array_equal(i1_again, i1)  # same seed: the same draw
+    np.testing.assert_array_equal(t1_again, t1)
+    assert len(i1) != len(i2) or not np.array_equal(i1, i2)  # another seed: another draw
+
+
+@needs_cxx
 def test_cached_build_is_reused_not_recompiled(brian_build_cache):
     first_counts, first_dir, (_, first_stamp) = simulate_tiny(
         "cpp_standalone", cache_root=brian_build_cache
