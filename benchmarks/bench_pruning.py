@@ -256,8 +256,10 @@ def to_markdown(
         "(`DataLoader(shuffle=True)`, all data every epoch). All runs of a seed are interleaved "
         "epoch by epoch (round-robin, order rotated each epoch; static scoring runs first), so "
         "load changes on the shared machine hit every run alike. Strategy settings: "
-        f"epsilon-greedy eps={cfg.epsilon}, UCB c={cfg.ucb_c}, moving-loss decay "
-        f"{cfg.loss_decay}; InfoBatch delta={cfg.infobatch_delta} (last "
+        f"epsilon-greedy eps={cfg.epsilon} x {cfg.epsilon_decay}^epoch, UCB c={cfg.ucb_c}, "
+        f"moving-loss decay {cfg.loss_decay} per {cfg.loss_decay_unit}, "
+        f"{cfg.rl_anneal_epochs} final full-data epoch(s) for epsilon-greedy and UCB; "
+        f"InfoBatch delta={cfg.infobatch_delta} (last "
         f"{cfg.anneal_epochs('infobatch')} epoch(s) full data); EL2N {cfg.score_models} model "
         f"after {cfg.score_epochs} epoch(s); GraNd {cfg.score_models} model at init; "
         f"forgetting over {cfg.forgetting_epochs} epochs. Pruning rate = share of per-sample "
@@ -300,6 +302,8 @@ def to_markdown(
                     f"{100 * at70['uniform']['accuracy']:.2f} % ({diff:+.2f} points; goal: "
                     f"beats uniform: {'met' if diff > 0 else 'missed'})."
                 )
+    if args.notes:
+        out += ["", args.notes.read_text().strip()]
     return "\n".join(out)
 
 
@@ -314,6 +318,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epsilon", type=float, default=PruningConfig.epsilon)
     parser.add_argument("--ucb-c", type=float, default=PruningConfig.ucb_c)
     parser.add_argument("--loss-decay", type=float, default=PruningConfig.loss_decay)
+    parser.add_argument("--epsilon-decay", type=float, default=PruningConfig.epsilon_decay)
+    parser.add_argument(
+        "--loss-decay-unit",
+        choices=("epoch", "observation"),
+        default=PruningConfig.loss_decay_unit,
+    )
+    parser.add_argument("--rl-anneal-epochs", type=int, default=PruningConfig.rl_anneal_epochs)
+    parser.add_argument(
+        "--notes", type=Path, help="markdown appended to the section (e.g. exploratory runs)"
+    )
     parser.add_argument("--no-record", action="store_true", help="print, do not write RESULTS.md")
     parser.add_argument("--json", type=Path, help="also write every run as JSON here")
     args = parser.parse_args(argv)
@@ -329,6 +343,9 @@ def main(argv: list[str] | None = None) -> None:
         epsilon=args.epsilon,
         ucb_c=args.ucb_c,
         loss_decay=args.loss_decay,
+        epsilon_decay=args.epsilon_decay,
+        loss_decay_unit=args.loss_decay_unit,
+        rl_anneal_epochs=args.rl_anneal_epochs,
     )
     cfg.validate()
     ds = load_dataset("fashion-mnist", n_train=args.n_train, seed=0)

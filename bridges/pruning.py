@@ -118,6 +118,11 @@ def plan_keep_counts(
     take the leftover units). ``S`` is the scoring cost of a static method.
     """
     _check_rate(rate)
+    if anneal_epochs > epochs:
+        raise ValueError(
+            f"anneal_epochs: {anneal_epochs} exceeds the run's {epochs} epochs; use at most "
+            f"{epochs} final full-data epochs"
+        )
     allowed = round((1.0 - rate) * epochs * n_samples) - scoring_passes - anneal_epochs * n_samples
     pruned_epochs = epochs - anneal_epochs
     if pruned_epochs == 0:
@@ -166,6 +171,9 @@ def _check_fraction(name: str, value: float, *, low_open: bool, high_open: bool)
     if not (low_ok and high_ok):
         interval = ("(" if low_open else "[") + "0, 1" + (")" if high_open else "]")
         raise ValueError(f"{name}: {value} is outside {interval}")
+
+
+DECAY_UNITS = ("epoch", "observation")
 
 
 def _top_k_random_ties(score: Tensor, k: int, generator: torch.Generator) -> Tensor:
@@ -222,22 +230,55 @@ class UniformDynamic(PruningStrategy):
 class _MovingLoss(PruningStrategy):
     """Exponential moving mean and variance of each sample's loss (Finch 2009 update).
 
-    ``d = l - mu;  mu <- mu + a d;  var <- (1 - a)(var + a d^2)`` with ``a = 1 - decay``; the
-    first observation sets ``mu = l``. Unseen samples score ``+inf`` (optimistic start), so the
-    first epochs cover the data set before any sample is revisited.
+    ``d = l - mu;  mu <- mu + a d;  var <- (1 - a)(var + a d^2)`` with ``a = 1 - decay**g``.
+    ``decay_unit="epoch"``: ``g`` is the number of epochs since the sample was last trained,
+    so a loss measured many epochs (and model updates) ago is discounted as the time passed
+    rather than as one observation; ``decay_unit="observation"``: ``g = 1`` (plain EMA per
+    observation, as in Raju et al. 2021). The first observation sets ``mu = l``. Unseen
+    samples score ``+inf`` (optimistic start), so the first epochs cover the data set before
+    any sample is revisited. The last ``anneal_epochs`` epochs train on all samples
+    (InfoBatch-style annealing, Qin et al. 2024); the sampler prunes the earlier epochs
+    harder so that the whole run still saves ``rate`` of the passes.
     """
 
-    def __init__(self, decay: float) -> None:
+    def __init__(
+        self, *, decay: float = 0.5, decay_unit: str = "epoch", anneal_epochs: int = 0
+    ) -> None:
         _check_fraction("decay", decay, low_open=False, high_open=True)
+        if isinstance(anneal_epochs, bool) or not isinstance(anneal_epochs, int):
+            raise TypeError(
+                f"anneal_epochs: expected an int >= 0, got {type(anneal_epochs).__name__}"
+            )
+        if anneal_epochs < 0:
+            raise ValueError(
+                f"anneal_epochs: {anneal_epochs} is negative; use 0 (no annealing) or the "
+                "number of final full-data epochs"
+            )
+        if decay_unit not in DECAY_UNITS:
+            raise ValueError(
+                f"decay_unit: {decay_unit!r} is not one of {DECAY_UNITS}; 'epoch' discounts a "
+                "stale loss by the epochs since it was measured, 'observation' per update"
+            )
         self.decay = float(decay)
+        self.n_anneal = anneal_epochs
+        self.decay_unit = decay_unit
+
+    def anneal_epochs(self, epochs: int) -> int:
+        return self.n_anneal
 
     def reset(self, n_samples: int) -> None:
         self.mean = torch.zeros(n_samples, dtype=torch.float64)
         self.var = torch.zeros(n_samples, dtype=torch.float64)
         self.seen = torch.zeros(n_samples, dtype=torch.bool)
+        self.last_epoch = torch.zeros(n_samples, dtype=torch.long)
+        self._epoch = 0
 
     def observe(self, indices, losses):
-        alpha = 1.0 - self.decay
+        if self.decay_unit == "epoch":
+            gap = (self._epoch - self.last_epoch[indices]).clamp(min=1).double()
+            alpha = 1.0 - self.decay**gap
+        else:
+            alpha = torch.full_like(losses, 1.0 - self.decay)
         first = ~self.seen[indices]
         diff = losses - self.mean[indices]
         mean = self.mean[indices] + alpha * diff
@@ -245,6 +286,17 @@ class _MovingLoss(PruningStrategy):
         self.mean[indices] = torch.where(first, losses, mean)
         self.var[indices] = torch.where(first, torch.zeros_like(var), var)
         self.seen[indices] = True
+        self.last_epoch[indices] = self._epoch
+
+    def select(self, epoch, n_keep, generator):
+        self._epoch = epoch
+        if n_keep == self.mean.numel():
+            return torch.randperm(n_keep, generator=generator), None
+        return self._select(epoch, n_keep, generator), None
+
+    @abstractmethod
+    def _select(self, epoch: int, n_keep: int, generator: torch.Generator) -> Tensor:
+        """Indices of the ``n_keep`` samples to train on in a pruned epoch."""
 
     def _optimistic(self, score: Tensor) -> Tensor:
         return torch.where(self.seen, score, torch.full_like(score, math.inf))
@@ -254,47 +306,53 @@ class EpsilonGreedy(_MovingLoss):
     """Keep the ``(1 - eps) K`` highest moving-average losses plus ``eps K`` random others.
 
     Raju, Daruwalla & Lipasti (2021), arXiv 2111.12621: greedy exploitation of the running
-    loss with an ``eps`` share of uniform exploration; no loss rescaling. The paper's values of
-    ``eps`` and the decay were not available; the defaults are this package's choice.
+    loss with an ``eps`` share of uniform exploration; no loss rescaling. ``eps`` may decay
+    per epoch, ``eps_e = eps * epsilon_decay**e``. ``moving_loss``: ``decay``, ``decay_unit``,
+    ``anneal_epochs`` of :class:`_MovingLoss`. The paper's values of ``eps`` and the decay
+    were not available; the defaults are this package's choice.
     """
 
     name = "epsilon-greedy"
 
-    def __init__(self, epsilon: float = 0.2, decay: float = 0.5) -> None:
-        super().__init__(decay)
+    def __init__(self, epsilon: float = 0.2, epsilon_decay: float = 1.0, **moving_loss) -> None:
+        super().__init__(**moving_loss)
         _check_fraction("epsilon", epsilon, low_open=False, high_open=False)
+        _check_fraction("epsilon_decay", epsilon_decay, low_open=True, high_open=False)
         self.epsilon = float(epsilon)
+        self.epsilon_decay = float(epsilon_decay)
 
-    def select(self, epoch, n_keep, generator):
-        n_greedy = round((1.0 - self.epsilon) * n_keep)
+    def _select(self, epoch, n_keep, generator):
+        epsilon = self.epsilon * self.epsilon_decay**epoch
+        n_greedy = round((1.0 - epsilon) * n_keep)
         score = self._optimistic(self.mean)
         greedy = _top_k_random_ties(score, n_greedy, generator)
         rest = torch.ones(score.numel(), dtype=torch.bool)
         rest[greedy] = False
         candidates = rest.nonzero().squeeze(1)
         explore = candidates[torch.randperm(candidates.numel(), generator=generator)]
-        return torch.cat([greedy, explore[: n_keep - n_greedy]]), None
+        return torch.cat([greedy, explore[: n_keep - n_greedy]])
 
 
 class UCB(_MovingLoss):
     """Keep the ``K`` largest upper confidence bounds ``mu_i + c * sigma_i`` of the loss.
 
     Raju, Daruwalla & Lipasti (2021), arXiv 2111.12621: the moving mean ``mu`` of a sample's
-    loss plus ``c`` times its moving standard deviation ``sigma``; no loss rescaling. The
+    loss plus ``c`` times its moving standard deviation ``sigma``; no loss rescaling.
+    ``moving_loss``: ``decay``, ``decay_unit``, ``anneal_epochs`` of :class:`_MovingLoss`. The
     defaults of ``c`` and the decay are this package's choice (the paper's were not available).
     """
 
     name = "ucb"
 
-    def __init__(self, c: float = 1.0, decay: float = 0.5) -> None:
-        super().__init__(decay)
+    def __init__(self, c: float = 1.0, **moving_loss) -> None:
+        super().__init__(**moving_loss)
         if isinstance(c, bool) or not isinstance(c, int | float) or not c >= 0.0:
             raise ValueError(f"c: {c!r} must be a float >= 0 (exploration weight)")
         self.c = float(c)
 
-    def select(self, epoch, n_keep, generator):
+    def _select(self, epoch, n_keep, generator):
         score = self._optimistic(self.mean + self.c * self.var.sqrt())
-        return _top_k_random_ties(score, n_keep, generator), None
+        return _top_k_random_ties(score, n_keep, generator)
 
 
 class InfoBatch(PruningStrategy):

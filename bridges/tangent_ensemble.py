@@ -21,7 +21,9 @@ in log space. A mini-batch is a product of per-example likelihoods (sum of the l
 (``torch.func.functional_call`` + ``vmap(grad)``); :meth:`NeuralTangentEnsemble.step` is the
 cheaper batch form, which reads the ordinary mean gradient ``ḡ`` in ``p.grad`` and uses
 ``B · log1p(−η · sign · ḡ)`` for a batch of B examples. Both agree to first order in η (the
-per-example sum equals ``−η·sign·Σ_k g_k + O(η²)``) and exactly when B = 1.
+per-example sum equals ``−η·sign·Σ_k g_k + O(η²)``) and exactly when B = 1. The batch form
+refuses a step whose log factors are not all finite (a log1p argument ≤ −1 at the parameters'
+precision, or a NaN / infinite gradient) before it changes anything.
 
 Because the clip acts after the projection, ``Σ|Δw|`` equals z after a step where nothing is
 clipped and is below z otherwise (as in the authors' code). No momentum, no weight decay: both
@@ -205,6 +207,7 @@ class NeuralTangentEnsemble(torch.optim.Optimizer):
             raise TypeError(f"seed must be an int, got {seed!r}")
         self._initialised = False
         self._buffers: dict[int, Tensor] = {}
+        self._zeros: dict[tuple[torch.dtype, torch.device], Tensor] = {}
         defaults = {"lr": lr, "exponent": exponent, "max_delta": max_delta}
         super().__init__(params, defaults)
         for group in self.param_groups:
@@ -313,23 +316,50 @@ class NeuralTangentEnsemble(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        signed = []  # (group, parameter, sign · grad), all checked before any state changes
+        # log factors of every parameter into its work tensor, all checked before any state
+        # changes: a log1p argument ≤ −1 (or a NaN / inf gradient) makes their sum non-finite
+        groups = []  # (group, parameters with a gradient, their log-factor work tensors)
         for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
+            params = [p for p in group["params"] if p.grad is not None]
+            for p in params:
                 if p.grad.is_sparse:
                     raise TypeError("NeuralTangentEnsemble does not support sparse gradients")
-                buf = torch.mul(p.grad, self.state[p]["sign"], out=self._scratch(p))
-                _check_likelihoods(buf, group["lr"])
-                signed.append((group, p, buf))
+            factors = [
+                torch.addcmul(
+                    self._zero(p),
+                    p.grad,
+                    self.state[p]["sign"],
+                    value=-group["lr"],
+                    out=self._scratch(p),
+                )
+                for p in params
+            ]
+            torch._foreach_log1p_(factors)
+            groups.append((group, params, factors))
+        check = sum(float(f.sum()) for _, _, factors in groups for f in factors)
+        if not math.isfinite(check):
+            self._raise_for_likelihoods()
         partial_l1 = 0.0  # Σ exp(log|Δw|) of the updated tensors, summed while they are hot
-        for group, p, buf in signed:
-            log_mag = self.state[p]["log_magnitude"]
-            log_mag.add_(buf.mul_(-group["lr"]).log1p_(), alpha=group["exponent"] * batch_size)
-            partial_l1 += float(torch.exp(log_mag, out=buf).sum())
-        self._project({id(p) for _, p, _ in signed}, partial_l1)
+        for group, params, factors in groups:
+            log_mags = [self.state[p]["log_magnitude"] for p in params]
+            torch._foreach_add_(log_mags, factors, alpha=group["exponent"] * batch_size)
+            for log_mag, work in zip(log_mags, factors, strict=True):
+                partial_l1 += float(_exp(log_mag, out=work).sum())
+        self._project({id(p) for _, params, _ in groups for p in params}, partial_l1)
         return loss
+
+    def _raise_for_likelihoods(self) -> None:
+        """Say why a batch step's log factors were not finite (called on that error only)."""
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    _check_likelihoods(p.grad * self.state[p]["sign"], group["lr"])
+        raise ValueError(
+            "NeuralTangentEnsemble: an expert likelihood 1 - lr*sign*grad is not positive at "
+            "floating-point precision (log1p argument <= -1) or a gradient is infinite; lower "
+            "lr (the likelihood scale / inverse temperature) so that lr*|grad| < 1, or check "
+            "the loss"
+        )
 
     @torch.no_grad()
     def step_per_example(
@@ -396,6 +426,14 @@ class NeuralTangentEnsemble(torch.optim.Optimizer):
             buf = self._buffers[id(p)] = torch.empty_like(p, memory_format=torch.contiguous_format)
         return buf
 
+    def _zero(self, p: Tensor) -> Tensor:
+        """A 0-d zero of ``p``'s dtype and device (the broadcast base of ``torch.addcmul``)."""
+        key = (p.dtype, p.device)
+        zero = self._zeros.get(key)
+        if zero is None:
+            zero = self._zeros[key] = torch.zeros((), dtype=p.dtype, device=p.device)
+        return zero
+
     def _project(self, ready: set[int] | None = None, partial_l1: float = 0.0) -> None:
         """Project onto ``Σ|Δw| = z``, clip, and write ``w = w0 + sign · |Δw|``.
 
@@ -405,38 +443,57 @@ class NeuralTangentEnsemble(torch.optim.Optimizer):
         ``exp(log|Δw|)`` in their work tensor, summed into ``partial_l1``.
         """
         ready = ready or set()
-        entries = [(g, p, self.state[p]) for g in self.param_groups for p in g["params"]]
+        params = [p for g in self.param_groups for p in g["params"]]
+        log_mags = [self.state[p]["log_magnitude"] for p in params]
         log_z = self.state["ensemble"]["log_l1_norm"]
         total = partial_l1
-        for _, p, state in entries:
+        for p, log_mag in zip(params, log_mags, strict=True):
             if id(p) not in ready:
-                total += float(torch.exp(state["log_magnitude"], out=self._scratch(p)).sum())
+                total += float(_exp(log_mag, out=self._scratch(p)).sum())
         if math.isfinite(total) and total > 0:
             log_scale = log_z - math.log(total)
             scale = math.exp(log_scale)
-            for group, p, state in entries:
-                log_mag, unscaled = state["log_magnitude"], self._scratch(p)
-                log_mag.add_(log_scale)
+            torch._foreach_add_(log_mags, log_scale)
+            for group in self.param_groups:
                 if group["max_delta"] is not None:
-                    log_mag.clamp_(max=math.log(group["max_delta"]))
-                    unscaled.clamp_(max=group["max_delta"] / scale)
-                _write(p, state, unscaled, scale)
+                    torch._foreach_clamp_max_(
+                        [self.state[p]["log_magnitude"] for p in group["params"]],
+                        math.log(group["max_delta"]),
+                    )
+                    torch._foreach_clamp_max_(
+                        [self._scratch(p) for p in group["params"]], group["max_delta"] / scale
+                    )
+            for p in params:
+                self._write(p, self._scratch(p), scale)
             return
         project_log_magnitudes_(
-            [state["log_magnitude"] for _, _, state in entries],
-            log_z,
-            [group["max_delta"] for group, _, _ in entries],
+            log_mags, log_z, [g["max_delta"] for g in self.param_groups for _ in g["params"]]
         )
-        for _, p, state in entries:
-            _write(p, state, torch.exp(state["log_magnitude"], out=self._scratch(p)), 1.0)
+        for p, log_mag in zip(params, log_mags, strict=True):
+            self._write(p, _exp(log_mag, out=self._scratch(p)), 1.0)
+
+    def _write(self, p: Tensor, magnitude: Tensor, scale: float) -> None:
+        """``p = w0 + sign · scale · magnitude`` in one pass (w0 = 0 about the origin)."""
+        state = self.state[p]
+        seed = state.get("seed")
+        torch.addcmul(
+            self._zero(p) if seed is None else seed, magnitude, state["sign"], value=scale, out=p
+        )
 
 
-def _write(p: Tensor, state: dict[str, Tensor], magnitude: Tensor, scale: float) -> None:
-    """``p = w0 + sign · scale · magnitude`` in one pass (w0 = 0 about the origin)."""
-    seed = state.get("seed")
-    if seed is None:
-        seed = torch.zeros((), dtype=p.dtype, device=p.device)
-    torch.addcmul(seed, magnitude, state["sign"], value=scale, out=p)
+_LOG2_E = 1.0 / math.log(2.0)
+
+
+def _exp(x: Tensor, *, out: Tensor) -> Tensor:
+    """``out = e^x``, computed as ``2^(x · log2 e)``.
+
+    Same function; on CPU torch sends ``exp`` through MKL's high-accuracy vector maths, about
+    3× slower than its ``exp2`` (measured, 1.8M float32 entries: 1.08 against 0.39 ms with the
+    multiply). Rounding ``x · log2 e`` adds a relative error of about ``|x| / 2`` ulp (≈ 2 ulp
+    in float32 at ``|Δw| ≈ 0.02``, measured ≤ 8 ulp on a 1.8M-parameter MLP) to the written
+    parameters; the state ``log|Δw|`` is exact, so the error does not accumulate over steps.
+    """
+    return torch.exp2(torch.mul(x, _LOG2_E, out=out), out=out)
 
 
 def _check_positive(name: str, value: Any, hint: str) -> None:

@@ -36,8 +36,15 @@ from brian2 import (
 )
 
 from plastix.plasticity.ib_rule import IBThreeFactor, apply_eligibility_update
+from plastix.reservoirs.xi_modulator import KernelMemoryModulator, XiModulator
 
 from .encoders import PoissonEncoder, make_schedule
+from .kernel_memory import (
+    LAYER_NORM_EQUATIONS,
+    KernelMemoryXi,
+    check_fits_layer,
+    check_kernel_memory_modulator,
+)
 from .layers import DenseProjection, LIFLayer, RateReadout, SampleTiming, learn_schedule
 from .neurons import LIFParams
 
@@ -207,26 +214,25 @@ _LN_EPS = 1e-5
 RESERVOIR_LAYER_EQUATIONS = "res_xi : 1\n"
 
 #: The per-neuron side of the modulator, on the slot clock.
-_MODULATOR_EQUATIONS = """
-z_in : 1
-z_sum : 1
-z_sq_sum : 1
-z_mean = z_sum / n_layer : 1
-z_std = sqrt(z_sq_sum / n_layer - z_mean**2 + ln_eps) : 1
-z_norm = (z_in - z_mean) / z_std : 1
+_MODULATOR_EQUATIONS = (
+    LAYER_NORM_EQUATIONS
+    + """
 xr : 1
 g = mod_scale * (xr + c0_tab(prev_label(t - half_slot) * second) + c1_tab(prev_label(t - half_slot) * second) * z_norm) : 1
-g_sum : 1
-gn_sum : 1
-res_xi = (g - g_sum / n_layer - z_norm * gn_sum / n_layer) / z_std : 1
 """  # noqa: E501
+)
 
 
-def _check_modulator(modulator, n_neurons: int, n_classes: int):
-    from plastix.reservoirs.xi_modulator import XiModulator
-
+def _check_modulator(modulator, n_neurons: int, n_classes: int, n_input: int):
+    """Check that ``modulator`` has a Brian2 form for a layer of ``n_neurons``; returns its
+    config. Kernel-memory modulators go to :mod:`plastix.circuits.kernel_memory`."""
+    if isinstance(modulator, KernelMemoryModulator):
+        return check_kernel_memory_modulator(modulator, n_neurons, n_classes, n_input)
     if not isinstance(modulator, XiModulator):
-        raise TypeError(f"xi_modulators: expected XiModulator, got {type(modulator).__name__}")
+        raise TypeError(
+            "xi_modulators: expected XiModulator or KernelMemoryModulator, got "
+            f"{type(modulator).__name__}"
+        )
     cfg = modulator.config
     if cfg.architecture != "factorised" or getattr(cfg, "window_products", False):
         raise ValueError(
@@ -234,13 +240,7 @@ def _check_modulator(modulator, n_neurons: int, n_classes: int):
             f"{getattr(cfg, 'window_products', False)}) has no Brian2 form here; fit one with "
             "XiModulatorConfig(architecture='factorised') and no window products"
         )
-    if cfg.n_neurons != n_neurons or cfg.n_classes != n_classes:
-        raise ValueError(
-            f"xi_modulators: fitted for {cfg.n_neurons} neurons / {cfg.n_classes} classes, the "
-            f"layer has {n_neurons} / {n_classes}; fit it with n_neurons={n_neurons}"
-        )
-    if modulator.weights.n_feedback:
-        raise ValueError("xi_modulators: reservoirs with output feedback are not supported")
+    check_fits_layer(modulator, n_neurons, n_classes)
     return cfg
 
 
@@ -292,7 +292,7 @@ class ReservoirXi:
     def __init__(self, modulator, layer: LIFLayer, n_classes: int, prev_label, name: str):
         from brian2 import Synapses
 
-        cfg = _check_modulator(modulator, layer.n, n_classes)
+        cfg = _check_modulator(modulator, layer.n, n_classes, 0)
         tables = modulator_tables(modulator)
         n, units = layer.n, cfg.n_units
         slot = layer.timing.slot
@@ -484,7 +484,7 @@ class IBCircuit:
         extra = [("", None)] * len(spec.hidden)
         if xi_modulators is not None:
             for mod, n in zip(xi_modulators, spec.hidden, strict=True):
-                _check_modulator(mod, n, spec.n_classes)
+                _check_modulator(mod, n, spec.n_classes, spec.n_input)
             extra = [(RESERVOIR_LAYER_EQUATIONS, {"half_slot": timing.slot / 2})] * len(spec.hidden)
         self.encoder = PoissonEncoder(
             self.stimulus, spec.n_input, rate_max=spec.input_rate, name=f"{name}_input"
@@ -505,12 +505,22 @@ class IBCircuit:
             )
             for k, n in enumerate(spec.hidden)
         ]
-        self.modulators: list[ReservoirXi] = []
-        if xi_modulators is not None:
-            self.modulators = [
-                ReservoirXi(mod, layer, spec.n_classes, self.label_index, f"{name}_xi{k}")
-                for k, (mod, layer) in enumerate(zip(xi_modulators, self.layers, strict=True))
-            ]
+        self.modulators: list[ReservoirXi | KernelMemoryXi] = []
+        for k, (mod, layer) in enumerate(zip(xi_modulators or [], self.layers, strict=False)):
+            if isinstance(mod, XiModulator):
+                xi = ReservoirXi(mod, layer, spec.n_classes, self.label_index, f"{name}_xi{k}")
+            else:
+                xi = KernelMemoryXi(
+                    mod,
+                    layer,
+                    spec.n_classes,
+                    self.stimulus.values,
+                    spec.n_input,
+                    self.label_index,
+                    timing,
+                    f"{name}_xi{k}",
+                )
+            self.modulators.append(xi)
         self.readout = RateReadout(
             spec.n_classes, timing, self.learn, self.label, name=f"{name}_readout"
         )
@@ -765,8 +775,8 @@ class WorkingMemory:
             self.items.pop(0)
 
     @property
-    def ready(self) -> bool:
-        return len(self.items) >= 2
+    def full(self) -> bool:
+        return len(self.items) == self.window
 
 
 def _layer_norm(z: np.ndarray, eps: float = 1e-5) -> tuple[np.ndarray, np.ndarray]:
@@ -907,11 +917,11 @@ class ExactXiTrainer(_CircuitTrainer):
         if not self._warmed:
             learn[: self.warmup] = 0.0
             self._warmed = True
-        return self._pass(x, y, learn)
+        return self._pass(x, y, learn, remember=True)
 
     def evaluate(self, x: np.ndarray, y: np.ndarray) -> PassResult:
-        """One pass without learning."""
-        return self._pass(x, y, np.zeros(len(x)))
+        """One pass without learning (the samples do not enter the working memory)."""
+        return self._pass(x, y, np.zeros(len(x)), remember=False)
 
     # -- internals -------------------------------------------------------------------------
 
@@ -919,14 +929,20 @@ class ExactXiTrainer(_CircuitTrainer):
         self._runs += 1
         return (self.seed * 1_000_003 + self._runs) % (2**31 - 1)
 
-    def _learn(self, x: np.ndarray, label: int, record: SampleRecord, elig, acc) -> None:
+    def _remember(self, x: np.ndarray, label: int, record: SampleRecord) -> None:
+        """Put a training sample into the working memory (warm-up samples too, so that
+        learning starts with a full window of ``B`` samples)."""
         spec = self.spec
         scale = float(spec.timing.window) * float(spec.rule.rate_norm)
-        rates = [c / scale for c in record.counts]
         onehot = np.zeros(spec.n_classes)
         onehot[label] = 1.0
-        self.memory.push(np.asarray(x, dtype=float), onehot, rates)
-        if self.memory.ready:
+        self.memory.push(np.asarray(x, dtype=float), onehot, [c / scale for c in record.counts])
+
+    def _learn(self, record: SampleRecord, elig, acc) -> None:
+        """Apply the sample's updates: hidden layers by ξ over the full window (none before
+        the memory holds ``B`` samples), the readout by its accumulated delta rule."""
+        spec = self.spec
+        if self.memory.full:
             xs = np.stack([item[0] for item in self.memory.items])
             ys = np.stack([item[1] for item in self.memory.items])
             for k in range(len(spec.hidden)):
@@ -939,7 +955,7 @@ class ExactXiTrainer(_CircuitTrainer):
         self.weights.readout = self.weights.readout + eta_r * acc
         self.weights.bias = self.weights.bias + eta_r * record.bias_acc
 
-    def _pass(self, x: np.ndarray, y: np.ndarray, learn: np.ndarray) -> PassResult:
+    def _pass(self, x: np.ndarray, y: np.ndarray, learn: np.ndarray, remember: bool) -> PassResult:
         from .backend import is_standalone
 
         x = np.asarray(x, dtype=float)
@@ -950,12 +966,12 @@ class ExactXiTrainer(_CircuitTrainer):
             )
         start = time.perf_counter()
         if is_standalone(self.backend):
-            records, spikes = self._standalone_pass(x, y, learn)
+            records, spikes = self._standalone_pass(x, y, learn, remember)
         else:
-            records, spikes = self._runtime_pass(x, y, learn)
+            records, spikes = self._runtime_pass(x, y, learn, remember)
         return _pass_result(self.spec, records, y, time.perf_counter() - start, spikes)
 
-    def _runtime_pass(self, x, y, learn: np.ndarray):
+    def _runtime_pass(self, x, y, learn: np.ndarray, remember: bool):
         from brian2 import NetworkOperation
         from brian2 import seed as brian_seed
 
@@ -972,9 +988,10 @@ class ExactXiTrainer(_CircuitTrainer):
             def finish_sample(k: int) -> None:
                 record = circuit.records(k)[0]
                 records.append(record)
+                if remember:
+                    self._remember(x[k], int(y[k]), record)
                 if learn[k]:
-                    elig, acc = circuit.eligibility(), circuit.readout_accumulator()
-                    self._learn(x[k], int(y[k]), record, elig, acc)
+                    self._learn(record, circuit.eligibility(), circuit.readout_accumulator())
                     circuit.set_weights(self.weights)
                 if k + 1 == self.raster_samples:
                     for monitor in circuit.spike_monitors.values():
@@ -997,7 +1014,7 @@ class ExactXiTrainer(_CircuitTrainer):
             spikes = _first_spikes(circuit, self.raster_samples * float(slot))
         return records, spikes
 
-    def _standalone_pass(self, x, y, learn: np.ndarray):
+    def _standalone_pass(self, x, y, learn: np.ndarray, remember: bool):
         if self._standalone is None:
             self._standalone = _StandaloneCircuit(
                 self.spec, self.weights, self.backend, self.directory, self.cache_root
@@ -1024,9 +1041,10 @@ class ExactXiTrainer(_CircuitTrainer):
                     store = spikes.setdefault(key, ([], []))
                     store[0].append(i)
                     store[1].append(t + k * slot)
+            if remember:
+                self._remember(x[k], int(y[k]), record)
             if learn[k]:
-                elig, acc = circuit.eligibility(), circuit.readout_accumulator()
-                self._learn(x[k], int(y[k]), record, elig, acc)
+                self._learn(record, circuit.eligibility(), circuit.readout_accumulator())
         joined = {key: (np.concatenate(i), np.concatenate(t)) for key, (i, t) in spikes.items()}
         return records, joined
 
@@ -1161,7 +1179,7 @@ class CompiledEpochTrainer(_CircuitTrainer):
                     f"xi_modulators: {len(xi_modulators)} for {len(spec.hidden)} hidden layers"
                 )
             for mod, n in zip(xi_modulators, spec.hidden, strict=True):
-                _check_modulator(mod, n, spec.n_classes)
+                _check_modulator(mod, n, spec.n_classes, spec.n_input)
         n_train, n_test = _positive_int(n_train, "n_train"), int(n_test)
         if n_test < 0:
             raise ValueError(f"n_test: must be >= 0, got {n_test!r}")

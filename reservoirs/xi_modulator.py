@@ -32,6 +32,24 @@ selection by the current label ``c`` and products of counts with sums. Architect
   shared by all neurons. It does not see ``x`` nor the other neurons: the ``K_X`` and ``K_Z``
   parts of ``w`` are left to the fit.
 
+- ``"kernel-memory"``: a linear working memory plus fixed kernel units, which computes the
+  per-pair similarities the factorised form cannot (see :class:`KernelMemoryModulator`). Each
+  sample is coded ``u_t = [P x_t / s_x, y_t / s_y, z_t / s_z]`` (``s = sigma sqrt(dim)``, ``P``
+  from :func:`distance_preserving_projection`), so that every kernel is ``exp(-||u - u'||^2 /
+  2)`` on its block. An echo-state reservoir with linear units is driven by ``u_t``; a ridge
+  readout, fitted a priori on synthetic streams, decodes the last ``B - 1`` codes
+  ``u_{t-1} .. u_{t-B+1}`` from its state (``memory_topology``: ``"delay-line"``, the
+  delay-line reservoir of Rodan & Tino 2011 with one line per code dimension, whose decoding is
+  exact with ``N = (B - 1) dim(u)`` units; or ``"orthogonal"``, a random orthogonal ``W`` at
+  ``spectral_radius`` with ``N = memory_ratio (B - 1) dim(u)``, approximate). The kernel units
+  compare the current code with each decoded one: ``K_X[B, j]``, ``K_Y[B, j]``, ``K_Z[B, j]``;
+  the weights ``w_j`` follow ``xi_method`` (``"row-centred"``: the current row only;
+  ``"exact"`` / ``"diagonal"`` also need the pairs among remembered samples), and
+  ``xi = -(2 / s_z) / (B - 1)^2 sum_j w_j K_Z[B, j] (u^z_B - u^z_j)``, which equals
+  :func:`~plastix.plasticity.hsic.modulatory_signal` on ``(P x, y, z)`` when the decoding is
+  exact (and on ``(x, y, z)`` when ``P`` is an isometry, ``x_projection >= dim(x)``). Nothing
+  is learnt about xi: only the memory readout is fitted.
+
 ``gated=True`` makes the readout label-gated: one ridge readout per current label (the
 teaching signal selects the readout weights: a linear readout of ``features (x) y``).
 ``window_products=True`` (factorised only) adds a second-order stage: a linear "statistics"
@@ -53,21 +71,37 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from plastix.plasticity.hsic import modulatory_signal
+from plastix.plasticity.hsic import (
+    XI_METHODS,
+    XiMethod,
+    gaussian_kernel,
+    modulatory_signal,
+    modulatory_weights,
+    xi_from_weights,
+)
 
 from .esn import ESNConfig, ESNWeights, esn_step, init_esn_weights, run_esn
 from .readouts import RidgeReadout
 
-Architecture = Literal["factorised", "global"]
-ARCHITECTURES: tuple[str, ...] = ("factorised", "global")
+Architecture = Literal["factorised", "global", "kernel-memory"]
+ARCHITECTURES: tuple[str, ...] = ("factorised", "global", "kernel-memory")
+MemoryTopology = Literal["delay-line", "orthogonal"]
+MEMORY_TOPOLOGIES: tuple[str, ...] = ("delay-line", "orthogonal")
 LN_EPS = 1e-6
+MEMORY_JITTER = 0.1  # relative jitter of the codes that fit the kernel-memory readout
 
 __all__ = [
     "ARCHITECTURES",
+    "MEMORY_TOPOLOGIES",
+    "KernelMemoryModulator",
     "XiAgreement",
     "XiModulator",
     "XiModulatorConfig",
+    "delay_line_weights",
+    "distance_preserving_projection",
+    "fit_kernel_memory_modulator",
     "fit_xi_modulator",
+    "kernel_stage_xi",
     "layer_norm_projection",
     "synthetic_streams",
     "xi_agreement",
@@ -97,7 +131,13 @@ class XiModulatorConfig:
     streams of ``stream_length`` samples; for the factorised form only ``train_neurons``
     randomly chosen neurons per stream are simulated (all share one readout).
     ``window_products`` (factorised only) adds the second-order readout stage (module doc);
-    ``class_strength`` bounds how class-driven the synthetic activity is."""
+    ``class_strength`` bounds how class-driven the synthetic activity is.
+
+    Kernel-memory only (module doc): ``memory_topology``, ``memory_ratio`` (reservoir size
+    ``N = memory_ratio (B - 1) (x_projection + n_classes + n_neurons)``; 1 for the delay line),
+    ``memory_ridge`` (ridge of the memory readout) and ``xi_method`` (which xi the kernel stage
+    computes; the other architectures learn the exact one). ``spectral_radius``,
+    ``input_scaling`` and ``activation`` set the orthogonal memory reservoir."""
 
     n_neurons: int = 64
     n_classes: int = 10
@@ -120,6 +160,10 @@ class XiModulatorConfig:
     train_neurons: int = 16
     window_products: bool = True
     class_strength: float = 1.5
+    memory_topology: MemoryTopology = "delay-line"
+    memory_ratio: float = 1.0
+    memory_ridge: float = 1e-8
+    xi_method: XiMethod = "exact"
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -136,7 +180,16 @@ class XiModulatorConfig:
         if self.window_products and self.architecture != "factorised":
             raise ValueError(
                 "window_products: the second-order window terms exist for the factorised "
-                "architecture only; set window_products=False for 'global'"
+                f"architecture only; set window_products=False for {self.architecture!r}"
+            )
+        if self.xi_method not in XI_METHODS:
+            raise ValueError(f"xi_method: {self.xi_method!r} is not one of {XI_METHODS}")
+        if self.architecture == "kernel-memory":
+            self._check_kernel_memory()
+        elif self.xi_method != "exact":
+            raise ValueError(
+                f"xi_method: {self.xi_method!r} needs architecture='kernel-memory'; the "
+                f"{self.architecture!r} readout is fitted to the exact xi (set xi_method='exact')"
             )
         _int(self.n_units, "n_units", 1)
         _int(self.x_projection, "x_projection", 1)
@@ -153,22 +206,57 @@ class XiModulatorConfig:
         # the reservoir's own checks (radius, leak, connectivity, scaling, activation)
         self.esn_config()
 
+    def _check_kernel_memory(self) -> None:
+        if self.gated:
+            raise ValueError(
+                "gated: the kernel-memory architecture has no learnt xi readout to gate by "
+                "label; set gated=False"
+            )
+        if self.memory_topology not in MEMORY_TOPOLOGIES:
+            raise ValueError(
+                f"memory_topology: {self.memory_topology!r} is not one of {MEMORY_TOPOLOGIES}"
+            )
+        _real(self.memory_ratio, "memory_ratio", strict=True)
+        _real(self.memory_ridge, "memory_ridge")
+        if self.memory_topology == "delay-line":
+            if self.memory_ratio != 1.0:
+                raise ValueError(
+                    f"memory_ratio: {self.memory_ratio} but a delay line holds exactly B - 1 "
+                    "codes (N = (B - 1) dim(u)); use memory_ratio=1.0, or "
+                    "memory_topology='orthogonal' for other sizes"
+                )
+            if self.activation != "identity" or self.leak != 1.0:
+                raise ValueError(
+                    f"activation, leak: {self.activation!r}, {self.leak} but a delay line "
+                    "copies codes unchanged; use activation='identity', leak=1.0"
+                )
+
     @property
     def n_inputs(self) -> int:
-        """Reservoir inputs: ``2C + 1`` (factorised) or ``k + C + dz`` (global)."""
+        """Reservoir inputs: ``2C + 1`` (factorised) or ``k + C + dz`` (global, and the code
+        ``u`` of kernel-memory)."""
         if self.architecture == "factorised":
             return 2 * self.n_classes + 1
         return self.x_projection + self.n_classes + self.n_neurons
 
+    @property
+    def memory_units(self) -> int:
+        """Kernel-memory reservoir size ``N = memory_ratio (B - 1) dim(u)`` (at least 1)."""
+        return max(1, round(self.memory_ratio * (self.window - 1) * self.n_inputs))
+
     def esn_config(self) -> ESNConfig:
+        """The reservoir of the factorised / global forms, or the orthogonal memory reservoir
+        of kernel-memory (the delay line is built by :func:`delay_line_weights`)."""
+        memory = self.architecture == "kernel-memory"
         return ESNConfig(
             n_inputs=self.n_inputs,
-            n_units=self.n_units,
+            n_units=self.memory_units if memory else self.n_units,
             spectral_radius=self.spectral_radius,
             connectivity=self.connectivity,
             input_scaling=self.input_scaling,
             leak=self.leak,
             activation=self.activation,
+            recurrent_init="orthogonal" if memory else "sparse_normal",
         )
 
     @property
@@ -393,7 +481,7 @@ class XiModulator:
         single = z.ndim == 2
         if single:
             x, y_onehot, z = x.unsqueeze(0), y_onehot.unsqueeze(0), z.unsqueeze(0)
-        self._check_stream(x, y_onehot, z)
+        _check_stream(self.config, x, y_onehot, z)
         labels = y_onehot.argmax(-1)
         out = self._readout(self.features(x, y_onehot, z), labels) * self.config.xi_scale
         out = out.to(z.dtype)
@@ -412,7 +500,7 @@ class XiModulator:
         xi for it ``(S, dz)``."""
         if self._state is None:
             raise RuntimeError("reset: call reset(n_streams) before step()")
-        self._check_stream(x.unsqueeze(1), y_onehot.unsqueeze(1), z.unsqueeze(1))
+        _check_stream(self.config, x.unsqueeze(1), y_onehot.unsqueeze(1), z.unsqueeze(1))
         cfg = self.config
         e = self.encode(x, y_onehot, z)  # (S, dz, n_in) or (S, n_in)
         flat = e.reshape(-1, e.shape[-1])
@@ -426,25 +514,246 @@ class XiModulator:
         xi_hat = self._readout(feats, y_onehot.argmax(-1))
         return (xi_hat * cfg.xi_scale).to(z.dtype)
 
-    def _check_stream(self, x: Tensor, y: Tensor, z: Tensor) -> None:
+
+def _check_stream(cfg: XiModulatorConfig, x: Tensor, y: Tensor, z: Tensor) -> None:
+    for name, a in (("x", x), ("y_onehot", y), ("z", z)):
+        if not isinstance(a, Tensor) or not a.is_floating_point():
+            raise TypeError(f"{name}: expected a float torch.Tensor")
+    if z.shape[-1] != cfg.n_neurons:
+        raise ValueError(
+            f"z: {z.shape[-1]} units but the modulator was trained for n_neurons="
+            f"{cfg.n_neurons}; fit one with XiModulatorConfig(n_neurons={z.shape[-1]})"
+        )
+    if y.shape[-1] != cfg.n_classes:
+        raise ValueError(
+            f"y_onehot: {y.shape[-1]} classes but the modulator has n_classes={cfg.n_classes}"
+        )
+    if x.shape[:-1] != z.shape[:-1] or y.shape[:-1] != z.shape[:-1]:
+        raise ValueError(
+            f"x, y_onehot, z: leading shapes {tuple(x.shape[:-1])}, {tuple(y.shape[:-1])}, "
+            f"{tuple(z.shape[:-1])} differ"
+        )
+
+
+# -- kernel-memory architecture ------------------------------------------------------------
+
+
+def distance_preserving_projection(k: int, x_dim: int, generator: torch.Generator) -> Tensor:
+    """A ``(k, x_dim)`` map that keeps distances: for ``k >= x_dim`` an isometry (orthonormal
+    columns from the QR of a Gaussian matrix, ``||P v|| = ||v||`` exactly); for ``k < x_dim``
+    a Gaussian random projection with entries ``N(0, 1/k)``, ``E ||P v||^2 = ||v||^2`` and
+    relative distortion about ``sqrt(2 / k)`` (Johnson & Lindenstrauss 1984)."""
+    k, x_dim = _int(k, "k", 1), _int(x_dim, "x_dim", 1)
+    gauss = torch.randn(k, x_dim, generator=generator, dtype=torch.float64)
+    if k >= x_dim:
+        q, r = torch.linalg.qr(gauss)
+        return q * torch.sign(torch.diagonal(r)).unsqueeze(0)
+    return gauss / math.sqrt(k)
+
+
+def delay_line_weights(
+    code_dim: int, n_slots: int, dtype: torch.dtype = torch.float64
+) -> ESNWeights:
+    """Delay-line reservoir (the DLR of Rodan & Tino 2011, IEEE TNN 22(1), unit weights), one
+    line of ``n_slots`` units per code dimension: ``x_{t+1} = [u_t, x_t[: -code_dim]]``, i.e.
+    block ``d`` of the state after input ``t`` holds ``u_{t-d}`` exactly. ``N = n_slots
+    code_dim`` linear units; ``W`` is the block shift (nilpotent: older codes leave the line)."""
+    code_dim, n_slots = _int(code_dim, "code_dim", 1), _int(n_slots, "n_slots", 1)
+    n = code_dim * n_slots
+    recurrent = torch.zeros(n, n, dtype=dtype)
+    recurrent[code_dim:, : n - code_dim] = torch.eye(n - code_dim, dtype=dtype)
+    inputs = torch.zeros(n, code_dim, dtype=dtype)
+    inputs[:code_dim] = torch.eye(code_dim, dtype=dtype)
+    return ESNWeights(
+        recurrent=recurrent,
+        input=inputs,
+        feedback=torch.zeros(n, 0, dtype=dtype),
+        bias=torch.zeros(n, dtype=dtype),
+        activation="identity",
+    )
+
+
+def _kernel_row(codes: Tensor) -> Tensor:
+    """Kernel units of one block: ``exp(-||u_j - u_B||^2 / 2)`` for every sample ``j`` of the
+    window ``(..., B, d)`` against the current (last) one; ``(..., B)``."""
+    return torch.exp(-0.5 * ((codes - codes[..., -1:, :]) ** 2).sum(-1))
+
+
+def kernel_stage_xi(
+    window_codes: Tensor,
+    block_sizes: tuple[int, int, int],
+    gamma: float,
+    sigma_z: float,
+    method: XiMethod = "row-centred",
+) -> Tensor:
+    """xi of the current (last) sample from a window of codes ``u_j = [x_j / s_x, y_j / s_y,
+    z_j / s_z]`` ``(..., B, k + C + dz)`` (blocks of ``block_sizes``), every kernel being
+    ``exp(-||u_B - u_j||^2 / 2)`` on its block. ``"row-centred"``: ``w_j = A[B, j] - mean_k
+    A[B, k]`` with ``A[B, j] = K_X[B, j] - gamma K_Y[B, j]`` (current row only, Daruwalla's
+    ``globalerror.jl``, reference 1.3a); ``"exact"`` / ``"diagonal"``: the pairwise kernels and
+    :func:`~plastix.plasticity.hsic.modulatory_weights`. Then, with ``z_j = s_z u^z_j``,
+    ``xi = -(2 / s_z^2) sum_j w_j K_Z[B, j] (z_B - z_j) / (B - 1)^2``
+    (:func:`~plastix.plasticity.hsic.xi_from_weights`); ``s_z = sigma_z sqrt(dz)``."""
+    if method not in XI_METHODS:
+        raise ValueError(f"method: {method!r} is not one of {XI_METHODS}")
+    kx_dim, c, dz = block_sizes
+    if window_codes.shape[-1] != kx_dim + c + dz:
+        raise ValueError(
+            f"window_codes: last dim {window_codes.shape[-1]} is not the sum of block_sizes "
+            f"{block_sizes}"
+        )
+    ux, uy, uz = window_codes.split([kx_dim, c, dz], -1)
+    if method == "row-centred":
+        row = _kernel_row(ux) - gamma * _kernel_row(uy)
+        weights = row - row.mean(-1, keepdim=True)
+    else:
+        weights = modulatory_weights(
+            gaussian_kernel(ux, 1.0, scale_by_dim=False),
+            gaussian_kernel(uy, 1.0, scale_by_dim=False),
+            gamma,
+            method,
+        )
+    return xi_from_weights(weights, uz * (sigma_z * math.sqrt(dz)), sigma_z)
+
+
+class KernelMemoryModulator:
+    """Kernel-memory xi-modulator (module doc): a linear working-memory reservoir whose ridge
+    readout decodes the last ``B - 1`` sample codes, and fixed kernel units that compute xi
+    from the decoded window (:func:`kernel_stage_xi`). Same interface as
+    :class:`XiModulator`: :meth:`predict` offline, :meth:`reset` / :meth:`step` in the loop.
+
+    The xi of step ``t`` uses the memory state *before* ``u_t`` enters (it holds ``u_{t-1} ..
+    u_{t-B+1}``); then ``u_t`` is written: ``r_t = f(W r_{t-1} + W_in u_t)``.
+    """
+
+    def __init__(self, config: XiModulatorConfig, weights: ESNWeights, memory: RidgeReadout):
+        if config.architecture != "kernel-memory":
+            raise ValueError(
+                f"config.architecture: {config.architecture!r}; KernelMemoryModulator needs "
+                "'kernel-memory' (use XiModulator for the others)"
+            )
+        self.config = config
+        self.weights = weights
+        self.memory = memory
+        self._projections: dict[int, Tensor] = {}
+        self._state: Tensor | None = None
+
+    @property
+    def block_sizes(self) -> tuple[int, int, int]:
         cfg = self.config
-        for name, a in (("x", x), ("y_onehot", y), ("z", z)):
-            if not isinstance(a, Tensor) or not a.is_floating_point():
-                raise TypeError(f"{name}: expected a float torch.Tensor")
-        if z.shape[-1] != cfg.n_neurons:
+        return cfg.x_projection, cfg.n_classes, cfg.n_neurons
+
+    def projection(self, x_dim: int) -> Tensor:
+        """``P / s_x`` ``(k, x_dim)``: :func:`distance_preserving_projection` (seeded by
+        config.seed and ``x_dim``) over ``s_x = sigma_x sqrt(x_dim)``."""
+        if x_dim not in self._projections:
+            gen = torch.Generator().manual_seed(self.config.seed * 1_000_003 + x_dim)
+            p = distance_preserving_projection(self.config.x_projection, x_dim, gen)
+            self._projections[x_dim] = p / (self.config.sigmas[0] * math.sqrt(x_dim))
+        return self._projections[x_dim]
+
+    def encode(self, x: Tensor, y_onehot: Tensor, z: Tensor) -> Tensor:
+        """Codes ``u = [P x / s_x, y / s_y, z / s_z]`` ``(..., k + C + dz)``."""
+        dtype = self.weights.dtype
+        proj = self.projection(x.shape[-1]).to(dtype)
+        return self._code(x.to(dtype) @ proj.T, y_onehot.to(dtype), z.to(dtype))
+
+    def _code(self, x_coords: Tensor, y: Tensor, z: Tensor) -> Tensor:
+        """Codes from input coordinates already divided by ``s_x``."""
+        cfg = self.config
+        s_y = cfg.sigmas[1] * math.sqrt(cfg.n_classes)
+        s_z = cfg.sigmas[2] * math.sqrt(cfg.n_neurons)
+        return torch.cat([x_coords, y / s_y, z / s_z], -1)
+
+    def decode(self, states: Tensor) -> Tensor:
+        """Remembered codes ``(..., B - 1, dim(u))``, oldest first, from memory states
+        ``(..., N)``."""
+        out = self.memory.predict(states)
+        return out.reshape(*states.shape[:-1], self.config.window - 1, self.config.n_inputs)
+
+    def _xi(self, memory_states: Tensor, codes: Tensor) -> Tensor:
+        cfg = self.config
+        window = torch.cat([self.decode(memory_states), codes.unsqueeze(-2)], -2)
+        return kernel_stage_xi(window, self.block_sizes, cfg.gamma, cfg.sigmas[2], cfg.xi_method)
+
+    def predict(self, x: Tensor, y_onehot: Tensor, z: Tensor) -> Tensor:
+        """xi at every sample of streams ``(S, T, .)`` (or ``(T, .)``): ``(S, T, dz)``; the
+        first ``B - 1`` entries are warm-up (the memory is not yet full)."""
+        single = z.ndim == 2
+        if single:
+            x, y_onehot, z = x.unsqueeze(0), y_onehot.unsqueeze(0), z.unsqueeze(0)
+        _check_stream(self.config, x, y_onehot, z)
+        codes = self.encode(x, y_onehot, z)
+        states, _ = run_esn(self.weights, codes)
+        before = torch.cat([torch.zeros_like(states[:, :1]), states[:, :-1]], 1)
+        out = self._xi(before, codes).to(z.dtype)
+        return out.squeeze(0) if single else out
+
+    def reset(self, n_streams: int = 1) -> None:
+        """Empty the memory of ``n_streams`` parallel streams."""
+        _int(n_streams, "n_streams", 1)
+        self._state = torch.zeros(n_streams, self.weights.n_units, dtype=self.weights.dtype)
+
+    def step(self, x: Tensor, y_onehot: Tensor, z: Tensor) -> Tensor:
+        """xi for one sample per stream (``x (S, dx)``, ``y (S, C)``, ``z (S, dz)``), then
+        write the sample into the memory; returns ``(S, dz)``."""
+        if self._state is None:
+            raise RuntimeError("reset: call reset(n_streams) before step()")
+        _check_stream(self.config, x.unsqueeze(1), y_onehot.unsqueeze(1), z.unsqueeze(1))
+        if x.shape[0] != self._state.shape[0]:
             raise ValueError(
-                f"z: {z.shape[-1]} units but the modulator was trained for n_neurons="
-                f"{cfg.n_neurons}; fit one with XiModulatorConfig(n_neurons={z.shape[-1]})"
+                f"x: {x.shape[0]} streams but reset() was called for {self._state.shape[0]}"
             )
-        if y.shape[-1] != cfg.n_classes:
-            raise ValueError(
-                f"y_onehot: {y.shape[-1]} classes but the modulator has n_classes={cfg.n_classes}"
-            )
-        if x.shape[:-1] != z.shape[:-1] or y.shape[:-1] != z.shape[:-1]:
-            raise ValueError(
-                f"x, y_onehot, z: leading shapes {tuple(x.shape[:-1])}, {tuple(y.shape[:-1])}, "
-                f"{tuple(z.shape[:-1])} differ"
-            )
+        codes = self.encode(x, y_onehot, z)
+        xi = self._xi(self._state, codes)
+        drive = codes @ self.weights.input.T + self.weights.bias
+        self._state = esn_step(self.weights, self._state, drive)
+        return xi.to(z.dtype)
+
+
+def _block_rms(codes: Tensor, block_sizes: tuple[int, int, int]) -> Tensor:
+    """Root-mean-square entry of each block of codes ``(..., D)``, broadcast to ``(D,)``."""
+    parts = codes.split(list(block_sizes), -1)
+    return torch.cat([p.square().mean().sqrt().expand(p.shape[-1]) for p in parts])
+
+
+def fit_kernel_memory_modulator(config: XiModulatorConfig) -> KernelMemoryModulator:
+    """Build the memory reservoir (delay line, or orthogonal drawn with seed ``config.seed``)
+    and fit the ridge readout that decodes ``u_{t-B+2} .. u_t`` from the state after ``u_t``,
+    on ``n_chunks x n_streams`` synthetic streams coded like real samples (the synthetic
+    inputs already live in ``x_projection`` coordinates). The codes are jittered by
+    ``N(0, (MEMORY_JITTER rms)^2)`` per block so that the readout sees every direction
+    (LayerNorm outputs sum to 0 and one-hot labels to 1: without jitter those directions
+    would be unseen and decoded as constants). No xi target is used."""
+    b, dim = config.window, config.n_inputs
+    if config.memory_topology == "delay-line":
+        weights = delay_line_weights(dim, b - 1)
+    else:
+        weights = init_esn_weights(config.esn_config(), seed=config.seed, dtype=torch.float64)
+    memory = RidgeReadout(weights.n_units, (b - 1) * dim, config.memory_ridge)
+    modulator = KernelMemoryModulator(config, weights, memory)
+    gen = torch.Generator().manual_seed(config.seed + 1)
+    k = config.x_projection
+    for _ in range(config.n_chunks):
+        x, y, z = synthetic_streams(
+            config.n_streams,
+            config.stream_length,
+            config.n_classes,
+            config.n_neurons,
+            k,
+            config.sigmas[0],
+            gen,
+            class_strength=config.class_strength,
+        )
+        codes = modulator._code(x / (config.sigmas[0] * math.sqrt(k)), y, z)
+        codes = codes + MEMORY_JITTER * _block_rms(codes, modulator.block_sizes) * torch.randn(
+            codes.shape, generator=gen, dtype=codes.dtype
+        )
+        states, _ = run_esn(weights, codes)
+        held = codes.unfold(1, b - 1, 1).movedim(-1, -2).flatten(-2)  # (S, T - B + 2, (B-1)D)
+        memory.accumulate(states[:, b - 2 :], held)
+    memory.solve()
+    return modulator
 
 
 def _window_statistics(y: Tensor, z: Tensor, window: int) -> Tensor:
@@ -461,13 +770,16 @@ def _window_statistics(y: Tensor, z: Tensor, window: int) -> Tensor:
     )
 
 
-def fit_xi_modulator(config: XiModulatorConfig) -> XiModulator:
+def fit_xi_modulator(config: XiModulatorConfig) -> XiModulator | KernelMemoryModulator:
     """Draw the reservoir (seed ``config.seed``) and fit its ridge readout(s) on
     ``n_chunks x n_streams`` synthetic streams (:func:`synthetic_streams`), targets the exact
     ``xi_hat`` of every full window. With ``window_products`` one more batch of streams first
-    fits the statistics readout (targets: the exact window statistics)."""
+    fits the statistics readout (targets: the exact window statistics). The kernel-memory
+    architecture is built by :func:`fit_kernel_memory_modulator`."""
     if not isinstance(config, XiModulatorConfig):
         raise TypeError(f"config: expected XiModulatorConfig, got {type(config).__name__}")
+    if config.architecture == "kernel-memory":
+        return fit_kernel_memory_modulator(config)
     weights = init_esn_weights(config.esn_config(), seed=config.seed, dtype=torch.float64)
     n_features = config.n_units + config.n_inputs
     statistics = None

@@ -7,8 +7,11 @@ readout learns by the softmax cross-entropy delta rule (:mod:`plastix.circuits.i
 ``window`` samples (Daruwalla & Lipasti 2024; :class:`~plastix.circuits.ib_network.
 ExactXiTrainer`) — runtime: one run with a per-sample callback; cpp/cuda standalone: one build
 re-run per sample with ``run_args``. ``xi_source="reservoir"``: one ξ-modulator per hidden
-layer (:func:`plastix.reservoirs.xi_modulator.fit_xi_modulator`, trained a priori on
-synthetic streams, no dataset) runs inside the simulation and every epoch — training then
+layer (:mod:`plastix.reservoirs.xi_modulator`, fitted a priori on synthetic streams, no
+dataset; ``modulator="kernel-memory"``: a delay-line working-memory reservoir whose readout
+recalls the last B - 1 samples and kernel units that compute the row-centred ξ,
+:mod:`plastix.circuits.kernel_memory`; ``"factorised"``: one small reservoir per neuron with a
+label-gated readout) runs inside the simulation and every epoch — training then
 test samples — is ONE run with no Python between samples
 (:class:`~plastix.circuits.ib_network.CompiledEpochTrainer`); standalone backends build once
 and re-run per epoch. ``xi_source="none"``: the same compiled epochs with the hidden layer
@@ -50,7 +53,11 @@ from plastix.circuits.ib_network import (
 )
 from plastix.circuits.layers import SampleTiming
 from plastix.plasticity.ib_rule import IBThreeFactor
-from plastix.reservoirs.xi_modulator import XiModulatorConfig, fit_xi_modulator
+from plastix.reservoirs.xi_modulator import (
+    XiModulatorConfig,
+    fit_kernel_memory_modulator,
+    fit_xi_modulator,
+)
 from plastix.sims.experiments import BRIAN2_DEVICES, RunContext, experiment
 
 _POS = {"min": 0.0, "min_exclusive": True}
@@ -96,8 +103,26 @@ class IBSpikingConfig:
     w_init_mean: float = field(default=0.7, metadata={"help": "mean initial hidden weight (mV)"})
     w_init_spread: float = field(default=0.7, metadata={"min": 0.0, "help": "its spread (mV)"})
     raster_samples: int = field(default=3, metadata={"min": 0, "help": "test samples to raster"})
+    warmup_samples: int | None = field(
+        default=None,
+        metadata={
+            "min": 0,
+            "help": "samples shown before learning starts (None: three rate-mean time constants)",
+        },
+    )
+    modulator: Literal["kernel-memory", "factorised"] = field(
+        default="kernel-memory",
+        metadata={
+            "help": "reservoir ξ: kernel-memory (delay-line working memory + kernel units, "
+            "row-centred ξ) or factorised (one small reservoir per neuron, label-gated readout)"
+        },
+    )
+    modulator_x_projection: int = field(
+        default=64,
+        metadata={"min": 1, "help": "kernel-memory: input coordinates kept (JL projection)"},
+    )
     modulator_units: int = field(
-        default=200, metadata={"min": 1, "help": "reservoir units per neuron (reservoir ξ)"}
+        default=200, metadata={"min": 1, "help": "factorised: reservoir units per neuron"}
     )
     modulator_chunks: int = field(
         default=4, metadata={"min": 1, "help": "synthetic stream batches to fit the modulator"}
@@ -138,6 +163,34 @@ def circuit_spec(cfg: IBSpikingConfig, n_input: int, n_classes: int) -> IBCircui
         rule=IBThreeFactor(eta=cfg.eta * Hz),
         input_rate=cfg.input_rate_hz * Hz,
         readout_eta=cfg.readout_eta * Hz,
+    )
+
+
+def fit_modulator(cfg: IBSpikingConfig, n_neurons: int, n_classes: int, seed: int):
+    """The ξ-modulator of one hidden layer, fitted a priori on synthetic streams."""
+    common = dict(
+        n_neurons=n_neurons,
+        n_classes=n_classes,
+        window=cfg.window,
+        gamma=cfg.gamma,
+        sigmas=tuple(cfg.sigmas),
+        n_chunks=cfg.modulator_chunks,
+        window_products=False,
+        seed=seed,
+    )
+    if cfg.modulator == "factorised":
+        return fit_xi_modulator(XiModulatorConfig(n_units=cfg.modulator_units, **common))
+    return fit_kernel_memory_modulator(
+        XiModulatorConfig(
+            architecture="kernel-memory",
+            x_projection=cfg.modulator_x_projection,
+            xi_method="row-centred",
+            gated=False,
+            memory_topology="delay-line",
+            activation="identity",
+            leak=1.0,
+            **common,
+        )
     )
 
 
@@ -234,6 +287,7 @@ def _run_exact(cfg, ctx, spec, weights, backend, data):
         directory=ctx.workdir / "build",
         seed=ctx.seed,
         raster_samples=cfg.raster_samples,
+        warmup=cfg.warmup_samples,
     ) as trainer:
         for epoch in ctx.progress(range(_resume(ctx, trainer), cfg.epochs), desc="epoch"):
             order = ctx.rng.permutation(len(x_train))
@@ -253,19 +307,7 @@ def _run_compiled(cfg, ctx, spec, weights, backend, data):
     if cfg.xi_source == "reservoir":
         start = time.perf_counter()
         modulators = [
-            fit_xi_modulator(
-                XiModulatorConfig(
-                    n_neurons=n,
-                    n_classes=spec.n_classes,
-                    window=cfg.window,
-                    gamma=cfg.gamma,
-                    sigmas=tuple(cfg.sigmas),
-                    n_units=cfg.modulator_units,
-                    n_chunks=cfg.modulator_chunks,
-                    window_products=False,
-                    seed=ctx.seed + k,
-                )
-            )
+            fit_modulator(cfg, n, spec.n_classes, seed=ctx.seed + k)
             for k, n in enumerate(spec.hidden)
         ]
         ctx.summary(modulator_fit_s=time.perf_counter() - start)
@@ -281,6 +323,7 @@ def _run_compiled(cfg, ctx, spec, weights, backend, data):
         directory=ctx.workdir / "build",
         seed=ctx.seed,
         raster_samples=cfg.raster_samples,
+        warmup=cfg.warmup_samples,
     ) as trainer:
         for epoch in ctx.progress(range(_resume(ctx, trainer), cfg.epochs), desc="epoch"):
             order = ctx.rng.permutation(len(x_train))

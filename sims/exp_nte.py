@@ -9,9 +9,11 @@ task (Benjamin, Pehle & Daruwalla, NeurIPS 2024: width and momentum against forg
 Stored: metrics rows on axis ``step`` (one per run and task: ``run``, ``task``, ``width``,
 ``momentum``, ``optimizer`` index into the config's ``optimizers``, ``average_accuracy``,
 ``forgetting``, ``task1_accuracy``, ``train_loss``); arrays ``accuracy_matrices`` (runs, T, T),
-``run_optimizer``, ``run_width``, ``run_momentum``, ``task1_forgetting``, ``final_average_
-accuracy``; summary ``task1_forgetting_<label>`` and ``average_accuracy_<label>`` per run, with
-``<label>`` like ``sgd_w1000_m0.9``.
+``run_optimizer``, ``run_width``, ``run_momentum``, ``run_lr``, ``task1_forgetting``,
+``final_average_accuracy``; summary ``task1_forgetting_<label>`` and
+``average_accuracy_<label>`` per run, with ``<label>`` like ``sgd_w1000_m0.9``. With momentum β,
+SGD and EWC run at ``sgd_lr · (1 − β)`` by default (``fixed_effective_lr``), so that a momentum
+sweep compares equal effective rates ``lr / (1 − β)``.
 """
 
 from __future__ import annotations
@@ -63,7 +65,16 @@ class NTEContinualConfig:
     n_test: int | None = field(
         default=2000, metadata={"min": 1, "help": "test examples per task (None: all)"}
     )
-    sgd_lr: float = field(default=0.01, metadata={"min": 0.0, "min_exclusive": True})
+    sgd_lr: float = field(
+        default=0.01, metadata={"min": 0.0, "min_exclusive": True, "help": "SGD/EWC rate"}
+    )
+    fixed_effective_lr: bool = field(
+        default=True,
+        metadata={
+            "help": "with momentum β use lr = sgd_lr * (1 - β), so that the effective rate "
+            "lr / (1 - β) stays sgd_lr across the momentum sweep; false: lr = sgd_lr for all β"
+        },
+    )
     adam_lr: float = field(default=1e-3, metadata={"min": 0.0, "min_exclusive": True})
     nte_lr: float = field(
         default=0.01,
@@ -124,8 +135,18 @@ def plan_runs(cfg: NTEContinualConfig) -> list[_Run]:
     return runs
 
 
+def run_learning_rate(cfg: NTEContinualConfig, run: _Run) -> float:
+    """The rate of one run; SGD/EWC with momentum β at ``sgd_lr · (1 − β)`` when
+    ``fixed_effective_lr`` (the heavy-ball step settles at lr / (1 − β) times the gradient)."""
+    if run.optimizer == "nte":
+        return cfg.nte_lr
+    if run.optimizer == "adam":
+        return cfg.adam_lr
+    return cfg.sgd_lr * (1.0 - run.momentum) if cfg.fixed_effective_lr else cfg.sgd_lr
+
+
 def _learner_config(cfg: NTEContinualConfig, run: _Run, seed: int) -> LearnerConfig:
-    lr = {"nte": cfg.nte_lr, "adam": cfg.adam_lr}.get(run.optimizer, cfg.sgd_lr)
+    lr = run_learning_rate(cfg, run)
     return LearnerConfig(
         optimizer=run.optimizer,
         lr=lr,
@@ -238,6 +259,7 @@ def run_nte_continual(cfg: NTEContinualConfig, ctx: RunContext) -> None:
     ctx.save_array("run_optimizer", np.array([cfg.optimizers.index(r.optimizer) for r in runs]))
     ctx.save_array("run_width", np.array([r.width for r in runs]))
     ctx.save_array("run_momentum", np.array([r.momentum for r in runs]))
+    ctx.save_array("run_lr", np.array([run_learning_rate(cfg, r) for r in runs]))
     ctx.save_array("task1_forgetting", np.array([res.task1_forgetting for res in finished]))
     ctx.save_array(
         "final_average_accuracy", np.array([res.average_accuracy[-1] for res in finished])

@@ -210,6 +210,10 @@ class PruningConfig:
     epsilon: float = field(
         default=0.2, metadata={"min": 0.0, "max": 1.0, "help": "epsilon-greedy exploration share"}
     )
+    epsilon_decay: float = field(
+        default=1.0,
+        metadata={"min": 0.0, "min_exclusive": True, "max": 1.0, "help": "eps *= this per epoch"},
+    )
     ucb_c: float = field(default=1.0, metadata={"min": 0.0, "help": "UCB std-dev weight"})
     loss_decay: float = field(
         default=0.5,
@@ -219,6 +223,13 @@ class PruningConfig:
             "max_exclusive": True,
             "help": "decay of the moving per-sample loss (eps-greedy, UCB)",
         },
+    )
+    loss_decay_unit: Literal["epoch", "observation"] = field(
+        default="epoch",
+        metadata={"help": "moving loss decays per epoch since last seen, or per loss"},
+    )
+    rl_anneal_epochs: int = field(
+        default=0, metadata={"min": 0, "help": "eps-greedy, UCB: final full-data epochs"}
     )
     infobatch_delta: float = field(
         default=0.875,
@@ -247,7 +258,9 @@ class PruningConfig:
         }.get(strategy, 0)
 
     def anneal_epochs(self, strategy: str) -> int:
-        """Final full-data epochs of a strategy (InfoBatch only)."""
+        """Final full-data epochs of a strategy (InfoBatch, epsilon-greedy, UCB)."""
+        if strategy in ("epsilon-greedy", "ucb"):
+            return self.rl_anneal_epochs
         if strategy != "infobatch":
             return 0
         return InfoBatch(self.infobatch_delta).anneal_epochs(self.epochs)
@@ -290,10 +303,15 @@ def make_model_factory(cfg: PruningConfig, sample_shape: tuple[int, ...], n_clas
 def make_strategy(cfg: PruningConfig, name: str, scores: StaticScores | None) -> PruningStrategy:
     if name in ("full", "uniform"):
         return UniformDynamic()
+    moving_loss = {
+        "decay": cfg.loss_decay,
+        "decay_unit": cfg.loss_decay_unit,
+        "anneal_epochs": cfg.rl_anneal_epochs,
+    }
     if name == "epsilon-greedy":
-        return EpsilonGreedy(epsilon=cfg.epsilon, decay=cfg.loss_decay)
+        return EpsilonGreedy(cfg.epsilon, cfg.epsilon_decay, **moving_loss)
     if name == "ucb":
-        return UCB(c=cfg.ucb_c, decay=cfg.loss_decay)
+        return UCB(cfg.ucb_c, **moving_loss)
     if name == "infobatch":
         return InfoBatch(delta=cfg.infobatch_delta)
     return StaticPruning(scores)

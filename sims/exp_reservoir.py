@@ -10,9 +10,12 @@ Three parts (choose with ``parts``):
   from the first hidden layer of a freshly initialised ReLU+LayerNorm MLP). Agreement
   (cosine, effective cosine after the LayerNorm projection, NRMSE) for every window ``B`` in
   ``xi_windows`` and reservoir size ``N`` in ``xi_units``, plus a memoryless control
-  (spectral radius 0: the readout sees only the current sample).
+  (spectral radius 0: the readout sees only the current sample). With
+  ``architecture = kernel-memory`` an orthogonal memory has ``N`` units (``memory_ratio = N /
+  ((B - 1) dim(u))``); a delay line has its fixed size ``(B - 1) dim(u)`` in every column.
 - ``loop``: the rate IB rule on ``dataset`` with xi from ``sources``: ``exact`` (computed
-  from the window), ``reservoir`` (the modulators in the loop), ``labels`` (exact xi from the
+  from the window), ``exact-row-centred`` (its first-order form, ``xi_method`` of the
+  kernel-memory default), ``reservoir`` (the modulators in the loop), ``labels`` (exact xi from the
   labels alone, without ``K_X`` and ``K_Z``: what a factorised modulator can know),
   ``no-kz`` (exact xi with ``K_Z = 1``) and ``zero`` (hidden layers frozen: readout alone).
   Same initial weights and sample order for every source.
@@ -55,7 +58,7 @@ from plastix.sims.experiments import RunContext, experiment
 
 _POS = {"min": 0.0, "min_exclusive": True}
 Part = Literal["capacity", "xi", "loop"]
-Source = Literal["exact", "reservoir", "labels", "no-kz", "zero"]
+Source = Literal["exact", "exact-row-centred", "reservoir", "labels", "no-kz", "zero"]
 
 
 @dataclass
@@ -68,9 +71,29 @@ class ReservoirWMConfig:
     capacity_steps: int = field(default=5000, metadata={"min": 200, "help": "input length"})
     capacity_radius: float = field(default=0.9, metadata={"min": 0.0, "help": "spectral radius"})
     # xi-modulator design
-    architecture: Literal["factorised", "global"] = field(
+    architecture: Literal["factorised", "global", "kernel-memory"] = field(
         default="factorised",
-        metadata={"help": "factorised: one small reservoir per neuron; global: one reservoir"},
+        metadata={
+            "help": "factorised: one small reservoir per neuron; global: one reservoir; "
+            "kernel-memory: linear memory reservoir + kernel units (set gated=false, "
+            "window_products=false)"
+        },
+    )
+    memory_topology: Literal["delay-line", "orthogonal"] = field(
+        default="delay-line",
+        metadata={"help": "kernel-memory: delay line (exact memory) or random orthogonal"},
+    )
+    memory_ratio: float = field(
+        default=1.0,
+        metadata={
+            **_POS,
+            "help": "kernel-memory, orthogonal: N = ratio x (B-1) x dim(u) in the loop "
+            "(the delay line needs 1)",
+        },
+    )
+    xi_method: Literal["exact", "row-centred", "diagonal"] = field(
+        default="row-centred",
+        metadata={"help": "kernel-memory: the xi its kernel stage computes"},
     )
     gated: bool = field(default=True, metadata={"help": "readout selected by the current label"})
     window_products: bool = field(
@@ -98,7 +121,8 @@ class ReservoirWMConfig:
     sources: tuple[Source, ...] = field(
         default=("exact", "reservoir", "labels", "zero"),
         metadata={
-            "help": "exact: xi from the window; reservoir: the modulators; labels: exact xi "
+            "help": "exact: xi from the window; exact-row-centred: its first-order form; "
+            "reservoir: the modulators; labels: exact xi "
             "from labels only (what a factorised modulator sees); no-kz: exact xi with K_Z = 1; "
             "zero: readout only"
         },
@@ -115,7 +139,7 @@ class ReservoirWMConfig:
         if self.window_products and self.architecture != "factorised":
             raise ValueError(
                 "window_products: only the factorised architecture has them; set "
-                "window_products=false with architecture=global"
+                f"window_products=false with architecture={self.architecture}"
             )
         if not self.parts:
             raise ValueError("parts: choose at least one of capacity, xi, loop")
@@ -136,6 +160,16 @@ class ReservoirWMConfig:
             raise ValueError("capacity_units: give at least one size")
         if self.n_train is not None and self.n_train < self.window:
             raise ValueError(f"n_train: {self.n_train} is smaller than window = {self.window}")
+        self.modulator()  # the modulator's own checks, named by the same keys
+
+    def _architecture_fields(self) -> dict:
+        if self.architecture != "kernel-memory":
+            return {}  # xi_method stays "exact": the learnt readouts fit the exact xi
+        return {
+            "memory_topology": self.memory_topology,
+            "memory_ratio": self.memory_ratio,
+            "xi_method": self.xi_method,
+        }
 
     def modulator(self, **changes) -> XiModulatorConfig:
         base = XiModulatorConfig(
@@ -151,6 +185,7 @@ class ReservoirWMConfig:
             n_chunks=self.modulator_chunks,
             n_units=self.n_units,
             window=self.window,
+            **self._architecture_fields(),
         )
         changed = replace(base, **changes)
         # a fixed in-degree of about 20 recurrent connections per unit, whatever N
@@ -217,6 +252,14 @@ def _xi_stream(cfg: ReservoirWMConfig, ctx: RunContext):
     return x, torch.nn.functional.one_hot(y, len(ds.classes)).double(), z
 
 
+def _memory_of_size(mcfg: XiModulatorConfig, n_units: int) -> XiModulatorConfig:
+    """Kernel-memory: an orthogonal memory of ``n_units`` (ratio ``N / ((B - 1) dim(u))``);
+    a delay line keeps its fixed size ``(B - 1) dim(u)``."""
+    if mcfg.memory_topology == "delay-line":
+        return mcfg
+    return replace(mcfg, memory_ratio=n_units / ((mcfg.window - 1) * mcfg.n_inputs))
+
+
 def _xi_table(cfg: ReservoirWMConfig, ctx: RunContext) -> None:
     x, y, z = _xi_stream(cfg, ctx)
     windows, units = list(cfg.xi_windows), list(cfg.xi_units)
@@ -233,8 +276,12 @@ def _xi_table(cfg: ReservoirWMConfig, ctx: RunContext) -> None:
             n_units=units[max(j, 0)],
             seed=ctx.seed,
         )
+        if cfg.architecture == "kernel-memory":
+            mcfg = _memory_of_size(mcfg, units[max(j, 0)])
         if j < 0:  # memoryless control: spectral radius 0, the state is W_in e_t
             mcfg = replace(mcfg, spectral_radius=0.0, n_units=min(units))
+            if cfg.architecture == "kernel-memory":
+                mcfg = replace(mcfg, memory_topology="orthogonal", activation="identity")
         modulator = fit_xi_modulator(mcfg)
         pred = modulator.predict(x, y, z)[b - 1 :]
         agreement = xi_agreement(pred, xi_targets(x, y, z, mcfg), z[b - 1 :])
@@ -272,6 +319,8 @@ def _loop(cfg: ReservoirWMConfig, ctx: RunContext, state: dict) -> None:
         net = _mlp(x.shape[1], tuple(cfg.hidden), n_classes, ctx.seed)
         if source == "exact":
             trainer = IBTrainer(net, rule, optim)
+        elif source == "exact-row-centred":
+            trainer = IBTrainer(net, replace(rule, xi_method="row-centred"), optim)
         else:
             modulators = None
             if source == "reservoir":

@@ -70,74 +70,41 @@ def _series(values: Any, n: int, what: str) -> tuple[np.ndarray, np.ndarray | No
     raise ValueError(f"{what}: expected shape ({n},) or (n_seeds, {n}), got {v.shape}")
 
 
-def plot_retention_vs_width(
-    widths: Sequence[int],
+def plot_forgetting_curves(
+    x: Sequence[float],
     values: Mapping[str, Any],
     path: str | Path | None = None,
     *,
+    xlabel: str,
+    log_x: bool = False,
     ylabel: str = "task-1 forgetting (accuracy lost)",
-    title: str = "forgetting against width",
+    title: str | None = None,
 ):
-    """One line per optimizer: ``values[name]`` (per width, or (seeds, widths)) against width."""
-    w = np.asarray(widths, dtype=float)
-    if w.ndim != 1 or len(w) == 0:
-        raise ValueError(f"widths must be a non-empty 1-D sequence, got {widths!r}")
+    """One line per series (e.g. optimizer): ``values[name]`` against ``x`` (hidden width,
+    momentum, ...), per x or one row per seed (mean ± standard error)."""
+    xs = np.asarray(x, dtype=float)
+    if xs.ndim != 1 or len(xs) == 0:
+        raise ValueError(f"x must be a non-empty 1-D sequence, got {x!r}")
     if not values:
-        raise ValueError("values is empty; pass {optimizer name: values per width}")
+        raise ValueError("values is empty; pass {series name: values per x}")
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(5, 3.6))
-    order = np.argsort(w)
+    order = np.argsort(xs)
     for name, vals in values.items():
-        mean, err = _series(vals, len(w), f"values[{name!r}]")
+        mean, err = _series(vals, len(xs), f"values[{name!r}]")
         ax.errorbar(
-            w[order],
+            xs[order],
             mean[order],
             yerr=None if err is None else err[order],
             marker="o",
             capsize=3,
             label=name,
         )
-    ax.set_xscale("log")
-    ax.set_xlabel("hidden width")
+    if log_x:
+        ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    save_figure(fig, path)
-    return fig
-
-
-def plot_forgetting_vs_momentum(
-    momenta: Sequence[float],
-    values: Mapping[str, Any],
-    path: str | Path | None = None,
-    *,
-    ylabel: str = "task-1 forgetting (accuracy lost)",
-    title: str = "forgetting against momentum",
-):
-    """One line per series (e.g. optimizer and width): forgetting against momentum."""
-    m = np.asarray(momenta, dtype=float)
-    if m.ndim != 1 or len(m) == 0:
-        raise ValueError(f"momenta must be a non-empty 1-D sequence, got {momenta!r}")
-    if not values:
-        raise ValueError("values is empty; pass {series name: values per momentum}")
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(5, 3.6))
-    order = np.argsort(m)
-    for name, vals in values.items():
-        mean, err = _series(vals, len(m), f"values[{name!r}]")
-        ax.errorbar(
-            m[order],
-            mean[order],
-            yerr=None if err is None else err[order],
-            marker="o",
-            capsize=3,
-            label=name,
-        )
-    ax.set_xlabel("momentum")
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
+    ax.set_title(title if title is not None else f"forgetting against {xlabel}")
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
@@ -176,7 +143,10 @@ def nte_continual_figures(res: Result) -> list[tuple[str, Any]]:
             if len(sel) == len(unique_widths):
                 by_opt[name] = [f for _, f in sorted(sel)]
         if by_opt:
-            out.append(("forgetting_vs_width", plot_retention_vs_width(unique_widths, by_opt)))
+            by_width = plot_forgetting_curves(
+                unique_widths, by_opt, xlabel="hidden width", log_x=True
+            )
+            out.append(("forgetting_vs_width", by_width))
     unique_m = sorted(set(momenta.tolist()))
     if len(unique_m) > 1:
         series = {}
@@ -190,5 +160,10 @@ def nte_continual_figures(res: Result) -> list[tuple[str, Any]]:
                 if len(sel) == len(unique_m):
                     series[f"{name} w{w}"] = [f for _, f in sorted(sel)]
         if series:
-            out.append(("forgetting_vs_momentum", plot_forgetting_vs_momentum(unique_m, series)))
+            out.append(
+                (
+                    "forgetting_vs_momentum",
+                    plot_forgetting_curves(unique_m, series, xlabel="momentum"),
+                )
+            )
     return out

@@ -217,7 +217,10 @@ def run_sweep(
         # Dask runs tasks in worker threads, so each worker imports brian2 at start-up.
         cluster = LocalCluster(
             preload=["brian2"],
-            n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=":0"
+            n_workers=n_workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=":0",
         )
         client = Client(cluster)
     try:

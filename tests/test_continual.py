@@ -357,6 +357,8 @@ def test_experiment_writes_the_grid(tmp_path):
     assert res.arrays["run_width"].tolist() == [16, 16, 16, 32, 32, 32]
     assert res.arrays["run_momentum"].tolist() == [0, 0, 0.9, 0, 0, 0.9]
     assert res.arrays["run_optimizer"].tolist() == [0, 1, 1, 0, 1, 1]
+    # momentum at a fixed effective rate: sgd_lr · (1 − β) = 0.01 · 0.1 at β = 0.9
+    np.testing.assert_allclose(res.arrays["run_lr"], [0.005, 0.01, 0.001] * 2)
     assert len(res.metrics["step"]) == 12 and res.metric_axes["task1_accuracy"] == "step"
     assert "task1_forgetting_sgd_w32_m0.9" in res.summary
     m = res.arrays["accuracy_matrices"]
@@ -416,26 +418,24 @@ def test_experiment_refuses_bad_config(tmp_path, overrides, match):
 
 
 def test_plots_write_png_and_pdf(tmp_path):
-    from plastix.sims.plots_nte import (
-        plot_accuracy_matrix,
-        plot_forgetting_vs_momentum,
-        plot_retention_vs_width,
-    )
+    from plastix.sims.plots_nte import plot_accuracy_matrix, plot_forgetting_curves
 
     r = np.array([[0.9, 0.1], [0.6, 0.8]])
     plot_accuracy_matrix(r, tmp_path / "m.png")
-    plot_retention_vs_width(
+    plot_forgetting_curves(
         [10, 100, 1000],
         {"nte": [0.3, 0.2, 0.1], "sgd": np.array([[0.4, 0.3, 0.2], [0.5, 0.3, 0.1]])},
         tmp_path / "w.pdf",
+        xlabel="hidden width",
+        log_x=True,
     )
-    plot_forgetting_vs_momentum([0.0, 0.9], {"sgd": [0.1, 0.3]}, tmp_path / "mom.png")
+    plot_forgetting_curves([0.0, 0.9], {"sgd": [0.1, 0.3]}, tmp_path / "mom.png", xlabel="momentum")
     for name in ("m.png", "w.pdf", "mom.png"):
         assert (tmp_path / name).stat().st_size > 1000
     with pytest.raises(ValueError, match="must be square"):
         plot_accuracy_matrix(np.zeros((2, 3)))
     with pytest.raises(ValueError, match="expected shape"):
-        plot_retention_vs_width([1, 2], {"nte": [0.1, 0.2, 0.3]})
+        plot_forgetting_curves([1, 2], {"nte": [0.1, 0.2, 0.3]}, xlabel="hidden width")
     with pytest.raises(ValueError, match="must end in .png or .pdf"):
         plot_accuracy_matrix(r, tmp_path / "m.svg")
 

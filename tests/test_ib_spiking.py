@@ -255,6 +255,29 @@ def test_exact_xi_learns_digits_subset_above_chance():
     assert result.spikes["hidden0"][1].max() < 3 * float(spec.timing.slot)
 
 
+def test_exact_xi_waits_for_a_full_window_and_warmup_fills_it():
+    """Hidden weights move only once the working memory holds B samples; warm-up samples
+    enter the memory, evaluation samples do not."""
+    x, y, xt, yt = _digits(12, 4)
+    spec = _small_spec(hidden=(10,))
+    w0 = init_weights(spec, np.random.default_rng(0), mean=0.7, spread=0.7)
+    settings = XiSettings(window=4)
+    with ExactXiTrainer(spec, w0, settings, backend="numpy", seed=0, warmup=0) as trainer:
+        trainer.train_epoch(x[:3], y[:3])
+        np.testing.assert_array_equal(trainer.weights.hidden[0], w0.hidden[0])
+        assert not np.array_equal(trainer.weights.readout, w0.readout)
+        trainer.evaluate(xt, yt)
+        assert len(trainer.memory.items) == 3
+        trainer.train_epoch(x[3:5], y[3:5])
+        assert not np.array_equal(trainer.weights.hidden[0], w0.hidden[0])
+    with ExactXiTrainer(spec, w0, settings, backend="numpy", seed=0, warmup=5) as trainer:
+        trainer.train_epoch(x[:5], y[:5])
+        np.testing.assert_array_equal(trainer.weights.hidden[0], w0.hidden[0])
+        assert len(trainer.memory.items) == 4  # warm-up filled the window
+        trainer.train_epoch(x[5:6], y[5:6])
+        assert not np.array_equal(trainer.weights.hidden[0], w0.hidden[0])
+
+
 def test_reservoir_xi_matches_torch_modulator():
     """The Brian2 ξ-modulator (per-neuron reservoirs stepped at each sample boundary, gated
     readout, LayerNorm VJP) reproduces the torch XiModulator stepped on the same labels and
@@ -425,27 +448,29 @@ def test_circuit_weight_layout_round_trip():
 # ------------------------------------------------------------------------------ experiment
 
 
-def test_experiment_writes_hdf5_contract(tmp_path):
+def _run_small_experiment(tmp_path, **overrides):
+    """ib-spiking on a few digits with a small, fast circuit (runtime backend)."""
     from plastix.sims.experiments import run_experiment
     from plastix.sims.results import read_result
 
+    settings = {
+        "n_train": 30,
+        "n_test": 20,
+        "epochs": 2,
+        "hidden": [20],
+        "presentation_ms": 20.0,
+        "settle_ms": 4.0,
+        "dt_ms": 1.0,
+    }
+    settings.update(overrides)
     out = run_experiment(
-        "ib-spiking",
-        overrides={
-            "n_train": 30,
-            "n_test": 20,
-            "epochs": 2,
-            "hidden": [20],
-            "presentation_ms": 20.0,
-            "settle_ms": 4.0,
-            "dt_ms": 1.0,
-            "raster_samples": 2,
-        },
-        device="runtime",
-        out=tmp_path / "r.h5",
-        seed=0,
+        "ib-spiking", overrides=settings, device="runtime", out=tmp_path / "r.h5", seed=0
     )
-    result = read_result(out)
+    return read_result(out)
+
+
+def test_experiment_writes_hdf5_contract(tmp_path):
+    result = _run_small_experiment(tmp_path, raster_samples=2)
     assert result.status == "complete"
     assert {"test_accuracy", "train_accuracy", "samples_per_s", "wall_s"} <= set(result.summary)
     np.testing.assert_array_equal(result.metrics["epoch"], [0, 1])
@@ -457,3 +482,22 @@ def test_experiment_writes_hdf5_contract(tmp_path):
     assert result.weights["w0_epoch1"].shape == (20, 64)
     assert result.weights["readout_epoch1"].shape == (10, 20)
     assert not np.allclose(result.weights["w0_epoch1"], result.weights["w0_init"])
+
+
+@pytest.mark.parametrize("modulator", ["kernel-memory", "factorised"])
+def test_experiment_reservoir_xi_with_each_modulator(tmp_path, modulator):
+    result = _run_small_experiment(
+        tmp_path,
+        n_train=24,
+        n_test=8,
+        epochs=1,
+        hidden=[12],
+        xi_source="reservoir",
+        modulator=modulator,
+        modulator_units=20,
+        modulator_chunks=1,
+        warmup_samples=4,
+    )
+    assert result.status == "complete"
+    assert result.summary["modulator_fit_s"] > 0
+    assert not np.allclose(result.weights["w0_epoch0"], result.weights["w0_init"])

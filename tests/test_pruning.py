@@ -104,6 +104,16 @@ def test_sampler_rejects_bad_arguments():
         UCB(decay=1.0)
     with pytest.raises(ValueError, match="c:"):
         UCB(c=-1.0)
+    with pytest.raises(ValueError, match="epsilon_decay"):
+        EpsilonGreedy(epsilon_decay=0.0)
+    with pytest.raises(ValueError, match="epsilon_decay"):
+        EpsilonGreedy(epsilon_decay=1.5)
+    with pytest.raises(ValueError, match="decay_unit: 'step'"):
+        UCB(decay_unit="step")
+    with pytest.raises(ValueError, match="anneal_epochs: -1"):
+        EpsilonGreedy(anneal_epochs=-1)
+    with pytest.raises(TypeError, match="anneal_epochs"):
+        UCB(anneal_epochs=1.5)
 
 
 @pytest.mark.parametrize("strategy_cls", ALL_DYNAMIC)
@@ -292,6 +302,56 @@ def test_moving_loss_follows_the_ema_equations():
     assert strategy.var.item() == pytest.approx(var)
 
 
+def test_moving_loss_discounts_a_stale_loss_by_the_epochs_since_it_was_measured():
+    gen = torch.Generator().manual_seed(0)
+    idx = torch.tensor([0])
+    results = {}
+    for unit in ("epoch", "observation"):
+        strategy = UCB(decay=0.5, decay_unit=unit)
+        strategy.reset(1)
+        strategy.select(0, 1, gen)  # epoch 0
+        strategy.observe(idx, torch.tensor([2.0], dtype=torch.float64))
+        strategy.select(3, 1, gen)  # next seen three epochs later
+        strategy.observe(idx, torch.tensor([1.0], dtype=torch.float64))
+        results[unit] = (strategy.mean.item(), strategy.var.item())
+    alpha = 1.0 - 0.5**3  # old estimate decayed over 3 epochs
+    assert results["epoch"][0] == pytest.approx(2.0 - alpha)
+    assert results["epoch"][1] == pytest.approx((1.0 - alpha) * alpha)
+    assert results["observation"] == (pytest.approx(1.5), pytest.approx(0.25))
+
+
+def test_epsilon_greedy_decays_its_exploration_share_per_epoch():
+    n = 200
+    strategy = EpsilonGreedy(epsilon=0.4, epsilon_decay=0.5)
+    strategy.reset(n)
+    strategy.observe(torch.arange(n), torch.arange(n, dtype=torch.float64))  # loss of i is i
+    for epoch, n_explore in ((0, 40), (2, 10)):  # eps = 0.4, then 0.4 * 0.5**2 = 0.1
+        chosen = set(strategy.select(epoch, 100, torch.Generator().manual_seed(3))[0].tolist())
+        greedy = set(range(n - (100 - n_explore), n))
+        assert len(chosen) == 100 and greedy <= chosen
+        assert len(chosen - greedy) == n_explore
+
+
+@pytest.mark.parametrize("strategy_cls", [EpsilonGreedy, UCB])
+def test_rl_annealing_trains_all_samples_at_the_end_and_meets_the_rate(strategy_cls):
+    n, epochs = 300, 6
+    sampler = PruningSampler(n, strategy_cls(anneal_epochs=2), rate=0.5, epochs=epochs, seed=0)
+    losses = torch.rand(n, generator=torch.Generator().manual_seed(1))
+    served = run_epochs(sampler, losses)
+    for idx in served[-2:]:  # annealing: every sample once
+        assert sorted(idx.tolist()) == list(range(n))
+    # 0.5 * 6 * 300 = 900 passes; 600 go to annealing, 300 to the four pruned epochs
+    assert [len(idx) for idx in served[:-2]] == [75, 75, 75, 75]
+    assert sampler.stats().realized_rate == pytest.approx(0.5, abs=1 / (n * epochs))
+
+
+def test_rl_annealing_that_leaves_no_budget_is_refused():
+    with pytest.raises(ValueError, match="rate: 0.5.*3 full-data annealing"):
+        PruningSampler(100, EpsilonGreedy(anneal_epochs=3), rate=0.5, epochs=6)
+    with pytest.raises(ValueError, match="anneal_epochs: 7 exceeds the run's 6 epochs"):
+        PruningSampler(100, UCB(anneal_epochs=7), rate=0.0, epochs=6)
+
+
 def test_infobatch_keeps_hard_samples_and_rescales_kept_well_learned_ones():
     n = 1000
     strategy = InfoBatch()
@@ -470,10 +530,13 @@ def test_pruning_experiment_writes_a_sweep(tmp_path):
         "n_train": 400,
         "n_test": 200,
         "batch_size": 32,
+        "rl_anneal_epochs": 1,
     }
     res = read_result(run_experiment("pruning", overrides, out=tmp_path / "r.h5", seed=0))
     assert res.status == "complete"
     assert len(res.metrics["run"]) == 1 + 4
+    ucb_epochs = res.metrics["epoch_passes"][res.metrics["epoch_run"] == 2]  # run 2: ucb
+    assert ucb_epochs.tolist() == [134, 133, 133, 400]  # 1000 passes, last epoch annealed
     realized = res.metrics["realized_rate"]
     assert np.allclose(realized, res.metrics["rate"], atol=1 / (4 * 400))
     assert np.all(res.metrics["passes_done"] + res.metrics["passes_saved"] == 4 * 400)
@@ -495,6 +558,12 @@ def test_pruning_experiment_writes_a_sweep(tmp_path):
         ({"strategies": ("ucb", "ucb")}, "repeats"),
         ({"strategies": ("bogus",)}, "bogus"),
         ({"strategies": ("el2n",), "epochs": 4, "rates": (0.5,)}, "out of reach for 'el2n'"),
+        (
+            {"strategies": ("ucb",), "epochs": 4, "rates": (0.5,), "rl_anneal_epochs": 2},
+            "out of reach for 'ucb'",
+        ),
+        ({"loss_decay_unit": "step"}, "loss_decay_unit"),
+        ({"epsilon_decay": 0.0}, "epsilon_decay"),
     ],
 )
 def test_pruning_experiment_refuses_bad_config(tmp_path, overrides, message):
@@ -504,6 +573,25 @@ def test_pruning_experiment_refuses_bad_config(tmp_path, overrides, message):
     with pytest.raises(ConfigError, match=message):
         run_experiment("pruning", overrides, out=tmp_path / "r.h5")
     assert not (tmp_path / "r.h5").exists()
+
+
+def test_pruning_config_passes_the_rl_options_to_the_strategies():
+    from plastix.sims.exp_pruning import PruningConfig, make_strategy
+
+    cfg = PruningConfig(
+        epsilon=0.3,
+        epsilon_decay=0.8,
+        ucb_c=0.5,
+        loss_decay=0.7,
+        loss_decay_unit="observation",
+        rl_anneal_epochs=2,
+    )
+    greedy, ucb = make_strategy(cfg, "epsilon-greedy", None), make_strategy(cfg, "ucb", None)
+    assert (greedy.epsilon, greedy.epsilon_decay, greedy.decay) == (0.3, 0.8, 0.7)
+    assert ucb.c == 0.5 and ucb.decay == 0.7
+    for strategy in (greedy, ucb):
+        assert strategy.decay_unit == "observation" and strategy.anneal_epochs(10) == 2
+    assert cfg.anneal_epochs("ucb") == 2 and cfg.anneal_epochs("uniform") == 0
 
 
 def test_plot_accuracy_vs_saved_draws_one_line_per_strategy():

@@ -652,3 +652,168 @@ def test_brian2_reservoir_builds_in_cpp_standalone_and_matches_torch(tmp_path):
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert float(done.stdout.strip().splitlines()[-1]) < 1e-5
+
+
+# --- kernel-memory modulator ----------------------------------------------------------------
+
+
+def _kernel_memory_config(**changes):
+    kernel_memory = dict(
+        architecture="kernel-memory", gated=False, window_products=False, x_projection=8
+    )
+    return _small_modulator_config(**{**kernel_memory, **changes})
+
+
+def _raw_stream(seed=5, length=40, x_dim=6, n_classes=4, n_neurons=12):
+    g = _gen(seed)
+    x = torch.rand(1, length, x_dim, generator=g, dtype=torch.float64)
+    labels = torch.randint(0, n_classes, (1, length), generator=g)
+    y = torch.nn.functional.one_hot(labels, n_classes).double()
+    z = torch.randn(1, length, n_neurons, generator=g, dtype=torch.float64)
+    return x, y, z
+
+
+def _hsic_xi(x, y, z, cfg):
+    from plastix.plasticity.hsic import modulatory_signal, sliding_windows
+
+    b = cfg.window
+    windows = [sliding_windows(a[0], b) for a in (x, y, z)]
+    return modulatory_signal(*windows, cfg.gamma, cfg.sigmas, cfg.xi_method)
+
+
+@pytest.mark.parametrize("method", ["row-centred", "exact", "diagonal"])
+def test_kernel_memory_with_a_delay_line_computes_the_hsic_xi(method):
+    from plastix.reservoirs.xi_modulator import KernelMemoryModulator, fit_xi_modulator
+
+    cfg = _kernel_memory_config(xi_method=method, n_chunks=1)
+    modulator = fit_xi_modulator(cfg)
+    assert isinstance(modulator, KernelMemoryModulator)
+    assert modulator.weights.n_units == (cfg.window - 1) * (8 + 4 + 12)
+    x, y, z = _raw_stream()  # dim x = 6 <= k = 8: P is an isometry, so K_X is exact
+    b = cfg.window
+    pred = modulator.predict(x, y, z)[0, b - 1 :]
+    exact = _hsic_xi(x, y, z, cfg)
+    torch.testing.assert_close(pred, exact, rtol=1e-5, atol=1e-7 * exact.abs().max())
+    modulator.reset(1)
+    online = torch.stack([modulator.step(x[:, t], y[:, t], z[:, t])[0] for t in range(40)])
+    torch.testing.assert_close(online[b - 1 :], pred)
+
+
+def test_kernel_memory_orthogonal_reservoir_approaches_the_delay_line_with_size():
+    from plastix.reservoirs.xi_modulator import fit_xi_modulator, xi_agreement
+
+    x, y, z = _raw_stream(length=120)
+    cosines = []
+    for ratio in (0.5, 3.0):
+        cfg = _kernel_memory_config(
+            memory_topology="orthogonal",
+            memory_ratio=ratio,
+            spectral_radius=0.5,
+            memory_ridge=1e-6,
+            xi_method="row-centred",
+            n_chunks=1,
+        )
+        pred = fit_xi_modulator(cfg).predict(x, y, z)[0, cfg.window - 1 :]
+        cosines.append(xi_agreement(pred, _hsic_xi(x, y, z, cfg)).cosine)
+    assert cosines[0] < 0.95  # half the units it needs: the memory cannot hold B - 1 codes
+    assert cosines[1] > 0.99
+    assert cosines[1] > cosines[0] + 0.05
+
+
+def test_distance_preserving_projection_is_an_isometry_or_keeps_mean_distances():
+    from plastix.reservoirs.xi_modulator import distance_preserving_projection
+
+    v = torch.randn(200, 30, generator=_gen(4), dtype=torch.float64)
+    iso = distance_preserving_projection(40, 30, _gen(1))
+    torch.testing.assert_close((v @ iso.T).norm(dim=1), v.norm(dim=1))
+    jl = distance_preserving_projection(64, 3000, _gen(1))
+    w = torch.randn(200, 3000, generator=_gen(5), dtype=torch.float64)
+    ratio = (w @ jl.T).norm(dim=1) ** 2 / w.norm(dim=1) ** 2
+    assert abs(float(ratio.mean()) - 1.0) < 0.05
+    assert 0.1 < float(ratio.std()) < 0.3  # sqrt(2 / k) = 0.18
+
+
+@pytest.mark.parametrize(
+    ("changes", "named"),
+    [
+        ({"gated": True}, "gated"),
+        ({"memory_ratio": 2.0}, "memory_ratio"),
+        ({"memory_topology": "ring"}, "memory_topology"),
+        ({"activation": "tanh"}, "activation"),
+        ({"xi_method": "rows"}, "xi_method"),
+        ({"architecture": "factorised", "xi_method": "row-centred"}, "xi_method"),
+    ],
+)
+def test_kernel_memory_rejects_bad_configs(changes, named):
+    with pytest.raises(ValueError, match=named):
+        _kernel_memory_config(**changes)
+
+
+def test_kernel_memory_in_the_loop_gives_the_exact_xi():
+    from plastix.bridges.ib_reservoir import ReservoirIBTrainer, fit_layer_modulators
+    from plastix.bridges.ib_training import AdamWSettings, IBRule
+    from plastix.bridges.rate_networks import RateMLP
+    from plastix.reservoirs.xi_modulator import XiModulatorConfig
+
+    x, y = _tiny_task()
+    rule = IBRule(window=4)
+    torch.manual_seed(0)
+    net = RateMLP(6, (8, 5), 3)
+    start = net.blocks[0].linear.weight.detach().clone()
+    base = XiModulatorConfig(
+        architecture="kernel-memory",
+        gated=False,
+        window_products=False,
+        xi_method="exact",
+        n_streams=2,
+        stream_length=80,
+        n_chunks=1,
+    )
+    modulators = fit_layer_modulators(net, rule, base)
+    # a tiny learning rate: the memory holds each sample's activity from when it was current,
+    # the exact rule recomputes it with the current weights; they agree while weights stand
+    trainer = ReservoirIBTrainer(net, modulators, rule, AdamWSettings(lr=1e-7))
+    trainer.track_agreement = True
+    trainer.train_epoch(x, y, _gen(1))
+    assert (net.blocks[0].linear.weight - start).abs().max() > 1e-7
+    for layer in trainer.agreement():  # dim x = 6 <= k = 16: exact memory, exact kernels
+        assert layer["cosine"] > 0.9999
+        assert layer["update_cosine"] > 0.9999
+
+
+def test_reservoir_wm_experiment_with_the_kernel_memory_modulator(tmp_path):
+    from plastix.sims.experiments import run_experiment
+    from plastix.sims.results import read_result
+
+    overrides = {
+        "parts": ("xi", "loop"),
+        "architecture": "kernel-memory",
+        "gated": False,
+        "window_products": False,
+        "memory_topology": "orthogonal",
+        "spectral_radius": 0.5,
+        "xi_windows": (3,),
+        "xi_units": (30, 120),
+        "xi_neurons": 6,
+        "xi_samples": 60,
+        "modulator_chunks": 1,
+        "x_projection": 4,
+        "hidden": (6,),
+        "window": 3,
+        "memory_ratio": 2.0,
+        "sources": ("exact-row-centred", "reservoir"),
+        "epochs": 1,
+        "n_train": 30,
+        "n_test": 20,
+    }
+    out = run_experiment("reservoir-wm", overrides=overrides, out=tmp_path / "r.h5", seed=0)
+    res = read_result(out)
+    assert res.status == "complete"
+    cos = res.arrays["xi_cosine"]  # memory of 30 vs 120 units, (B - 1) dim(u) = 40
+    assert cos.shape == (1, 2) and cos[0, 1] > cos[0, 0]
+    assert np.isfinite(res.metrics["test_accuracy_exact-row-centred"]).any()
+    assert np.isfinite(res.metrics["xi_cosine_layer0"]).any()
+    with pytest.raises(ValueError, match="gated"):
+        run_experiment(
+            "reservoir-wm", overrides={**overrides, "gated": True}, out=tmp_path / "b.h5", seed=0
+        )

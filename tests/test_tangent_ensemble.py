@@ -169,6 +169,27 @@ def test_non_positive_likelihood_in_the_per_example_form():
     torch.testing.assert_close(model.weight.detach(), torch.tensor([[0.3, -0.2]]))
 
 
+def test_infinite_gradient_is_refused_and_changes_nothing():
+    w, opt = _two_params(lr=0.1)
+    w.grad = torch.tensor([float("-inf"), 0.0], dtype=torch.float64)  # likelihood +inf
+    before = opt.state[w]["log_magnitude"].clone()
+    with pytest.raises(ValueError, match="infinite.*lower lr"):
+        opt.step()
+    torch.testing.assert_close(opt.state[w]["log_magnitude"], before)
+
+
+def test_likelihood_that_rounds_to_zero_in_float32_is_refused():
+    # g = float32(1 / 0.3): lr * g = 0.99999998 < 1 in float64, but 1 - lr * g is 0 in float32,
+    # so log1p(-lr * g) = -inf would silently zero the expert
+    w = nn.Parameter(torch.tensor([0.3, -0.2]))
+    opt = NeuralTangentEnsemble([w], lr=0.3, max_delta=None)
+    w.grad = torch.tensor([1 / 0.3, 0.0])
+    assert 0.3 * float(w.grad[0]) < 1
+    with pytest.raises(ValueError, match="lower lr"):
+        opt.step()
+    torch.testing.assert_close(w.detach(), torch.tensor([0.3, -0.2]))
+
+
 def test_nan_gradient_is_reported():
     w, opt = _two_params()
     w.grad = torch.tensor([float("nan"), 0.0], dtype=torch.float64)

@@ -1,0 +1,108 @@
+"""The kernel-memory ξ-modulator inside the spiking circuit (plastix.circuits.kernel_memory)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from brian2 import Hz, StateMonitor, ms, second
+
+from plastix.circuits.backend import activate_backend
+from plastix.circuits.ib_network import (
+    _ORDER_UPDATE,
+    CompiledEpochTrainer,
+    IBCircuit,
+    IBCircuitSpec,
+    init_weights,
+)
+from plastix.circuits.layers import SampleTiming
+from plastix.plasticity.ib_rule import IBThreeFactor
+from plastix.reservoirs.xi_modulator import XiModulatorConfig, fit_kernel_memory_modulator
+from plastix.sims.datasets import load_dataset
+
+
+def _digits(n_train: int, n_test: int):
+    ds = load_dataset("digits", n_train=n_train, n_test=n_test, seed=0).flat()
+    return ds.x_train.astype(float), ds.y_train, ds.x_test.astype(float), ds.y_test
+
+
+def _spec(hidden: int) -> IBCircuitSpec:
+    return IBCircuitSpec(
+        n_input=64,
+        hidden=(hidden,),
+        timing=SampleTiming(presentation=40 * ms, settle=6 * ms, dt=1 * ms),
+        rule=IBThreeFactor(eta=300 * Hz),
+        input_rate=300 * Hz,
+        rate_mean_tau=0.3 * second,
+    )
+
+
+def _modulator(n_neurons: int, topology: str = "delay-line", **kw):
+    cfg = dict(
+        architecture="kernel-memory",
+        n_neurons=n_neurons,
+        window=4,
+        x_projection=16,
+        xi_method="row-centred",
+        gated=False,
+        window_products=False,
+        memory_topology=topology,
+        memory_ratio=1.0 if topology == "delay-line" else 1.5,
+        activation="identity",
+        leak=1.0,
+        n_chunks=1,
+        stream_length=64,
+    )
+    cfg.update(kw)
+    return fit_kernel_memory_modulator(XiModulatorConfig(**cfg))
+
+
+@pytest.mark.parametrize("topology", ["delay-line", "orthogonal"])
+def test_kernel_memory_xi_matches_torch_modulator(topology):
+    """Codes, memory reservoir, decoding readout, kernel units, row-centred weights and the
+    LayerNorm VJP in Brian2 reproduce the torch KernelMemoryModulator stepped on the same
+    inputs, labels and window rates."""
+    n_samples, n_hidden = 10, 12
+    x, y, _, _ = _digits(n_samples, 1)
+    spec = _spec(n_hidden)
+    w0 = init_weights(spec, np.random.default_rng(0), mean=0.7, spread=0.7)
+    modulator = _modulator(n_hidden, topology)
+    slot = spec.timing.slot
+    with activate_backend("numpy"):
+        circuit = IBCircuit(spec, x, y, np.ones(n_samples), w0, xi_modulators=[modulator])
+        layer = circuit.layers[0].group
+        monitor = StateMonitor(
+            layer, ["res_xi", "z_last"], record=True, dt=slot, when="groups",
+            order=_ORDER_UPDATE - 1,
+        )  # fmt: skip
+        circuit.network.add(monitor)
+        circuit.network.run(n_samples * slot, namespace={})
+        xi_brian = np.asarray(monitor.res_xi[:]).T
+        z = np.asarray(monitor.z_last[:]).T
+    # boundary k processes the sample that ended there; boundary 0 (t = 0) sees the first
+    # sample's input and label with the layer still silent, and writes that into the memory.
+    modulator.reset(1)
+    expected = []
+    for k in range(n_samples):
+        zk = torch.tensor(z[k])
+        std = torch.sqrt(zk.var(unbiased=False) + 1e-5)
+        n = (zk - zk.mean()) / std
+        sample = max(k - 1, 0)
+        label = torch.nn.functional.one_hot(torch.tensor([int(y[sample])]), 10).double()
+        g = modulator.step(torch.tensor(x[sample : sample + 1]), label, n[None])[0]
+        expected.append(((g - g.mean() - n * (g * n).mean()) / std).numpy())
+    # Brian2 leaves out decoder entries below DECODER_CUTOFF of the largest: errors ~1e-9 of
+    # the scale of xi
+    scale = np.abs(expected).max()
+    assert scale > 1e-3
+    np.testing.assert_allclose(xi_brian, np.array(expected), rtol=1e-6, atol=1e-7 * scale)
+
+
+def test_kernel_memory_without_brian2_form_is_refused():
+    spec = _spec(12)
+    w0 = init_weights(spec, np.random.default_rng(0))
+    exact = _modulator(12, xi_method="exact")
+    with pytest.raises(ValueError, match="xi_method: 'exact'.*row-centred"):
+        CompiledEpochTrainer(spec, w0, 4, 0, xi_source="reservoir", xi_modulators=[exact])
+    with pytest.raises(ValueError, match="n_neurons=12"):
+        CompiledEpochTrainer(spec, w0, 4, 0, xi_source="reservoir", xi_modulators=[_modulator(10)])
