@@ -254,7 +254,8 @@ def accuracy_part(args) -> None:
         "exact": "spiking IB, exact ξ (cpp_standalone, per-sample re-runs)",
         "kernel": "spiking IB, reservoir ξ inside the simulation: kernel-memory modulator "
         "(one cpp_standalone run per epoch)",
-        "factorised": "same, factorised modulator, eta 30/s (diverges at 300/s)",
+        "factorised": "same, factorised modulator, eta 30/s "
+        "(at 300/s it diverged in the earlier run)",
         "readout": "spiking, hidden layer frozen, readout only (one run per epoch)",
         "rate": "rate IB rule (IBTrainer: ReLU+LayerNorm, AdamW 1e-4), same sizes",
     }
