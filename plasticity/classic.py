@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from brian2 import Hz, Quantity, TimedArray, have_same_dimensions, ms, second
 
-from .rules import Brian2Form, Rule, param
+from .rules import Brian2Form, Rule, param, rate_tensors
 
 __all__ = [
     "BCM",
@@ -49,19 +49,6 @@ def _code(*lines: str) -> str:
 def _bounds_namespace(rule: Rule) -> dict[str, float]:
     low, high = rule.weight_bounds()
     return {k: v for k, v in (("w_min", low), ("w_max", high)) if v is not None}
-
-
-def _rates(pre_rate, post_rate, weight) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    weight = torch.as_tensor(weight)
-    dtype = weight.dtype if weight.is_floating_point() else torch.get_default_dtype()
-    pre = torch.as_tensor(pre_rate, dtype=dtype)
-    post = torch.as_tensor(post_rate, dtype=dtype)
-    if weight.shape != (post.shape[-1], pre.shape[-1]):
-        raise ValueError(
-            f"weight has shape {tuple(weight.shape)}, expected (n_post, n_pre) = "
-            f"({post.shape[-1]}, {pre.shape[-1]}); fix: pass weight in the nn.Linear layout"
-        )
-    return pre, post, weight.to(dtype)
 
 
 def _batch_mean(x: torch.Tensor) -> torch.Tensor:
@@ -104,7 +91,7 @@ class Hebbian(Rule):
         )
 
     def rate_update(self, pre_rate, post_rate, weight, modulator=None) -> torch.Tensor:
-        pre, post, _ = _rates(pre_rate, post_rate, weight)
+        pre, post, _ = rate_tensors(pre_rate, post_rate, weight)
         return float(self.eta) * self.batch_outer(post, pre, modulator)
 
 
@@ -134,7 +121,7 @@ class Oja(Rule):
         )
 
     def rate_update(self, pre_rate, post_rate, weight, modulator=None) -> torch.Tensor:
-        pre, post, weight = _rates(pre_rate, post_rate, weight)
+        pre, post, weight = rate_tensors(pre_rate, post_rate, weight)
         hebb = self.batch_outer(post, pre, modulator)
         post_sq = post**2 if modulator is None else post**2 * torch.as_tensor(modulator)
         decay = _batch_mean(post_sq)[:, None] * weight
@@ -190,7 +177,7 @@ class BCM(Rule):
         )
 
     def rate_update(self, pre_rate, post_rate, weight, modulator=None) -> torch.Tensor:
-        pre, post, _ = _rates(pre_rate, post_rate, weight)
+        pre, post, _ = rate_tensors(pre_rate, post_rate, weight)
         r_target = float(self.r_target)
         theta = _batch_mean(post) ** 2 / r_target
         return float(self.eta) / r_target * self.batch_outer(post * (post - theta), pre, modulator)
@@ -266,7 +253,7 @@ class STDP(Rule):
         return np.where(delta_t >= 0, ltp, ltd)
 
     def rate_update(self, pre_rate, post_rate, weight, modulator=None) -> torch.Tensor:
-        pre, post, weight = _rates(pre_rate, post_rate, weight)
+        pre, post, weight = rate_tensors(pre_rate, post_rate, weight)
         f_plus, f_minus = self._factors(weight)
         ltp = self.A_plus * float(self.tau_plus) * f_plus
         ltd = self.A_minus * float(self.tau_minus) * f_minus
@@ -359,7 +346,7 @@ class TripletSTDP(Rule):
         )
 
     def rate_update(self, pre_rate, post_rate, weight, modulator=None) -> torch.Tensor:
-        pre, post, _ = _rates(pre_rate, post_rate, weight)
+        pre, post, _ = rate_tensors(pre_rate, post_rate, weight)
         tau_plus, tau_minus = float(self.tau_plus), float(self.tau_minus)
         pair = self.A2_plus * tau_plus - self.A2_minus * tau_minus
         post_factor = post * (pair + self.A3_plus * tau_plus * float(self.tau_y) * post)
@@ -449,7 +436,7 @@ class RewardModulatedSTDP(Rule):
                 "parameter 'modulator': reward-modulated STDP is a three-factor rule and needs "
                 "the modulator M; fix: rate_update(pre, post, weight, modulator=M)"
             )
-        pre, post, _ = _rates(pre_rate, post_rate, weight)
+        pre, post, _ = rate_tensors(pre_rate, post_rate, weight)
         window = self.A_plus * float(self.tau_plus) - self.A_minus * float(self.tau_minus)
         scale = float(self.eta) * float(self.tau_eligibility) * window
         return scale * self.batch_outer(post, pre, modulator)

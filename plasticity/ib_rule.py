@@ -49,7 +49,7 @@ import numpy as np
 import torch
 from brian2 import Hz, Quantity, ms
 
-from .rules import Brian2Form, Rule, param
+from .rules import Brian2Form, Rule, param, rate_tensors
 
 __all__ = ["IBThreeFactor", "apply_eligibility_update"]
 
@@ -140,15 +140,8 @@ class IBThreeFactor(Rule):
         derivative of a spiking neuron, or a rate network's activation derivative; by default
         the derivative of a threshold-linear (ReLU-like) f-I curve, ``1[post_rate > 0]``.
         """
-        weight = torch.as_tensor(weight)
-        dtype = weight.dtype if weight.is_floating_point() else torch.get_default_dtype()
-        pre = torch.as_tensor(pre_rate, dtype=dtype)
-        post = torch.as_tensor(post_rate, dtype=dtype)
-        if weight.shape != (post.shape[-1], pre.shape[-1]):
-            raise ValueError(
-                f"weight: shape {tuple(weight.shape)}, expected (n_post, n_pre) = "
-                f"({post.shape[-1]}, {pre.shape[-1]}); fix: pass W in the nn.Linear layout"
-            )
+        pre, post, _ = rate_tensors(pre_rate, post_rate, weight)
+        dtype = pre.dtype
         if post_term is None:
             factor = (post > 0).to(dtype)
         else:

@@ -83,6 +83,7 @@ __all__ = [
     "get_rule",
     "list_rules",
     "param",
+    "rate_tensors",
 ]
 
 ENTRY_POINT_GROUP = "plastix.rules"
@@ -631,3 +632,18 @@ def format_rules(rules: Mapping[str, RuleSpec] | None = None) -> str:
             help_text = f"  {p.help}" if p.help else ""
             lines.append(f"    {p.name}: {p.type_name}{unit} = {default}{help_text}")
     return "\n".join(lines)
+
+
+def rate_tensors(pre_rate, post_rate, weight) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Pre and post rates as tensors of the weight's float dtype, and the weight, after
+    checking it is ``(n_post, n_pre)`` (the ``nn.Linear`` layout) for these rates."""
+    weight = torch.as_tensor(weight)
+    dtype = weight.dtype if weight.is_floating_point() else torch.get_default_dtype()
+    pre = torch.as_tensor(pre_rate, dtype=dtype)
+    post = torch.as_tensor(post_rate, dtype=dtype)
+    if weight.shape != (post.shape[-1], pre.shape[-1]):
+        raise ValueError(
+            f"weight has shape {tuple(weight.shape)}, expected (n_post, n_pre) = "
+            f"({post.shape[-1]}, {pre.shape[-1]}); fix: pass weight in the nn.Linear layout"
+        )
+    return pre, post, weight.to(dtype)
