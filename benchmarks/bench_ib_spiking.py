@@ -27,11 +27,11 @@ import platform
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
-from brian2 import Hz
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -44,20 +44,20 @@ from plastix.circuits.ib_network import (  # noqa: E402
     XiSettings,
     init_weights,
 )
-from plastix.plasticity.ib_rule import IBThreeFactor  # noqa: E402
 from plastix.sims.datasets import load_dataset  # noqa: E402
+from plastix.sims.exp_ib_spiking import IBSpikingConfig, circuit_spec  # noqa: E402
 
 SEED = 0
+#: The factorised modulator's IB rate: a tenth of the default.
+FACTORISED_ETA = IBSpikingConfig().eta / 10
 
 
-def _spec(n_input: int, hidden: tuple[int, ...], eta: float, readout_eta: float) -> IBCircuitSpec:
-    return IBCircuitSpec(
-        n_input=n_input,
-        hidden=hidden,
-        input_rate=300 * Hz,
-        readout_eta=readout_eta * Hz,
-        rule=IBThreeFactor(eta=eta * Hz),
-    )
+def _spec(n_input: int, hidden: tuple[int, ...], eta: float | None = None) -> IBCircuitSpec:
+    """The circuit of the ib-spiking experiment's defaults (``eta`` overrides the IB rate)."""
+    cfg = IBSpikingConfig(hidden=hidden)
+    if eta is not None:
+        cfg = replace(cfg, eta=eta)
+    return circuit_spec(cfg, n_input, 10)
 
 
 def _data(name: str, n_train: int | None, n_test: int | None):
@@ -70,9 +70,9 @@ def _data(name: str, n_train: int | None, n_test: int | None):
     )
 
 
-def spiking_exact(data, hidden, epochs, cache, eta=300.0, readout_eta=5.0, seed=SEED):
+def spiking_exact(data, hidden, epochs, cache, seed=SEED):
     x, y, xt, yt = data
-    spec = _spec(x.shape[1], hidden, eta, readout_eta)
+    spec = _spec(x.shape[1], hidden)
     rng = np.random.default_rng(seed)
     w0 = init_weights(spec, rng, mean=0.7, spread=0.7)
     rows = []
@@ -93,19 +93,18 @@ def fit_modulators(hidden, kind="kernel-memory", n_classes=10, seed=SEED):
     """One ξ-modulator per hidden layer, fitted a priori on synthetic streams (the settings
     of the ib-spiking experiment: kernel-memory keeps 64 input coordinates, factorised has
     200 reservoir units per neuron)."""
-    from plastix.sims.exp_ib_spiking import IBSpikingConfig, fit_modulator
+    from plastix.sims.exp_ib_spiking import fit_modulator
 
     cfg = IBSpikingConfig(modulator=kind)
     return [fit_modulator(cfg, n, n_classes, seed=seed + k) for k, n in enumerate(hidden)]
 
 
 def spiking_compiled(
-    data, hidden, epochs, cache, xi_source, eta=300.0, readout_eta=5.0, seed=SEED,
-    modulator="kernel-memory",
+    data, hidden, epochs, cache, xi_source, eta=None, seed=SEED, modulator="kernel-memory",
 ):  # fmt: skip
     """Compiled epochs (one cpp_standalone run each): reservoir ξ, or hidden frozen."""
     x, y, xt, yt = data
-    spec = _spec(x.shape[1], hidden, eta if xi_source == "reservoir" else 0.0, readout_eta)
+    spec = _spec(x.shape[1], hidden, eta if xi_source == "reservoir" else 0.0)
     rng = np.random.default_rng(seed)
     w0 = init_weights(spec, rng, mean=0.7, spread=0.7)
     mods = None
@@ -147,7 +146,7 @@ def rate_ib(data, hidden, epochs, seed=SEED):
 def speed(cache, n_loop: int, quick: bool):
     """Samples/s of each way to run the same 64-100-10 circuit on the same digits."""
     x, y, xt, yt = _data("digits", None, None)
-    spec = _spec(64, (100,), 300.0, 5.0)
+    spec = _spec(64, (100,))
     w0 = init_weights(spec, np.random.default_rng(SEED), mean=0.7, spread=0.7)
     out = {}
     with ExactXiTrainer(spec, w0, XiSettings(), backend="numpy", seed=SEED) as t:
@@ -254,8 +253,8 @@ def accuracy_part(args) -> None:
         "exact": "spiking IB, exact ξ (cpp_standalone, per-sample re-runs)",
         "kernel": "spiking IB, reservoir ξ inside the simulation: kernel-memory modulator "
         "(one cpp_standalone run per epoch)",
-        "factorised": "same, factorised modulator, eta 30/s "
-        "(at 300/s it diverged in the earlier run)",
+        "factorised": f"same, factorised modulator, eta {FACTORISED_ETA:g}/s (at the default "
+        "rate its coherent errors make the hidden rates run away)",
         "readout": "spiking, hidden layer frozen, readout only (one run per epoch)",
         "rate": "rate IB rule (IBTrainer: ReLU+LayerNorm, AdamW 1e-4), same sizes",
     }
@@ -271,7 +270,7 @@ def accuracy_part(args) -> None:
                     rows = spiking_compiled(data, (100,), epochs, cache, "reservoir", seed=seed)
                 elif key == "factorised":
                     rows = spiking_compiled(
-                        data, (100,), epochs, cache, "reservoir", eta=30.0, seed=seed,
+                        data, (100,), epochs, cache, "reservoir", eta=FACTORISED_ETA, seed=seed,
                         modulator="factorised",
                     )  # fmt: skip
                 elif key == "readout":
@@ -324,14 +323,18 @@ def accuracy_part(args) -> None:
         ]
 
     n_tr = len(digits[0])
+    cfg = IBSpikingConfig()
     lines = [
         "## ib-spiking: spiking IB rule in Brian2 (issue 5)",
         "",
         f"Command: `{cmd}` — {dt.date.today().isoformat()}, {platform.machine()}, "
         f"2 CPU cores shared with other jobs (timings are noisy); total {wall / 60:.1f} min. "
-        "Spiking circuit: Poisson input (300 Hz for a white pixel), 100 LIF hidden, rate "
-        "readout; 50 ms per sample (learning window 10-50 ms), dt 0.5 ms; IB rule eta 300/s, "
-        "readout delta rule 5/s, B = 8, gamma 2, sigmas (0.5, 0.1, 1.0), LayerNorm site. "
+        f"Spiking circuit (the ib-spiking experiment's defaults): Poisson input "
+        f"({cfg.input_rate_hz:g} Hz for a white pixel), 100 LIF hidden, rate readout; "
+        f"{cfg.presentation_ms:g} ms per sample (learning window {cfg.settle_ms:g}-"
+        f"{cfg.presentation_ms:g} ms), dt {cfg.dt_ms:g} ms; IB rule eta {cfg.eta:g}/s, readout "
+        f"delta rule {cfg.readout_eta:g}/s, B = {cfg.window}, gamma {cfg.gamma:g}, sigmas "
+        f"{tuple(cfg.sigmas)}, LayerNorm site. "
         f"Seeds {seeds} (initial weights, sample order, spikes; the same data).",
         "",
         "Modulators (fitted a priori on synthetic streams, no dataset): *kernel-memory* — a "

@@ -20,8 +20,8 @@ weight updates are applied at the end of each sample, so the modes differ only i
 comes from (and in their random numbers).
 
 Defaults (the README's main job, ``plastix run ib-spiking``): digits (1437 train / 360
-test), 64-100-10, 3 epochs, exact ξ, 50 ms per sample (learning window 10-50 ms), dt 0.5 ms,
-Poisson inputs up to 300 Hz, IB rate 300/s, readout 5/s, B = 8, gamma 2, sigmas (0.5, 0.1,
+test), 64-100-10, 3 epochs, exact ξ, 100 ms per sample (learning window 10-100 ms), dt 0.5
+ms, Poisson inputs up to 300 Hz, IB rate 75/s, readout 2.5/s, B = 8, gamma 2, sigmas (0.5, 0.1,
 1.0), device ``auto`` (cpp_standalone where a C++ compiler works).
 
 Stored: metrics per ``epoch`` (``train_accuracy`` — online, before each sample's update —,
@@ -81,16 +81,16 @@ class IBSpikingConfig:
             "inside the simulation, one run per epoch; none: hidden layer frozen"
         },
     )
-    presentation_ms: float = field(default=50.0, metadata={**_POS, "help": "time per sample"})
+    presentation_ms: float = field(default=100.0, metadata={**_POS, "help": "time per sample"})
     gap_ms: float = field(default=0.0, metadata={"min": 0.0, "help": "silence between samples"})
     settle_ms: float = field(
         default=10.0, metadata={"min": 0.0, "help": "no learning this long after onset"}
     )
     dt_ms: float = field(default=0.5, metadata={**_POS, "help": "Brian2 time step"})
     input_rate_hz: float = field(default=300.0, metadata={**_POS, "help": "rate of a white pixel"})
-    eta: float = field(default=300.0, metadata={"min": 0.0, "help": "IB learning rate (1/s)"})
+    eta: float = field(default=75.0, metadata={"min": 0.0, "help": "IB learning rate (1/s)"})
     readout_eta: float = field(
-        default=5.0, metadata={"min": 0.0, "help": "readout delta-rule learning rate (1/s)"}
+        default=2.5, metadata={"min": 0.0, "help": "readout delta-rule learning rate (1/s)"}
     )
     window: int = field(default=8, metadata={"min": 2, "help": "working memory B (samples)"})
     gamma: float = field(default=2.0, metadata={"help": "IB trade-off HSIC(X,Z) - gamma HSIC(Y,Z)"})
