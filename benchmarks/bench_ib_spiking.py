@@ -50,6 +50,8 @@ from plastix.sims.exp_ib_spiking import IBSpikingConfig, circuit_spec  # noqa: E
 SEED = 0
 #: The factorised modulator's IB rate: a tenth of the default.
 FACTORISED_ETA = IBSpikingConfig().eta / 10
+#: The experiment's initial hidden weights (mean and spread, mV).
+W_INIT = {"mean": IBSpikingConfig().w_init_mean, "spread": IBSpikingConfig().w_init_spread}
 
 
 def _spec(n_input: int, hidden: tuple[int, ...], eta: float | None = None) -> IBCircuitSpec:
@@ -74,7 +76,7 @@ def spiking_exact(data, hidden, epochs, cache, seed=SEED):
     x, y, xt, yt = data
     spec = _spec(x.shape[1], hidden)
     rng = np.random.default_rng(seed)
-    w0 = init_weights(spec, rng, mean=0.7, spread=0.7)
+    w0 = init_weights(spec, rng, **W_INIT)
     rows = []
     with ExactXiTrainer(
         spec, w0, XiSettings(), backend="cpp_standalone", cache_root=cache, seed=seed
@@ -106,7 +108,7 @@ def spiking_compiled(
     x, y, xt, yt = data
     spec = _spec(x.shape[1], hidden, eta if xi_source == "reservoir" else 0.0)
     rng = np.random.default_rng(seed)
-    w0 = init_weights(spec, rng, mean=0.7, spread=0.7)
+    w0 = init_weights(spec, rng, **W_INIT)
     mods = None
     if xi_source == "reservoir":
         mods = fit_modulators(hidden, modulator, seed=seed)
@@ -147,7 +149,7 @@ def speed(cache, n_loop: int, quick: bool):
     """Samples/s of each way to run the same 64-100-10 circuit on the same digits."""
     x, y, xt, yt = _data("digits", None, None)
     spec = _spec(64, (100,))
-    w0 = init_weights(spec, np.random.default_rng(SEED), mean=0.7, spread=0.7)
+    w0 = init_weights(spec, np.random.default_rng(SEED), **W_INIT)
     out = {}
     with ExactXiTrainer(spec, w0, XiSettings(), backend="numpy", seed=SEED) as t:
         r = t.train_epoch(x[:n_loop], y[:n_loop])
