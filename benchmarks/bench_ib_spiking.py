@@ -91,14 +91,14 @@ def spiking_exact(data, hidden, epochs, cache, seed=SEED):
     return rows
 
 
-def fit_modulators(hidden, kind="kernel-memory", n_classes=10, seed=SEED):
+def fit_modulators(hidden, n_input, kind="kernel-memory", n_classes=10, seed=SEED):
     """One ξ-modulator per hidden layer, fitted a priori on synthetic streams (the settings
-    of the ib-spiking experiment: kernel-memory keeps 64 input coordinates, factorised has
-    200 reservoir units per neuron)."""
+    of the ib-spiking experiment: kernel-memory keeps all input coordinates up to 256,
+    factorised has 200 reservoir units per neuron)."""
     from plastix.sims.exp_ib_spiking import fit_modulator
 
     cfg = IBSpikingConfig(modulator=kind)
-    return [fit_modulator(cfg, n, n_classes, seed=seed + k) for k, n in enumerate(hidden)]
+    return [fit_modulator(cfg, n, n_classes, n_input, seed=seed + k) for k, n in enumerate(hidden)]
 
 
 def spiking_compiled(
@@ -111,7 +111,7 @@ def spiking_compiled(
     w0 = init_weights(spec, rng, **W_INIT)
     mods = None
     if xi_source == "reservoir":
-        mods = fit_modulators(hidden, modulator, seed=seed)
+        mods = fit_modulators(hidden, x.shape[1], modulator, seed=seed)
     rows = []
     with CompiledEpochTrainer(
         spec, w0, len(x), len(xt), xi_source=xi_source, xi_modulators=mods,
@@ -179,7 +179,8 @@ def speed(cache, n_loop: int, quick: bool):
         print(f"  cpp_standalone one-run epoch, plastic={plastic}: {msg}", flush=True)
     for kind in ("kernel-memory", "factorised"):
         with CompiledEpochTrainer(
-            spec, w0, n_epoch, 0, xi_source="reservoir", xi_modulators=fit_modulators((100,), kind),
+            spec, w0, n_epoch, 0, xi_source="reservoir",
+            xi_modulators=fit_modulators((100,), 64, kind),
             backend="cpp_standalone", cache_root=cache, seed=SEED,
         ) as t:  # fmt: skip
             t.build()
@@ -341,7 +342,8 @@ def accuracy_part(args) -> None:
         "",
         "Modulators (fitted a priori on synthetic streams, no dataset): *kernel-memory* — a "
         "delay-line working-memory reservoir (Rodan & Tiňo 2011) whose ridge readout recalls "
-        "the last B - 1 coded samples (64 input coordinates, labels, the layer's normalised "
+        "the last B - 1 coded samples (the input coordinates, all of them up to 256, else a "
+        "256-dimensional random projection; labels; the layer's normalised "
         "rates) and kernel units that compute the row-centred ξ "
         "(plastix.circuits.kernel_memory; its Brian2 form reproduces the torch modulator, "
         "tests/test_kernel_memory.py); *factorised* — one 200-unit reservoir per neuron with a "

@@ -61,6 +61,10 @@ from plastix.reservoirs.xi_modulator import (
 from plastix.sims.experiments import BRIAN2_DEVICES, RunContext, experiment
 
 _POS = {"min": 0.0, "min_exclusive": True}
+#: The kernel-memory modulator's default input coordinates at most: a random projection to k
+#: dimensions distorts distances by about sqrt(2 / k) (9 % here; 18 % at 64 let the hidden
+#: rates drift upwards on Fashion-MNIST, benchmarks/RESULTS.md, section ib-spiking-tuning).
+MAX_X_PROJECTION = 256
 
 
 @dataclass
@@ -117,9 +121,13 @@ class IBSpikingConfig:
             "row-centred ξ) or factorised (one small reservoir per neuron, label-gated readout)"
         },
     )
-    modulator_x_projection: int = field(
-        default=64,
-        metadata={"min": 1, "help": "kernel-memory: input coordinates kept (JL projection)"},
+    modulator_x_projection: int | None = field(
+        default=None,
+        metadata={
+            "min": 1,
+            "help": "kernel-memory: input coordinates kept (JL projection; None: all of them, "
+            f"at most {MAX_X_PROJECTION})",
+        },
     )
     modulator_units: int = field(
         default=200, metadata={"min": 1, "help": "factorised: reservoir units per neuron"}
@@ -166,8 +174,11 @@ def circuit_spec(cfg: IBSpikingConfig, n_input: int, n_classes: int) -> IBCircui
     )
 
 
-def fit_modulator(cfg: IBSpikingConfig, n_neurons: int, n_classes: int, seed: int):
-    """The ξ-modulator of one hidden layer, fitted a priori on synthetic streams."""
+def fit_modulator(
+    cfg: IBSpikingConfig, n_neurons: int, n_classes: int, n_input: int, seed: int
+):  # fmt: skip
+    """The ξ-modulator of one hidden layer for ``n_input`` input channels, fitted a priori on
+    synthetic streams."""
     common = dict(
         n_neurons=n_neurons,
         n_classes=n_classes,
@@ -183,7 +194,7 @@ def fit_modulator(cfg: IBSpikingConfig, n_neurons: int, n_classes: int, seed: in
     return fit_kernel_memory_modulator(
         XiModulatorConfig(
             architecture="kernel-memory",
-            x_projection=cfg.modulator_x_projection,
+            x_projection=cfg.modulator_x_projection or min(n_input, MAX_X_PROJECTION),
             xi_method="row-centred",
             gated=False,
             memory_topology="delay-line",
@@ -307,7 +318,7 @@ def _run_compiled(cfg, ctx, spec, weights, backend, data):
     if cfg.xi_source == "reservoir":
         start = time.perf_counter()
         modulators = [
-            fit_modulator(cfg, n, spec.n_classes, seed=ctx.seed + k)
+            fit_modulator(cfg, n, spec.n_classes, spec.n_input, seed=ctx.seed + k)
             for k, n in enumerate(spec.hidden)
         ]
         ctx.summary(modulator_fit_s=time.perf_counter() - start)

@@ -501,3 +501,15 @@ def test_experiment_reservoir_xi_with_each_modulator(tmp_path, modulator):
     assert result.status == "complete"
     assert result.summary["modulator_fit_s"] > 0
     assert not np.allclose(result.weights["w0_epoch0"], result.weights["w0_init"])
+
+
+@pytest.mark.parametrize(("n_input", "kept"), [(64, 64), (784, 256)])
+def test_kernel_memory_modulator_keeps_every_input_coordinate_up_to_256(n_input, kept):
+    """By default the kernel-memory modulator sees all of a small input and a 256-dimensional
+    random projection of a large one; an explicit ``modulator_x_projection`` wins."""
+    from plastix.sims.exp_ib_spiking import IBSpikingConfig, fit_modulator
+
+    cfg = IBSpikingConfig(window=3, modulator_chunks=1)
+    assert fit_modulator(cfg, 5, 3, n_input, seed=0).config.x_projection == kept
+    cfg = IBSpikingConfig(window=3, modulator_chunks=1, modulator_x_projection=8)
+    assert fit_modulator(cfg, 5, 3, n_input, seed=0).config.x_projection == 8
