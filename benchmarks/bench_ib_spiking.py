@@ -48,15 +48,17 @@ from plastix.sims.datasets import load_dataset  # noqa: E402
 from plastix.sims.exp_ib_spiking import IBSpikingConfig, circuit_spec  # noqa: E402
 
 SEED = 0
+#: The ib-spiking experiment's defaults, which every circuit here uses.
+DEFAULTS = IBSpikingConfig()
 #: The factorised modulator's IB rate: a tenth of the default.
-FACTORISED_ETA = IBSpikingConfig().eta / 10
+FACTORISED_ETA = DEFAULTS.eta / 10
 #: The experiment's initial hidden weights (mean and spread, mV).
-W_INIT = {"mean": IBSpikingConfig().w_init_mean, "spread": IBSpikingConfig().w_init_spread}
+W_INIT = {"mean": DEFAULTS.w_init_mean, "spread": DEFAULTS.w_init_spread}
 
 
 def _spec(n_input: int, hidden: tuple[int, ...], eta: float | None = None) -> IBCircuitSpec:
     """The circuit of the ib-spiking experiment's defaults (``eta`` overrides the IB rate)."""
-    cfg = IBSpikingConfig(hidden=hidden)
+    cfg = replace(DEFAULTS, hidden=hidden)
     if eta is not None:
         cfg = replace(cfg, eta=eta)
     return circuit_spec(cfg, n_input, 10)
@@ -97,7 +99,7 @@ def fit_modulators(hidden, n_input, kind="kernel-memory", n_classes=10, seed=SEE
     factorised has 200 reservoir units per neuron)."""
     from plastix.sims.exp_ib_spiking import fit_modulator
 
-    cfg = IBSpikingConfig(modulator=kind)
+    cfg = replace(DEFAULTS, modulator=kind)
     return [fit_modulator(cfg, n, n_classes, n_input, seed=seed + k) for k, n in enumerate(hidden)]
 
 
@@ -326,7 +328,7 @@ def accuracy_part(args) -> None:
         ]
 
     n_tr = len(digits[0])
-    cfg = IBSpikingConfig()
+    cfg = DEFAULTS
     lines = [
         "## ib-spiking: spiking IB rule in Brian2 (issue 5)",
         "",

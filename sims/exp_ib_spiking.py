@@ -174,9 +174,7 @@ def circuit_spec(cfg: IBSpikingConfig, n_input: int, n_classes: int) -> IBCircui
     )
 
 
-def fit_modulator(
-    cfg: IBSpikingConfig, n_neurons: int, n_classes: int, n_input: int, seed: int
-):  # fmt: skip
+def fit_modulator(cfg: IBSpikingConfig, n_neurons: int, n_classes: int, n_input: int, seed: int):
     """The ξ-modulator of one hidden layer for ``n_input`` input channels, fitted a priori on
     synthetic streams."""
     common = dict(
