@@ -6,8 +6,12 @@
 (c) Speed: seconds per IB step / seconds per backprop step (same network, B = 8), epochs of
     both interleaved in one run; the per-epoch ratio is given too (the IB rule takes one step
     per sample, backprop one per minibatch of B).
+(--probe) Where the gap to backprop comes from: the IB rule at other learning rates, gammas,
+    kernel widths and windows, the exact layer-wise HSIC objective by autograd, backprop and
+    the readout-only control, scored on held-out training images (never the test set); each
+    trained network's hidden features are also read out by a freshly trained linear probe.
 
-Usage: python benchmarks/bench_ib_rate.py [--quick] [--no-record] [--epochs N]
+Usage: python benchmarks/bench_ib_rate.py [--quick] [--no-record] [--epochs N] [--probe]
 """
 
 from __future__ import annotations
@@ -79,6 +83,116 @@ def speed(data, window, rounds, ib_samples):
     return statistics.median(ib_step), statistics.median(bp_step)
 
 
+PROBE_RUNS: tuple[tuple[str, str, dict], ...] = (
+    # (label, method, IBRule / lr overrides); the first IB row is the accuracy run's setting
+    ("IB rule, reference setting", "ib", {}),
+    ("IB rule, lr 3e-4", "ib", {"lr": 3e-4}),
+    ("IB rule, lr 1e-3", "ib", {"lr": 1e-3}),
+    ("IB rule, γ 10", "ib", {"gamma": 10.0}),
+    ("IB rule, γ 50", "ib", {"gamma": 50.0}),
+    ("IB rule, σ_z 0.5", "ib", {"sigmas": (0.5, 0.1, 0.5)}),
+    ("IB rule, σ_z 2", "ib", {"sigmas": (0.5, 0.1, 2.0)}),
+    ("IB rule, σ_x 1", "ib", {"sigmas": (1.0, 0.1, 1.0)}),
+    ("IB rule, ξ at the ReLU output", "ib", {"xi_site": "relu"}),
+    ("IB rule, B 32", "ib", {"window": 32}),
+    ("layer-wise HSIC objective by autograd", "hsic", {}),
+    ("backprop (AdamW 1e-3, minibatch 8)", "backprop", {"lr": 1e-3}),
+    ("readout only (AdamW 1e-3, minibatch 8)", "readout", {"lr": 1e-3}),
+)
+
+
+def linear_probe(net: RateMLP, x, y, xv, yv, epochs: int, seed: int) -> float:
+    """Validation accuracy of a fresh readout (AdamW 1e-3, minibatch 32) trained on the
+    frozen hidden features of a copy of ``net``."""
+    probe = _net(seed)
+    probe.load_state_dict(net.state_dict())
+    torch.nn.init.zeros_(probe.readout.weight)
+    torch.nn.init.zeros_(probe.readout.bias)
+    trainer = make_trainer("readout", probe, window=32, lr=1e-3)
+    gen = torch.Generator().manual_seed(seed)
+    for _ in range(epochs):
+        trainer.train_epoch(x, y, gen)
+    return evaluate(probe, xv, yv)[0]
+
+
+def probe(n_fit: int, n_val: int, epochs: int, runs=PROBE_RUNS) -> list[tuple]:
+    """Train every run of ``runs`` on ``n_fit`` training images; score it, and a linear probe
+    of its hidden features, on ``n_val`` other training images."""
+    ds = load_dataset("fashion-mnist").flat()
+    x = torch.as_tensor(np.ascontiguousarray(ds.x_train))
+    y = torch.as_tensor(np.ascontiguousarray(ds.y_train))
+    split = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(123))
+    fit, val = split[:n_fit], split[n_fit : n_fit + n_val]
+    xf, yf, xv, yv = x[fit], y[fit], x[val], y[val]
+    rows = []
+    for label, method, overrides in runs:
+        settings = dict(overrides)
+        lr = settings.pop("lr", 1e-4 if method in ("ib", "hsic") else 1e-3)
+        window = settings.get("window", 8)
+        rule = IBRule(**settings) if method in ("ib", "hsic") else None
+        net = _net(0)
+        trainer = make_trainer(method, net, window=window, lr=lr, ib_rule=rule)
+        gen = torch.Generator().manual_seed(0)
+        start = time.perf_counter()
+        curve = []
+        for _ in range(epochs):
+            trainer.train_epoch(xf, yf, gen)
+            curve.append(evaluate(net, xv, yv)[0])
+        seconds = time.perf_counter() - start
+        probed = linear_probe(net, xf, yf, xv, yv, epochs, 0)
+        rows.append((label, evaluate(net, xf, yf)[0], curve, probed, seconds))
+        print(f"  {label}: val {curve} probe {probed:.4f} ({seconds:.0f} s)", flush=True)
+    return rows
+
+
+def probe_report(rows, n_fit: int, n_val: int, epochs: int, command: str, wall: float) -> str:
+    lines = [
+        "## IB rule: where the gap to backprop comes from (rate networks, issue 3)",
+        "",
+        f"Command: `{command}` — {dt.date.today().isoformat()}, 2 CPU cores, shared (torch 1 "
+        f"thread); wall {wall / 60:.1f} min.",
+        "",
+        f"Fashion-MNIST, MLP 784-128-64-10 (ReLU + LayerNorm), the same initial weights and "
+        f"sample order for every row; {n_fit} training images to fit, {n_val} other training "
+        f"images to score (the test set is not used), {epochs} epochs. Unless a row says "
+        "otherwise: B = 8, γ 2, σ (0.5, 0.1, 1), ξ at the LayerNorm output, AdamW lr 1e-4. "
+        "*Linear probe*: a fresh readout trained on the row's frozen hidden features (AdamW "
+        f"1e-3, minibatch 32, {epochs} epochs); if it beats the row's own readout, the readout "
+        "and not the hidden layers limits the row. Accuracies in %.",
+        "",
+        "| run | fit | validation per epoch | linear probe | training s |",
+        "|---|---|---|---|---|",
+    ]
+    for label, fit, curve, probed, secs in rows:
+        per_epoch = ", ".join(f"{100 * a:.1f}" for a in curve)
+        lines.append(
+            f"| {label} | {100 * fit:.1f} | {per_epoch} | {100 * probed:.1f} | {secs:.0f} |"
+        )
+    final = {label: curve[-1] for label, _, curve, _, _ in rows}
+    ib_rows = [r for r in rows if r[0].startswith("IB rule")]
+    best = max(ib_rows, key=lambda r: r[2][-1])
+    most = max(ib_rows, key=lambda r: r[3] - r[2][-1])
+    lines += [
+        "",
+        f"- Best IB row: {best[0]}, {100 * best[2][-1]:.1f} %"
+        + (
+            f"; backprop {100 * final[PROBE_RUNS[-2][0]]:.1f} % (gap "
+            f"{100 * (final[PROBE_RUNS[-2][0]] - best[2][-1]):.1f} points)."
+            if PROBE_RUNS[-2][0] in final
+            else "."
+        ),
+        f"- Linear probe minus own readout: {100 * (ib_rows[0][3] - ib_rows[0][2][-1]):+.1f} "
+        "points for the reference setting; largest over the IB rows "
+        f"{100 * (most[3] - most[2][-1]):+.1f} ({most[0]}).",
+    ]
+    if PROBE_RUNS[-3][0] in final:
+        lines.append(
+            "- Exact layer-wise HSIC objective by autograd minus the IB rule (reference "
+            f"setting): {100 * (final[PROBE_RUNS[-3][0]] - final[PROBE_RUNS[0][0]]):+.1f} points."
+        )
+    return "\n".join(lines)
+
+
 def _count(n: int | None, full: int) -> str:
     return f"all {full}" if n is None else f"{n} (stratified subset, seed 0)"
 
@@ -112,8 +226,21 @@ def main() -> None:
     parser.add_argument(
         "--epochs", type=int, default=25, help="epochs of (a); 25 as the reference MNIST run"
     )
+    parser.add_argument(
+        "--probe", action="store_true", help="run only the probe of the gap (section ib-rate-probe)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)  # both rules; per-sample steps are fastest single-threaded
+    if args.probe:
+        start = time.perf_counter()
+        n_fit, n_val, epochs = (1000, 500, 1) if args.quick else (10000, 5000, 3)
+        rows = probe(n_fit, n_val, epochs, PROBE_RUNS[:2] if args.quick else PROBE_RUNS)
+        command = "python benchmarks/bench_ib_rate.py --probe" + (" --quick" if args.quick else "")
+        markdown = probe_report(rows, n_fit, n_val, epochs, command, time.perf_counter() - start)
+        print(markdown)
+        if not args.no_record:
+            record_section("ib-rate-probe", markdown)
+        return
     if args.quick:
         n_acc, n_test, epochs, n_sweep, sweep_epochs, windows = 2000, 1000, 1, 1000, 1, (2, 8)
         rounds, ib_samples = 2, 200
