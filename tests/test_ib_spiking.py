@@ -476,6 +476,7 @@ def test_experiment_writes_hdf5_contract(tmp_path):
     np.testing.assert_array_equal(result.metrics["epoch"], [0, 1])
     assert len(result.metrics["test_accuracy"]) == 2
     assert 0.0 <= result.summary["test_accuracy"] <= 1.0
+    assert (result.summary["w_init_mean"], result.summary["readout_eta"]) == (0.7, 2.5)
     assert {"input", "hidden0"} <= set(result.spikes)
     i, t = result.spikes["hidden0"]
     assert len(i) == len(t) and (len(t) == 0 or t.max() < 2 * 0.020 + 1e-9)
@@ -513,3 +514,22 @@ def test_kernel_memory_modulator_keeps_every_input_coordinate_up_to_256(n_input,
     assert fit_modulator(cfg, 5, 3, n_input, seed=0).config.x_projection == kept
     cfg = IBSpikingConfig(window=3, modulator_chunks=1, modulator_x_projection=8)
     assert fit_modulator(cfg, 5, 3, n_input, seed=0).config.x_projection == 8
+
+
+def test_dataset_defaults_fill_only_the_keys_left_unset():
+    """w_init_mean and readout_eta left at None take the dataset's values (digits 0.7 mV and
+    2.5/s, Fashion-MNIST 1.4 mV and 1/s) in the circuit and the initial weights; a value the
+    user sets wins; the config round-trips through the CLI's string form."""
+    from plastix.sims.config import build_config
+    from plastix.sims.exp_ib_spiking import IBSpikingConfig, circuit_spec
+
+    digits = IBSpikingConfig().resolved()
+    assert (digits.w_init_mean, digits.readout_eta) == (0.7, 2.5)
+    fashion = IBSpikingConfig(dataset="fashion-mnist").resolved()
+    assert (fashion.w_init_mean, fashion.readout_eta) == (1.4, 1.0)
+    assert circuit_spec(IBSpikingConfig(dataset="fashion-mnist"), 784, 10).readout_eta == 1 * Hz
+    assert circuit_spec(IBSpikingConfig(), 64, 10).readout_eta == 2.5 * Hz
+    mixed = IBSpikingConfig(dataset="fashion-mnist", readout_eta=3.0).resolved()
+    assert (mixed.w_init_mean, mixed.readout_eta) == (1.4, 3.0)
+    cfg = build_config(IBSpikingConfig, {"dataset": "fashion-mnist", "w_init_mean": "2.0"})
+    assert cfg.resolved().w_init_mean == 2.0 and cfg.resolved().readout_eta == 1.0
