@@ -6,8 +6,9 @@ Measures (Benjamin, Pehle & Daruwalla, NeurIPS 2024, reproduced at small scale):
 - task-1 forgetting ``R[0, 0] − R[4, 0]`` of every optimizer at the main width (goal: NTE at
   most half of SGD's and a quarter of Adam's);
 - forgetting against width for NTE, SGD and Adam (paper: wider reduces it for NTE and SGD, not
-  for Adam) and against SGD momentum at a fixed effective learning rate ``lr / (1 − β)``
-  (paper: more momentum, more forgetting);
+  for Adam) and against SGD momentum at a fixed effective learning rate ``lr / (1 − β)``, or
+  with ``--momentum-lr fixed`` at a fixed ``lr`` as in the authors' sweeps (paper: more
+  momentum, more forgetting);
 - the time of one training step (forward, backward, update) with the NTE batch form against
   plain SGD on the same model (goal ≤ 1.3×), and of the update alone.
 
@@ -23,6 +24,8 @@ Hastie, Tibshirani & Friedman, "The Elements of Statistical Learning", 2009, §7
 validation set cannot tell such rates apart, and the smaller one stays further from divergence.
 Every seed and every width then uses the chosen rate, so that the width sweep changes nothing
 but the width (as in the paper, which also holds each rate fixed across widths).
+``--protocol paper`` instead follows the authors' MNIST protocol on all 60000 training images
+per task (about 940 steps per task), with their rates and momentum at a fixed lr.
 
     python benchmarks/bench_nte.py            # full run, writes the "nte" section of RESULTS.md
     python benchmarks/bench_nte.py --rates authors    # the authors' rates, same subsets
