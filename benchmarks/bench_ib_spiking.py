@@ -48,7 +48,7 @@ from plastix.sims.datasets import load_dataset  # noqa: E402
 from plastix.sims.exp_ib_spiking import IBSpikingConfig, circuit_spec  # noqa: E402
 
 SEED = 0
-#: The ib-spiking experiment's defaults, which every circuit here uses.
+#: The ib-spiking experiment's digits defaults, which every digits circuit here uses.
 DEFAULTS = IBSpikingConfig().resolved()
 #: The factorised modulator's IB rate: a tenth of the default.
 FACTORISED_ETA = DEFAULTS.eta / 10

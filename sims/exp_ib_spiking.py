@@ -21,8 +21,9 @@ comes from (and in their random numbers).
 
 Defaults (the README's main job, ``plastix run ib-spiking``): digits (1437 train / 360
 test), 64-100-10, 3 epochs, exact ξ, 100 ms per sample (learning window 10-100 ms), dt 0.5
-ms, Poisson inputs up to 300 Hz, IB rate 75/s, readout 2.5/s, B = 8, gamma 2, sigmas (0.5, 0.1,
-1.0), device ``auto`` (cpp_standalone where a C++ compiler works).
+ms, Poisson inputs up to 300 Hz, IB rate 75/s, initial hidden weights 0.7 mV, readout 2.5/s,
+B = 8, gamma 2, sigmas (0.5, 0.1, 1.0), device ``auto`` (cpp_standalone where a C++ compiler
+works). Fashion-MNIST and MNIST change two of them (:data:`DATASET_DEFAULTS`: 1.4 mV, 1/s).
 
 Stored: metrics per ``epoch`` (``train_accuracy`` — online, before each sample's update —,
 ``test_accuracy``, ``samples_per_s``, ``mean_rate_hz``), spike rasters of the first
@@ -30,8 +31,9 @@ Stored: metrics per ``epoch`` (``train_accuracy`` — online, before each sample
 epoch (``weights/w<k>_epoch<e>``, ``weights/readout_epoch<e>``) and the initial ones
 (``..._init``); summary ``test_accuracy``, ``train_accuracy``, ``samples_per_s`` (exact ξ:
 training samples per second of training time; compiled modes: train + test samples per second
-of the epoch runs), ``backend``. A checkpoint after every epoch (weights, rate means, RNG)
-lets an interrupted run resume at the next epoch.
+of the epoch runs), ``backend``, and the ``w_init_mean`` and ``readout_eta`` used. A
+checkpoint after every epoch (weights, rate means, RNG) lets an interrupted run resume at the
+next epoch.
 """
 
 from __future__ import annotations
