@@ -287,7 +287,7 @@ def _nte_rates(args, data, sgd_lr: float, t_start: float) -> int:
     if not args.no_record:
         from _record import record_section
 
-        record_section("nte-rates", markdown)
+        record_section(f"nte-rates-w{W}", markdown)
     return 0
 
 
@@ -346,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
         nargs="+",
         help="instead of the full comparison: NTE at these rates and plain SGD at its rate, "
         "main width only (does NTE forget more because it learns task 1 faster?); section "
-        "nte-rates",
+        "nte-rates-w<width>",
     )
     parser.add_argument("--ewc-samples", type=int, default=200, help="Fisher examples per task")
     parser.add_argument("--threads", type=int, default=1, help="torch threads for training")
