@@ -272,9 +272,8 @@ def _nte_rates(args, data, sgd_lr: float, t_start: float) -> int:
     for name, lr in plan:
         sel = {"optimizer": name, "lr": lr}
         per_seed = " / ".join(
-            f"{r['task1_forgetting']:+.3f}"
-            for r in runs
-            if r["optimizer"] == name and r["lr"] == lr and "diverged" not in r
+            f"{_mean(runs, 'task1_forgetting', seed=seed, **sel):+.3f}"
+            for seed in range(args.seeds)
         )
         lines.append(
             f"| {name} | {lr:g} | {_mean(runs, 'task1_after_task1', **sel):.3f} | "
