@@ -65,10 +65,10 @@ OUT = Path(__file__).with_name("out") / "nte"
 CHANCE = 0.1  # 10 classes
 
 
-def _model(width: int, seed: int) -> nn.Module:
+def _model(width: int, seed: int, init: str = "torch") -> nn.Module:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return mlp(784, [width, width], 10)
+        return mlp(784, [width, width], 10, init)
 
 
 _METRICS = (
@@ -80,21 +80,48 @@ _METRICS = (
 )
 
 
-def _config(name: str, lr: float, momentum: float, seed: int, args) -> LearnerConfig:
+_INIT_TEXT = {
+    "torch": "PyTorch default init",
+    "lecun": "Flax's default init: truncated LeCun normal weights, zero biases",
+}
+
+
+def _variant(args) -> str:
+    """Section-name suffix for non-default inputs, init or NTE form (defaults keep theirs)."""
+    return (
+        ("-standardized" if args.standardize else "")
+        + (f"-{args.init}" if args.init != "torch" else "")
+        + (f"-{args.nte_form}" if args.nte_form != "batch" else "")
+    )
+
+
+def _inputs_text(args) -> str:
+    return " (inputs standardized by the training mean and s.d.)" if args.standardize else ""
+
+
+def _config(
+    name: str, lr: float, momentum: float, seed: int, args, form: str | None = None
+) -> LearnerConfig:
+    """The learner's configuration; ``form`` is the NTE form (default ``args.nte_form``)."""
     return LearnerConfig(
         optimizer=name,
         lr=lr,
         momentum=momentum,
         ewc_lambda=args.ewc_lambda_lr / lr,
         ewc_fisher_samples=args.ewc_samples,
+        nte_per_example=(form or args.nte_form) == "per-example",
         seed=seed,
     )
 
 
-def _train(tasks, name: str, width: int, lr: float, momentum: float, seed: int, args) -> dict:
-    learner = make_learner(_model(width, seed), _config(name, lr, momentum, seed, args))
+def _train(
+    tasks, name: str, width: int, lr: float, momentum: float, seed: int, args, form=None
+) -> dict:
+    config = _config(name, lr, momentum, seed, args, form)
+    learner = make_learner(_model(width, seed, args.init), config)
     start = time.perf_counter()
     run = {"optimizer": name, "width": width, "momentum": momentum, "lr": lr, "seed": seed}
+    run["form"] = form or args.nte_form
     try:
         res = run_continual(
             learner, tasks, "domain", n_outputs=10, epochs=args.epochs, batch_size=128, seed=seed
@@ -122,7 +149,7 @@ def _train(tasks, name: str, width: int, lr: float, momentum: float, seed: int, 
 def _task1_validation_accuracy(task: Task, name: str, width: int, lr: float, args) -> float:
     """Accuracy on held-out training images of task 1 after training task 1 alone (seed 0);
     NaN if the run diverges or the NTE likelihood check refuses the rate."""
-    learner = make_learner(_model(width, 0), _config(name, lr, 0.0, 0, args))
+    learner = make_learner(_model(width, 0, args.init), _config(name, lr, 0.0, 0, args))
     try:
         res = run_continual(
             learner, [task], "domain", n_outputs=10, epochs=args.epochs, batch_size=128, seed=0
@@ -241,16 +268,19 @@ def _nte_rates(args, data, sgd_lr: float, t_start: float) -> int:
     """NTE at ``args.nte_rates`` against plain SGD at ``sgd_lr`` (main width, every seed):
     task-1 accuracy after task 1 against forgetting, to compare at matched learning."""
     W = args.width
-    plan = [("sgd", sgd_lr), *(("nte", rate) for rate in args.nte_rates)]
+    # the per-example form is compared with the batch form at the same rates in the same run
+    forms = ["batch", "per-example"] if args.nte_form == "per-example" else ["batch"]
+    plan = [("sgd", sgd_lr, "batch")]
+    plan += [("nte", rate, form) for form in forms for rate in args.nte_rates]
     runs = []
     for seed in range(args.seeds):
         tasks = permuted_tasks(*data, 5, seed=seed)
-        for name, lr in plan:
-            runs.append(_train(tasks, name, W, lr, 0.0, seed, args))
+        for name, lr, form in plan:
+            runs.append(_train(tasks, name, W, lr, 0.0, seed, args, form))
             r = runs[-1]
             print(
                 f"[{(time.perf_counter() - t_start) / 60:4.1f} min] seed {seed} {name} lr {lr:g}"
-                f" task1 {r['task1_after_task1']:.3f} -> {r['task1_final']:.3f}",
+                f" ({form}) task1 {r['task1_after_task1']:.3f} -> {r['task1_final']:.3f}",
                 flush=True,
             )
     command = "python benchmarks/bench_nte.py " + " ".join(sys.argv[1:])
@@ -260,8 +290,10 @@ def _nte_rates(args, data, sgd_lr: float, t_start: float) -> int:
         f"Command: `{command}` — {dt.date.today().isoformat()}, 2 CPU cores, shared; total "
         f"{(time.perf_counter() - t_start) / 60:.1f} min. Set-up of the section it extends "
         f"({'nte-paper-protocol' if args.protocol == 'paper' else 'nte-authors-rates'}): "
-        f"5-task permuted Fashion-MNIST, MLP 784-{W}-{W}-10, {args.n_train} training images per "
-        f"task, {args.epochs} epochs per task, batch 128, seeds 0-{args.seeds - 1}. NTE at "
+        f"5-task permuted Fashion-MNIST{_inputs_text(args)}, MLP 784-{W}-{W}-10 "
+        f"({_INIT_TEXT[args.init]}), "
+        f"{args.n_train} training images per task, {args.epochs} epochs per task, batch 128, "
+        f"seeds 0-{args.seeds - 1}; NTE {' and '.join(forms)} form. NTE at "
         "lower rates learns task 1 more slowly; a rate whose task-1 accuracy matches SGD's "
         "shows whether NTE forgets less than SGD when both have learned as much.",
         "",
@@ -269,14 +301,15 @@ def _nte_rates(args, data, sgd_lr: float, t_start: float) -> int:
         "forgetting |",
         "|---|---|---|---|---|---|---|",
     ]
-    for name, lr in plan:
-        sel = {"optimizer": name, "lr": lr}
+    for name, lr, form in plan:
+        sel = {"optimizer": name, "lr": lr, "form": form}
         per_seed = " / ".join(
             f"{_mean(runs, 'task1_forgetting', seed=seed, **sel):+.3f}"
             for seed in range(args.seeds)
         )
         lines.append(
-            f"| {name} | {lr:g} | {_mean(runs, 'task1_after_task1', **sel):.3f} | "
+            f"| {name}{f' ({form})' if name == 'nte' and len(forms) > 1 else ''} | {lr:g} | "
+            f"{_mean(runs, 'task1_after_task1', **sel):.3f} | "
             f"{_mean(runs, 'task1_final', **sel):.3f} | "
             f"{_mean(runs, 'task1_forgetting', **sel):+.3f} | "
             f"{_mean(runs, 'task1_kept', **sel):.2f} | {per_seed} |"
@@ -286,7 +319,7 @@ def _nte_rates(args, data, sgd_lr: float, t_start: float) -> int:
     if not args.no_record:
         from _record import record_section
 
-        record_section(f"nte-rates-w{W}", markdown)
+        record_section(f"nte-rates-w{W}{_variant(args)}", markdown)
     return 0
 
 
@@ -347,6 +380,26 @@ def main(argv: list[str] | None = None) -> int:
         "main width only (does NTE forget more because it learns task 1 faster?); section "
         "nte-rates-w<width>",
     )
+    parser.add_argument(
+        "--init",
+        choices=["torch", "lecun"],
+        default="torch",
+        help="weight init: PyTorch's default, or Flax's (the NTE authors' JAX code) — truncated "
+        "LeCun normal weights, zero biases",
+    )
+    parser.add_argument(
+        "--standardize",
+        action="store_true",
+        help="inputs (x − μ)/σ with the training set's μ and σ, as the authors preprocess MNIST",
+    )
+    parser.add_argument(
+        "--nte-form",
+        choices=["batch", "per-example"],
+        default="batch",
+        help="NTE likelihoods from the mean gradient (batch form) or from per-example gradients "
+        "(the authors' form; far slower). With --nte-rates, per-example also runs the batch form "
+        "at the same rates in the same run",
+    )
     parser.add_argument("--ewc-samples", type=int, default=200, help="Fisher examples per task")
     parser.add_argument("--threads", type=int, default=1, help="torch threads for training")
     parser.add_argument(
@@ -371,6 +424,8 @@ def main(argv: list[str] | None = None) -> int:
     ds = load_dataset(
         "fashion-mnist", n_train=args.n_train + n_val, n_test=args.n_test, seed=0
     ).flat()
+    if args.standardize:
+        ds = ds.standardized()
     split = torch.randperm(len(ds.y_train), generator=torch.Generator().manual_seed(0)).numpy()
     train_idx, val_idx = split[: args.n_train], split[args.n_train :]
     x_train, y_train = ds.x_train[train_idx], ds.y_train[train_idx]
@@ -470,8 +525,9 @@ def main(argv: list[str] | None = None) -> int:
         f"torch {torch.__version__}); total {total_s / 60:.1f} min (learning-rate rule "
         f"{select_s / 60:.1f} min, training {train_s / 60:.1f} min).",
         "",
-        f"Set-up: 5-task permuted Fashion-MNIST (task 1 unpermuted), domain-incremental, one "
-        f"10-way head; MLP 784-{W}-{W}-10 (ReLU, PyTorch default init); per task "
+        f"Set-up: 5-task permuted Fashion-MNIST{_inputs_text(args)} (task 1 unpermuted), "
+        "domain-incremental, one "
+        f"10-way head; MLP 784-{W}-{W}-10 (ReLU, {_INIT_TEXT[args.init]}); per task "
         + (
             "all 60000 training and 10000 test images"
             if (args.n_train + n_val, args.n_test) == (60000, 10000)
@@ -480,7 +536,8 @@ def main(argv: list[str] | None = None) -> int:
         + " (the same images permuted per task); "
         f"{args.epochs} epochs per task, batch 128; {args.seeds} seed(s); "
         f"torch threads {args.threads} for training. From the NTE authors' MNIST configs: Adam "
-        "betas (0.9, 0.99); NTE β = 1, max_delta 0.1, expansion about the origin, batch form. "
+        "betas (0.9, 0.99); NTE β = 1, max_delta 0.1, expansion about the origin, "
+        f"{args.nte_form} form. "
         "EWC: SGD at the chosen plain-SGD rate with the empirical Fisher of "
         f"{args.ewc_samples} examples per task and λ = {args.ewc_lambda_lr:g} / lr (λ "
         f"{args.ewc_lambda_lr / 0.01:g} at lr 0.01; λ · lr sets how stiff the penalty is for "
@@ -627,7 +684,7 @@ def main(argv: list[str] | None = None) -> int:
         section = {"subset": "nte" if args.rates == "rule" else "nte-authors-rates"}.get(
             args.protocol, "nte-paper-protocol"
         )
-        record_section(section, markdown)
+        record_section(section + _variant(args), markdown)
     return 0
 
 

@@ -38,8 +38,12 @@ from plastix.bridges.tangent_ensemble import NeuralTangentEnsemble, per_example_
 
 Scenario = Literal["domain", "task", "class"]
 OptimizerName = Literal["nte", "sgd", "adam", "ewc"]
+Init = Literal["torch", "lecun"]
+
 SCENARIOS = ("domain", "task", "class")
 OPTIMIZERS = ("nte", "sgd", "adam", "ewc")
+_INITS = ("torch", "lecun")
+_TRUNCATED_NORMAL_STD = 0.87962566103423978  # of a unit normal truncated at ±2
 DEFAULT_LRS = {"nte": 0.01, "sgd": 0.01, "ewc": 0.01, "adam": 1e-3}
 
 
@@ -447,16 +451,34 @@ def make_learner(model: nn.Module, config: LearnerConfig) -> Learner:
     return OptimizerLearner(model, sgd, config.reset_between_tasks)
 
 
-def mlp(in_features: int, hidden: Sequence[int], n_outputs: int) -> nn.Sequential:
-    """``Linear → ReLU`` for each hidden width, then a linear read-out (PyTorch default init)."""
+def mlp(
+    in_features: int, hidden: Sequence[int], n_outputs: int, init: Init = "torch"
+) -> nn.Sequential:
+    """``Linear → ReLU`` for each hidden width, then a linear read-out.
+
+    ``init="torch"``: PyTorch's default, weights and biases ``U(−1/√fan_in, 1/√fan_in)``.
+    ``init="lecun"``: Flax's ``nn.Dense`` default, used by the NTE authors' JAX code — weights
+    from a normal truncated at ±2σ and rescaled to variance ``1/fan_in`` (LeCun et al., "Efficient
+    BackProp", 1998), biases zero. Under the NTE about the origin each parameter's rate scales
+    with its magnitude, so the two inits train differently (zero biases become 1e-3 noise there).
+    """
     if not hidden or any(int(h) < 1 for h in hidden):
         raise ValueError(f"hidden must be a non-empty list of positive widths, got {hidden!r}")
+    if init not in _INITS:
+        raise ValueError(f"init={init!r} is not valid; choose one of {_INITS}")
     layers: list[nn.Module] = []
     width = in_features
     for h in hidden:
         layers += [nn.Linear(width, int(h)), nn.ReLU()]
         width = int(h)
     layers.append(nn.Linear(width, n_outputs))
+    if init == "lecun":
+        for layer in layers:
+            if isinstance(layer, nn.Linear):
+                # σ of the untruncated normal whose ±2σ truncation has variance 1 / fan_in
+                std = math.sqrt(1.0 / layer.in_features) / _TRUNCATED_NORMAL_STD
+                nn.init.trunc_normal_(layer.weight, std=std, a=-2 * std, b=2 * std)
+                nn.init.zeros_(layer.bias)
     return nn.Sequential(*layers)
 
 

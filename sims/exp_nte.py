@@ -54,6 +54,14 @@ class NTEContinualConfig:
         default=(1000,), metadata={"min": 1, "help": "hidden widths to sweep"}
     )
     depth: int = field(default=2, metadata={"min": 1, "help": "number of hidden layers"})
+    standardize: bool = field(
+        default=False,
+        metadata={"help": "inputs (x − μ)/σ with the training set's μ, σ (the authors' MNIST)"},
+    )
+    init: Literal["torch", "lecun"] = field(
+        default="torch",
+        metadata={"help": "weight init: PyTorch default, or Flax's LeCun normal with zero biases"},
+    )
     momenta: tuple[float, ...] = field(
         default=(0.0,), metadata={"min": 0.0, "help": "SGD/EWC momenta to sweep"}
     )
@@ -162,11 +170,11 @@ def _learner_config(cfg: NTEContinualConfig, run: _Run, seed: int) -> LearnerCon
     )
 
 
-def _initial_model(in_features: int, width: int, depth: int, n_outputs: int, seed: int):
+def _initial_model(in_features: int, width: int, depth: int, n_outputs: int, init: str, seed: int):
     """The MLP at one width, initialised from ``seed`` without touching the global RNG."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return mlp(in_features, [width] * depth, n_outputs)
+        return mlp(in_features, [width] * depth, n_outputs, init)
 
 
 @experiment(
@@ -177,6 +185,8 @@ def _initial_model(in_features: int, width: int, depth: int, n_outputs: int, see
 )
 def run_nte_continual(cfg: NTEContinualConfig, ctx: RunContext) -> None:
     ds = ctx.dataset(cfg.dataset, n_train=cfg.n_train, n_test=cfg.n_test).flat()
+    if cfg.standardize:
+        ds = ds.standardized()
     if cfg.scenario == "permuted":
         tasks = permuted_tasks(
             ds.x_train, ds.y_train, ds.x_test, ds.y_test, cfg.n_tasks, seed=ctx.seed
@@ -195,7 +205,9 @@ def run_nte_continual(cfg: NTEContinualConfig, ctx: RunContext) -> None:
     finished: list[ContinualResult] = state["finished"]
     for r in ctx.progress(range(len(finished), len(runs)), desc="run", total=len(runs)):
         run = runs[r]
-        model = _initial_model(ds.x_train.shape[1], run.width, cfg.depth, n_outputs, ctx.seed)
+        model = _initial_model(
+            ds.x_train.shape[1], run.width, cfg.depth, n_outputs, cfg.init, ctx.seed
+        )
         model.to(device)
         learner = make_learner(model, _learner_config(cfg, run, ctx.seed))
         start, partial = 0, None

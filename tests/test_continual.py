@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 
 import numpy as np
 import pytest
@@ -260,8 +261,24 @@ def test_bad_arguments_are_refused():
         LearnerConfig(optimizer="sgd", lr=-0.1)
     with pytest.raises(ValueError, match="hidden must be a non-empty list"):
         mlp(4, [], 2)
+    with pytest.raises(ValueError, match="init='xavier' is not valid"):
+        mlp(4, [3], 2, init="xavier")
     with pytest.raises(TypeError, match="needs a NeuralTangentEnsemble"):
         NTELearner(learner.model, torch.optim.SGD(learner.model.parameters(), lr=0.1))
+
+
+def test_lecun_init_has_unit_fan_in_variance_truncated_weights_and_zero_biases():
+    torch.manual_seed(0)
+    model = mlp(400, [300], 200, init="lecun")
+    for layer in (model[0], model[2]):
+        sigma = 1.0 / math.sqrt(layer.in_features)
+        w = layer.weight.detach()
+        assert abs(float(w.var()) / sigma**2 - 1.0) < 0.03  # 6e4 draws: s.e. of var ~0.6 %
+        assert float(w.abs().max()) <= 2 * sigma / 0.87962566103423978 + 1e-6
+        assert torch.count_nonzero(layer.bias) == 0
+    torch_default = mlp(400, [300], 200)  # U(±1/√fan_in): variance 1/(3 fan_in), biases nonzero
+    assert abs(float(torch_default[0].weight.var()) * 400 * 3 - 1.0) < 0.03
+    assert torch.count_nonzero(torch_default[0].bias) > 0
 
 
 def test_momentum_buffer_is_cleared_between_tasks_on_request():
@@ -371,6 +388,29 @@ def test_experiment_writes_the_grid(tmp_path):
     assert sum(n.startswith("accuracy_") for n in names) == 6
 
 
+def test_experiment_builds_its_inputs_and_models_as_configured(tmp_path, monkeypatch):
+    from plastix.sims import exp_nte
+    from plastix.sims.datasets import Dataset
+    from plastix.sims.experiments import run_experiment
+
+    inits, standardized = [], []
+
+    def recording_mlp(*args):
+        inits.append(args[-1])
+        return mlp(*args)
+
+    def recording_standardized(ds):
+        standardized.append(ds.name)
+        return original_standardized(ds)
+
+    original_standardized = Dataset.standardized
+    monkeypatch.setattr(exp_nte, "mlp", recording_mlp)
+    monkeypatch.setattr(Dataset, "standardized", recording_standardized)
+    overrides = {**_SMALL, "init": "lecun", "nte_max_delta": 1.0, "standardize": True}
+    run_experiment("nte-continual", overrides, out=tmp_path / "r.h5")
+    assert inits == ["lecun"] * 6 and standardized == ["digits"]
+
+
 def test_experiment_resumes_after_an_interruption(tmp_path, monkeypatch):
     from plastix.sims.experiments import RunContext, run_experiment
     from plastix.sims.results import read_result
@@ -406,6 +446,7 @@ def test_experiment_resumes_after_an_interruption(tmp_path, monkeypatch):
         ({"optimizers": "nte,nte"}, "repeats a name"),
         ({"scenario": "task", "n_tasks": 3}, "does not split 10 classes"),
         ({"widths": "0"}, "widths"),
+        ({"init": "xavier"}, "init"),
     ],
 )
 def test_experiment_refuses_bad_config(tmp_path, overrides, match):

@@ -3,6 +3,7 @@ here, corrupt and missing files, synthetic sets, subsampling."""
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import os
 import pickle
@@ -400,6 +401,20 @@ def test_flat_is_a_flattened_copy():
     flat.x_train[:] = -1
     assert ds.x_train.min() >= 0
     assert "n_train=20" in repr(flat)
+
+
+def test_standardized_uses_the_training_mean_and_deviation_for_both_splits():
+    ds = toy(n_train=200)
+    std = ds.standardized()
+    assert std.x_train.dtype == np.float32 and std.x_train.shape == ds.x_train.shape
+    assert abs(float(std.x_train.mean())) < 1e-6 and abs(float(std.x_train.std()) - 1) < 1e-5
+    mean, sigma = float(ds.x_train.mean()), float(ds.x_train.std())
+    np.testing.assert_allclose(std.x_test, (ds.x_test - mean) / sigma, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(std.y_test, ds.y_test)
+    assert ds.x_train.min() >= 0  # the original is left alone
+    constant = dataclasses.replace(ds, x_train=np.ones_like(ds.x_train))
+    with pytest.raises(ValueError, match="toy: the training inputs are constant"):
+        constant.standardized()
 
 
 def test_subset_sizes_reproducibility_and_errors():
