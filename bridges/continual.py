@@ -222,7 +222,23 @@ def _loss(model: nn.Module, x: Tensor, y: Tensor, mask: Tensor | None) -> Tensor
     return F.cross_entropy(masked_logits(model(x), mask), y)
 
 
-class OptimizerLearner:
+class _OptimizerStateLearner:
+    """A learner whose whole state is its optimizer's: nothing to do when a task ends, and the
+    optimizer's state dict is the checkpoint."""
+
+    optimizer: torch.optim.Optimizer
+
+    def end_task(self, task_index: int, task: Task, mask: Tensor | None) -> None:
+        return None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+
+
+class OptimizerLearner(_OptimizerStateLearner):
     """Cross-entropy with any ``torch.optim`` optimizer (SGD, SGD + momentum, Adam...).
 
     ``reset_between_tasks`` clears the optimizer state (e.g. the momentum buffer) when a new task
@@ -250,17 +266,8 @@ class OptimizerLearner:
         self.optimizer.step()
         return float(loss.detach())
 
-    def end_task(self, task_index: int, task: Task, mask: Tensor | None) -> None:
-        return None
 
-    def state_dict(self) -> dict[str, Any]:
-        return {"optimizer": self.optimizer.state_dict()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.optimizer.load_state_dict(state["optimizer"])
-
-
-class NTELearner:
+class NTELearner(_OptimizerStateLearner):
     """Neural tangent ensemble steps: the batch form (default) or exact per-example factors."""
 
     def __init__(
@@ -295,15 +302,6 @@ class NTELearner:
         loss.backward()
         self.optimizer.step(batch_size=x.shape[0])
         return float(loss.detach())
-
-    def end_task(self, task_index: int, task: Task, mask: Tensor | None) -> None:
-        return None
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"optimizer": self.optimizer.state_dict()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.optimizer.load_state_dict(state["optimizer"])
 
 
 class EWCLearner(OptimizerLearner):

@@ -855,6 +855,11 @@ class _CircuitTrainer:
             self._standalone.close()
             self._standalone = None
 
+    def _next_seed(self) -> int:
+        """The random seed of the next simulation run (one per run, derived from ``seed``)."""
+        self._runs += 1
+        return (self.seed * 1_000_003 + self._runs) % (2**31 - 1)
+
 
 class ExactXiTrainer(_CircuitTrainer):
     """The reference mode: after every sample, Python computes ξ for each hidden layer from
@@ -924,10 +929,6 @@ class ExactXiTrainer(_CircuitTrainer):
         return self._pass(x, y, np.zeros(len(x)), remember=False)
 
     # -- internals -------------------------------------------------------------------------
-
-    def _next_seed(self) -> int:
-        self._runs += 1
-        return (self.seed * 1_000_003 + self._runs) % (2**31 - 1)
 
     def _remember(self, x: np.ndarray, label: int, record: SampleRecord) -> None:
         """Put a training sample into the working memory (warm-up samples too, so that
@@ -1237,8 +1238,7 @@ class CompiledEpochTrainer(_CircuitTrainer):
         learn = np.r_[np.ones(self.n_train), np.zeros(self.n_test)]
         if self._runs == 0:
             learn[: min(self.warmup, self.n_train)] = 0.0
-        self._runs += 1
-        run_seed = (self.seed * 1_000_003 + self._runs) % (2**31 - 1)
+        run_seed = self._next_seed()
         start = time.perf_counter()
         if is_standalone(self.backend):
             if self.codegen_only:

@@ -315,28 +315,43 @@ def _log_epoch(ctx: RunContext, epoch: int, train, test, trainer, last: bool) ->
     )
 
 
-def _run_exact(cfg, ctx, spec, weights, backend, data):
-    x_train, y_train, x_test, y_test = data
-    xi = XiSettings(cfg.gamma, tuple(cfg.sigmas), cfg.window, "exact", cfg.xi_site)
-    seconds = 0.0
-    with ExactXiTrainer(
-        spec,
-        weights,
-        xi,
+def _trainer_options(cfg, ctx: RunContext, backend: str) -> dict:
+    """The keyword arguments both trainers take from the run: backend, build folder, seed,
+    raster samples and warm-up."""
+    return dict(
         backend=backend,
         directory=ctx.workdir / "build",
         seed=ctx.seed,
         raster_samples=cfg.raster_samples,
         warmup=cfg.warmup_samples,
-    ) as trainer:
-        for epoch in ctx.progress(range(_resume(ctx, trainer), cfg.epochs), desc="epoch"):
-            order = ctx.rng.permutation(len(x_train))
-            train = trainer.train_epoch(x_train[order], y_train[order])
-            test = trainer.evaluate(x_test, y_test)
-            seconds += train.wall_s
-            _log_epoch(ctx, epoch, train, test, trainer, epoch + 1 == cfg.epochs)
+    )
+
+
+def _train_epochs(cfg, ctx: RunContext, trainer, x_train, y_train, run_epoch):
+    """Run the epochs left (from :func:`_resume`) to ``cfg.epochs``, each on a fresh shuffle of
+    the training set; ``run_epoch(x, y)`` trains on it and returns the (train, test) passes.
+    Logs and checkpoints every epoch and saves the last test pass's spikes; returns the last
+    (train, test) passes and the summed training seconds."""
+    seconds = 0.0
+    for epoch in ctx.progress(range(_resume(ctx, trainer), cfg.epochs), desc="epoch"):
+        order = ctx.rng.permutation(len(x_train))
+        train, test = run_epoch(x_train[order], y_train[order])
+        seconds += train.wall_s
+        _log_epoch(ctx, epoch, train, test, trainer, epoch + 1 == cfg.epochs)
     for name, (i, t) in test.spikes.items():
         ctx.save_spikes(name, i, t)
+    return train, test, seconds
+
+
+def _run_exact(cfg, ctx, spec, weights, backend, data):
+    x_train, y_train, x_test, y_test = data
+    xi = XiSettings(cfg.gamma, tuple(cfg.sigmas), cfg.window, "exact", cfg.xi_site)
+    with ExactXiTrainer(spec, weights, xi, **_trainer_options(cfg, ctx, backend)) as trainer:
+
+        def run_epoch(x, y):
+            return trainer.train_epoch(x, y), trainer.evaluate(x_test, y_test)
+
+        train, test, seconds = _train_epochs(cfg, ctx, trainer, x_train, y_train, run_epoch)
     return train.accuracy, test.accuracy, cfg.epochs * len(x_train) / seconds
 
 
@@ -351,7 +366,6 @@ def _run_compiled(cfg, ctx, spec, weights, backend, data):
             for k, n in enumerate(spec.hidden)
         ]
         ctx.summary(modulator_fit_s=time.perf_counter() - start)
-    seconds = 0.0
     with CompiledEpochTrainer(
         spec,
         weights,
@@ -359,19 +373,13 @@ def _run_compiled(cfg, ctx, spec, weights, backend, data):
         len(x_test),
         xi_source=cfg.xi_source,
         xi_modulators=modulators,
-        backend=backend,
-        directory=ctx.workdir / "build",
-        seed=ctx.seed,
-        raster_samples=cfg.raster_samples,
-        warmup=cfg.warmup_samples,
+        **_trainer_options(cfg, ctx, backend),
     ) as trainer:
-        for epoch in ctx.progress(range(_resume(ctx, trainer), cfg.epochs), desc="epoch"):
-            order = ctx.rng.permutation(len(x_train))
-            train, test = trainer.run_epoch(x_train[order], y_train[order], x_test, y_test)
-            seconds += train.wall_s
-            _log_epoch(ctx, epoch, train, test, trainer, epoch + 1 == cfg.epochs)
-    for name, (i, t) in test.spikes.items():
-        ctx.save_spikes(name, i, t)
+
+        def run_epoch(x, y):
+            return trainer.run_epoch(x, y, x_test, y_test)
+
+        train, test, seconds = _train_epochs(cfg, ctx, trainer, x_train, y_train, run_epoch)
     # one run covers train and test: samples/s counts both
     total = cfg.epochs * (len(x_train) + len(x_test))
     return train.accuracy, test.accuracy, total / seconds
