@@ -1,6 +1,7 @@
 """Shared pytest fixtures."""
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,3 +19,12 @@ def brian_build_cache() -> Path:
     root = Path(env) if env else Path(__file__).resolve().parents[1] / ".brian_builds"
     root.mkdir(parents=True, exist_ok=True)
     return root
+
+
+@pytest.fixture(autouse=True)
+def close_figures():
+    """Close every matplotlib figure a test left open (plot functions return their figures)."""
+    yield
+    pyplot = sys.modules.get("matplotlib.pyplot")
+    if pyplot is not None:
+        pyplot.close("all")
