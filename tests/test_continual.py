@@ -277,7 +277,7 @@ def test_lecun_init_has_unit_fan_in_variance_truncated_weights_and_zero_biases()
         assert float(w.abs().max()) <= 2 * sigma / 0.87962566103423978 + 1e-6
         assert torch.count_nonzero(layer.bias) == 0
     torch_default = mlp(400, [300], 200)  # U(±1/√fan_in): variance 1/(3 fan_in), biases nonzero
-    assert abs(float(torch_default[0].weight.var()) * 400 * 3 - 1.0) < 0.03
+    assert abs(float(torch_default[0].weight.detach().var()) * 400 * 3 - 1.0) < 0.03
     assert torch.count_nonzero(torch_default[0].bias) > 0
 
 
