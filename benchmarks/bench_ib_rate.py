@@ -239,18 +239,11 @@ LR_GRIDS = {"ib": (1e-5, 3e-5, 1e-4, 3e-4), "backprop": (1e-4, 3e-4, 1e-3)}
 
 def select_lrs(n_fit: int, n_val: int, epochs: int) -> dict[str, list[tuple[float, float]]]:
     """Validation accuracy after ``epochs`` for every rate of :data:`LR_GRIDS`, per method."""
-    xf, yf, xv, yv = validation_split(n_fit, n_val)
-    scores: dict[str, list[tuple[float, float]]] = {}
-    for method, grid in LR_GRIDS.items():
-        for lr in grid:
-            net = _net(0)
-            trainer = make_trainer(method, net, window=8, lr=lr)
-            gen = torch.Generator().manual_seed(0)
-            for _ in range(epochs):
-                trainer.train_epoch(xf, yf, gen)
-            scores.setdefault(method, []).append((lr, evaluate(net, xv, yv)[0]))
-            print(f"  select {method} lr {lr:g}: val {scores[method][-1][1]:.4f}", flush=True)
-    return scores
+    split = validation_split(n_fit, n_val)
+    return {
+        method: [(lr, train(method, split, epochs, 8, lr)[0][-1][1]) for lr in grid]
+        for method, grid in LR_GRIDS.items()
+    }
 
 
 def selected_lr_run(args) -> None:
