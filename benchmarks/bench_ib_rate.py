@@ -7,10 +7,11 @@
     both interleaved in one run; the per-epoch ratio is given too (the IB rule takes one step
     per sample, backprop one per minibatch of B).
 (--probe) Where the gap to backprop comes from: the IB rule at other learning rates (and with a
-    cosine decay, against backprop with the same decay), gammas,
-    kernel widths and windows, the exact layer-wise HSIC objective by autograd, backprop and
-    the readout-only control, scored on held-out training images (never the test set); each
-    trained network's hidden features are also read out by a freshly trained linear probe.
+    cosine decay, against backprop with the same decay), gammas, kernel widths, windows and
+    the two published approximations of xi, the exact layer-wise HSIC objective by autograd,
+    backprop and the readout-only control, scored on held-out training images (never the test
+    set); each trained network's hidden features are also read out by a freshly trained linear
+    probe.
 
 (--select-lr) (a) for IB and backprop, each at its own learning rate chosen on held-out training
     images.
@@ -106,6 +107,8 @@ PROBE_RUNS: tuple[tuple[str, str, dict], ...] = (
     ("IB rule, σ_z 2", "ib", {"sigmas": (0.5, 0.1, 2.0)}),
     ("IB rule, σ_x 1", "ib", {"sigmas": (1.0, 0.1, 1.0)}),
     ("IB rule, ξ at the ReLU output", "ib", {"xi_site": "relu"}),
+    ("IB rule, ξ row-centred (arXiv-era Julia form)", "ib", {"xi_method": "row-centred"}),
+    ("IB rule, ξ diagonal (Frontiers JAX form)", "ib", {"xi_method": "diagonal"}),
     ("IB rule, B 32", "ib", {"window": 32}),
     ("IB rule, cosine lr decay", "ib", {"lr_decay": "cosine"}),
     ("layer-wise HSIC objective by autograd", "hsic", {}),
