@@ -330,51 +330,49 @@ def _rule_of(setting: dict) -> IBRule:
     return IBRule(gamma=setting["gamma"], sigmas=(setting["sigma_x"], 0.1, setting["sigma_z"]))
 
 
+def _train_setting(method: str, setting: dict, data, epochs: int, seed: int):
+    """:func:`train` with ``setting``'s learning rate and IB rule; centred inputs subtract the
+    mean of the images trained on from both sets of ``data = (x, y, x_scored, y_scored)``."""
+    torch.set_num_threads(1)
+    x, y, xs, ys = data
+    if setting["centred"]:
+        mean = x.mean(0, keepdim=True)
+        x, xs = x - mean, xs - mean
+    rule = _rule_of(setting) if method == "ib" else None
+    return train(method, (x, y, xs, ys), epochs, 8, setting["lr"], seed=seed, rule=rule)
+
+
 def search_score(method: str, setting: dict, seed: int, n_fit: int, n_val: int, epochs: int):
     """Validation accuracy per epoch of ``method`` trained with ``setting`` from ``seed`` (the
-    initial weights and the sample order); centred inputs subtract the fit images' mean."""
-    torch.set_num_threads(1)
-    xf, yf, xv, yv = validation_split(n_fit, n_val)
-    if setting["centred"]:
-        mean = xf.mean(0, keepdim=True)
-        xf, xv = xf - mean, xv - mean
-    rule = None
-    if method == "ib":
-        rule = _rule_of(setting)
-    net = _net(seed)
-    trainer = make_trainer(method, net, window=8, lr=setting["lr"], ib_rule=rule)
-    gen = torch.Generator().manual_seed(seed)
-    curve = []
-    for _ in range(epochs):
-        trainer.train_epoch(xf, yf, gen)
-        curve.append(evaluate(net, xv, yv)[0])
-    print(f"  {method} {setting} seed {seed}: {[round(a, 4) for a in curve]}", flush=True)
-    return curve
+    initial weights and the sample order) on the split of :func:`validation_split`."""
+    curve, _ = _train_setting(method, setting, validation_split(n_fit, n_val), epochs, seed)
+    return [scored for _, scored in curve]
 
 
 def final_curve(method: str, setting: dict, epochs: int, quick: bool):
-    """``(curve, seconds)`` of :func:`train` on all of Fashion-MNIST (a subset with ``quick``)
-    with ``setting``; centred inputs subtract the training images' mean from both sets."""
-    torch.set_num_threads(1)
-    x, y, xt, yt = _data(2000, 1000) if quick else _data(None, None)
-    if setting["centred"]:
-        mean = x.mean(0, keepdim=True)
-        x, xt = x - mean, xt - mean
-    rule = _rule_of(setting) if method == "ib" else None
-    return train(method, (x, y, xt, yt), epochs, 8, setting["lr"], rule=rule)
+    """``(curve, seconds)`` of ``setting`` from seed 0 on all of Fashion-MNIST (a subset with
+    ``quick``), tested on the test set."""
+    data = _data(2000, 1000) if quick else _data(None, None)
+    return _train_setting(method, setting, data, epochs, 0)
 
 
 def _percent(a: float) -> str:
     return f"{100 * a:.1f}"
 
 
+def _inputs_text(s: dict) -> str:
+    return "centred" if s["centred"] else "raw"
+
+
 def _setting_text(s: dict) -> str:
-    inputs = "centred" if s["centred"] else "raw"
-    return f"lr {s['lr']:g}, γ {s['gamma']:g}, σ_x {s['sigma_x']:g}, σ_z {s['sigma_z']:g}, {inputs}"
+    return (
+        f"lr {s['lr']:g}, γ {s['gamma']:g}, σ_x {s['sigma_x']:g}, σ_z {s['sigma_z']:g}, "
+        f"{_inputs_text(s)}"
+    )
 
 
 def _backprop_text(s: dict) -> str:
-    return f"lr {s['lr']:g}, {'centred' if s['centred'] else 'raw'}"
+    return f"lr {s['lr']:g}, {_inputs_text(s)}"
 
 
 def search_run(args) -> None:
@@ -448,7 +446,7 @@ def search_run(args) -> None:
         rerun = _percent(second[i][-1]) if i in second else ""
         lines.append(
             f"| {rank}{tag} | {s['lr']:g} | {s['gamma']:g} | {s['sigma_x']:g} | {s['sigma_z']:g} "
-            f"| {'centred' if s['centred'] else 'raw'} | {', '.join(map(_percent, first[i]))} | "
+            f"| {_inputs_text(s)} | {', '.join(map(_percent, first[i]))} | "
             f"{rerun} |"
         )
     lines += [
@@ -461,7 +459,7 @@ def search_run(args) -> None:
     ]
     for k, s in enumerate(bp_settings):
         lines.append(
-            f"| {s['lr']:g} | {'centred' if s['centred'] else 'raw'} | {_percent(bp[2 * k][-1])} "
+            f"| {s['lr']:g} | {_inputs_text(s)} | {_percent(bp[2 * k][-1])} "
             f"| {_percent(bp[2 * k + 1][-1])} |"
         )
     lines += [
