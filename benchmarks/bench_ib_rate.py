@@ -32,6 +32,7 @@ import math
 import random
 import statistics
 import sys
+import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -64,10 +65,18 @@ def _net(seed: int) -> RateMLP:
         return RateMLP(784, HIDDEN, 10)
 
 
-def train(method, data, epochs, window, lr, seed=0, rule=None):
+def train(method, data, epochs, window, lr, seed=0, rule=None, net=None, lr_decay="constant"):
+    """``(curve, seconds)``: ``method`` trained for ``epochs`` on ``data = (x, y, x_scored,
+    y_scored)`` from seed ``seed`` (initial weights of :func:`_net` unless ``net`` is given,
+    and the sample order); ``curve`` holds (accuracy on x, accuracy on x_scored) per epoch,
+    ``seconds`` the training time without the scoring. ``lr_decay`` "cosine" anneals the
+    learning rate to zero over the run (:func:`cosine_decay`)."""
     x, y, xt, yt = data
-    net = _net(seed)
+    net = _net(seed) if net is None else net
     trainer = make_trainer(method, net, window=window, lr=lr, ib_rule=rule)
+    if lr_decay == "cosine":  # one step per sample (sliding window) or per minibatch
+        per_epoch = x.shape[0] if method in ("ib", "hsic") else math.ceil(x.shape[0] / window)
+        cosine_decay(trainer.optimizer, epochs * per_epoch)
     gen = torch.Generator().manual_seed(seed)
     curve, seconds = [], 0.0
     for _ in range(epochs):
@@ -164,20 +173,13 @@ def probe(n_fit: int, n_val: int, epochs: int, runs=PROBE_RUNS) -> list[tuple]:
         window = settings.get("window", 8)
         rule = IBRule(**settings) if method in ("ib", "hsic") else None
         net = _net(0)
-        trainer = make_trainer(method, net, window=window, lr=lr, ib_rule=rule)
-        if lr_decay == "cosine":  # one step per sample (sliding window) or per minibatch
-            per_epoch = n_fit if method in ("ib", "hsic") else math.ceil(n_fit / window)
-            cosine_decay(trainer.optimizer, epochs * per_epoch)
-        gen = torch.Generator().manual_seed(0)
-        start = time.perf_counter()
-        curve = []
-        for _ in range(epochs):
-            trainer.train_epoch(xf, yf, gen)
-            curve.append(evaluate(net, xv, yv)[0])
-        seconds = time.perf_counter() - start
+        curve, seconds = train(
+            method, (xf, yf, xv, yv), epochs, window, lr, rule=rule, net=net, lr_decay=lr_decay
+        )
         probed = linear_probe(net, xf, yf, xv, yv, epochs, 0)
-        rows.append((label, method, evaluate(net, xf, yf)[0], curve, probed, seconds, lr_decay))
-        print(f"  {label}: val {curve} probe {probed:.4f} ({seconds:.0f} s)", flush=True)
+        val = [scored for _, scored in curve]
+        rows.append((label, method, curve[-1][0], val, probed, seconds, lr_decay))
+        print(f"  {label}: val {val} probe {probed:.4f} ({seconds:.0f} s)", flush=True)
     return rows
 
 
@@ -301,7 +303,7 @@ def selected_lr_run(args) -> None:
     ]
     markdown = "\n".join(lines)
     print(markdown)
-    if not (args.no_record or args.quick):  # a smoke run records nothing
+    if not args.no_record:
         record_section("ib-rate-selected-lr", markdown)
 
 
@@ -484,7 +486,7 @@ def search_run(args) -> None:
         ]
     markdown = "\n".join(lines)
     print(markdown)
-    if not (args.no_record or args.quick):
+    if not args.no_record:
         record_section("ib-rate-search", markdown)
 
 
@@ -529,13 +531,17 @@ def plot_sweep(rows, path: Path) -> None:
     ax.legend()
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    partial = path.with_name(f".{path.stem}.partial{path.suffix}")  # never half-written
+    fig.savefig(partial, dpi=120)
     plt.close(fig)
+    partial.replace(path)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small smoke-test sizes")
+    parser.add_argument(
+        "--quick", action="store_true", help="small smoke-test sizes; records nothing"
+    )
     parser.add_argument("--no-record", action="store_true", help="do not write RESULTS.md")
     parser.add_argument(
         "--epochs", type=int, default=25, help="epochs of (a); 25 as the reference MNIST run"
@@ -565,6 +571,7 @@ def main() -> None:
         "of Fashion-MNIST for E epochs and test them",
     )
     args = parser.parse_args()
+    args.no_record = args.no_record or args.quick  # a smoke run records nothing
     torch.set_num_threads(1)  # both rules; per-sample steps are fastest single-threaded
     if args.search is not None:
         if args.search < 1:
@@ -608,8 +615,10 @@ def main() -> None:
     for b in windows:
         curve, secs = train("ib", sweep_data, sweep_epochs, b, lr_ib, rule=IBRule(window=b))
         sweep_rows.append((b, curve[-1][0], curve[-1][1], secs))
-    figure = HERE / "figures" / "ib_bsweep.png"
+    # an unrecorded run keeps the recorded plot and draws its own in the temp folder
+    figure = (Path(tempfile.gettempdir()) if args.no_record else HERE / "figures") / "ib_bsweep.png"
     plot_sweep(sweep_rows, figure)
+    print(f"plot: {figure}", flush=True)
 
     print("(c) speed", flush=True)
     ib_step, bp_step = speed(data, window, rounds, ib_samples)

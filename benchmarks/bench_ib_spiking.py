@@ -241,7 +241,9 @@ def _mean_sd(values) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="subsets, 1 epoch, 1 seed")
+    parser.add_argument(
+        "--quick", action="store_true", help="subsets, 1 epoch, 1 seed; records nothing"
+    )
     parser.add_argument("--fashion", action="store_true", help="add a Fashion-MNIST subset")
     parser.add_argument("--no-record", action="store_true", help="do not write RESULTS.md")
     parser.add_argument("--epochs", type=int, default=3)
@@ -254,6 +256,7 @@ def main() -> None:
         "quiet machine)",
     )
     args = parser.parse_args()
+    args.no_record = args.no_record or args.quick  # a smoke run records nothing
     if args.part == "speed":
         speed_part(args)
     else:

@@ -540,7 +540,7 @@ PARTS = ("xi", "loop-digits", "loop-fashion", "reservoirpy")
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small smoke run")
+    parser.add_argument("--quick", action="store_true", help="small smoke run; records nothing")
     parser.add_argument(
         "--parts",
         nargs="+",
