@@ -15,12 +15,13 @@
 
 (--select-lr) (a) for IB and backprop, each at its own learning rate chosen on held-out training
     images.
+(--seeds S ...) (a)'s IB and backprop runs from several seeds: the spread of the gap.
 (--search N) Random search over the IB rule's settings jointly (learning rate, gamma, sigma_x,
     sigma_z, mean-centred inputs), N settings plus the reference one, scored on held-out training
     images; the best three are scored again from another seed, next to backprop.
 
 Usage: python benchmarks/bench_ib_rate.py [--quick] [--no-record] [--epochs N] [--probe]
-       [--select-lr] [--search N]
+       [--select-lr] [--search N] [--seeds S ...]
 """
 
 from __future__ import annotations
@@ -351,11 +352,11 @@ def search_score(method: str, setting: dict, seed: int, n_fit: int, n_val: int, 
     return [scored for _, scored in curve]
 
 
-def final_curve(method: str, setting: dict, epochs: int, quick: bool):
-    """``(curve, seconds)`` of ``setting`` from seed 0 on all of Fashion-MNIST (a subset with
+def final_curve(method: str, setting: dict, epochs: int, quick: bool, seed: int = 0):
+    """``(curve, seconds)`` of ``setting`` from ``seed`` on all of Fashion-MNIST (a subset with
     ``quick``), tested on the test set."""
     data = _data(2000, 1000) if quick else _data(None, None)
-    return _train_setting(method, setting, data, epochs, 0)
+    return _train_setting(method, setting, data, epochs, seed)
 
 
 def _percent(a: float) -> str:
@@ -490,6 +491,73 @@ def search_run(args) -> None:
         record_section("ib-rate-search", markdown)
 
 
+BACKPROP_REFERENCE = {**SEARCH_REFERENCE, "lr": 1e-3}  # the backprop setting of (a)
+LAST_EPOCHS = 5  # the seeds table also averages the test accuracy over the last epochs
+
+
+def seeds_run(args) -> None:
+    """(a)'s two rules — IB at the reference setting, backprop at AdamW 1e-3 — on all of
+    Fashion-MNIST from each seed of ``--seeds`` (initial weights and sample order), two runs
+    at a time: the spread of the test-accuracy gap over seeds (section ib-rate-seeds)."""
+    start = time.perf_counter()
+    epochs = 1 if args.quick else args.epochs
+    jobs = [(m, seed) for m in ("ib", "backprop") for seed in args.seeds]  # long runs first
+    settings = {"ib": SEARCH_REFERENCE, "backprop": BACKPROP_REFERENCE}
+    with ProcessPoolExecutor(max_workers=2) as pool:
+        futures = {
+            (m, seed): pool.submit(final_curve, m, settings[m], epochs, args.quick, seed)
+            for m, seed in jobs
+        }
+        curves = {job: future.result()[0] for job, future in futures.items()}
+    wall = time.perf_counter() - start
+    last = min(LAST_EPOCHS, epochs)
+
+    def tested(m: str, seed: int, window: int) -> float:
+        return statistics.mean(test for _, test in curves[m, seed][-window:])
+
+    cmd = "python benchmarks/bench_ib_rate.py --seeds " + " ".join(map(str, args.seeds))
+    cmd += " --quick" if args.quick else f" --epochs {args.epochs}"
+    n_train, n_test = (2000, 1000) if args.quick else (None, None)
+    lines = [
+        "## IB rule vs backprop over seeds (rate networks, issue 3)",
+        "",
+        f"Command: `{cmd}` — {dt.date.today().isoformat()}, 2 CPU cores (two runs at a time, "
+        f"torch 1 thread each); wall {wall / 60:.1f} min.",
+        "",
+        f"The two rules of section ib-rate (a) — IB rule at the reference setting "
+        f"({_setting_text(SEARCH_REFERENCE)}), backprop ({_backprop_text(BACKPROP_REFERENCE)}) "
+        f"— on {_count(n_train, 60000)} training images and {_count(n_test, 10000)} test "
+        f"images, {epochs} epochs, MLP 784-128-64-10, B = 8. Each seed fixes the initial "
+        "weights and the sample order; both rules start from the same weights. Test accuracy "
+        f"in %: after the last epoch, and the mean over the last {last} epochs (the IB curve "
+        "moves by a point or two from epoch to epoch).",
+        "",
+        "| seed | IB last | backprop last | gap last | IB mean last "
+        f"{last} | backprop mean last {last} | gap mean |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    gaps, mean_gaps = [], []
+    for seed in args.seeds:
+        ib, bp = tested("ib", seed, 1), tested("backprop", seed, 1)
+        ib_m, bp_m = tested("ib", seed, last), tested("backprop", seed, last)
+        gaps.append(100 * (bp - ib))
+        mean_gaps.append(100 * (bp_m - ib_m))
+        lines.append(
+            f"| {seed} | {_percent(ib)} | {_percent(bp)} | {gaps[-1]:.1f} | {_percent(ib_m)} "
+            f"| {_percent(bp_m)} | {mean_gaps[-1]:.1f} |"
+        )
+    lines += [
+        "",
+        f"Gap backprop − IB over {len(args.seeds)} seed(s): after the last epoch "
+        f"{_spread(gaps)} points, on the last-{last}-epoch means {_spread(mean_gaps)} points "
+        "(goal ≤ 4).",
+    ]
+    markdown = "\n".join(lines)
+    print(markdown)
+    if not args.no_record:
+        record_section("ib-rate-seeds", markdown)
+
+
 def ib_vs_backprop_lines(ib: tuple, backprop: tuple) -> list[str]:
     """Markdown: per-epoch train / test accuracy of an IB and a backprop run (``(curve,
     seconds)`` each, as :func:`train` returns) and the test gap against issue 3's goal."""
@@ -507,6 +575,12 @@ def ib_vs_backprop_lines(ib: tuple, backprop: tuple) -> list[str]:
         f"Test-accuracy gap backprop − IB: **{gap:.1f} points** (goal ≤ 4; {verdict}). Training "
         f"time: IB {ib_s:.0f} s, backprop {bp_s:.0f} s.",
     ]
+
+
+def _spread(values: list[float]) -> str:
+    if len(values) == 1:
+        return f"{values[0]:.1f}"
+    return f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f} (mean ± s.d.)"
 
 
 def _count(n: int | None, full: int) -> str:
@@ -570,9 +644,24 @@ def main() -> None:
         help="with --search: then train the best IB setting and the best backprop row on all "
         "of Fashion-MNIST for E epochs and test them",
     )
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        metavar="S",
+        help="run only (a)'s IB and backprop runs from each seed S, two at a time, and report "
+        "the spread of the gap (section ib-rate-seeds)",
+    )
     args = parser.parse_args()
     args.no_record = args.no_record or args.quick  # a smoke run records nothing
     torch.set_num_threads(1)  # both rules; per-sample steps are fastest single-threaded
+    if args.seeds is not None:
+        if len(set(args.seeds)) != len(args.seeds) or min(args.seeds) < 0:
+            parser.error(f"--seeds: {args.seeds}; give distinct seeds >= 0")
+        if args.epochs < 1:
+            parser.error(f"--epochs: {args.epochs}; give at least 1")
+        seeds_run(args)
+        return
     if args.search is not None:
         if args.search < 1:
             parser.error(f"--search: N = {args.search}; give at least 1 setting to try")
