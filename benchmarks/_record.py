@@ -1,11 +1,14 @@
-"""Write one benchmark's section of benchmarks/RESULTS.md, leaving the others untouched."""
+"""Write one benchmark's section of benchmarks/RESULTS.md, leaving the others untouched, and
+its raw numbers as JSON; both atomically."""
 
 from __future__ import annotations
 
-import os
+import json
 import re
-import tempfile
 from pathlib import Path
+from typing import Any
+
+from plastix.sims.results import atomic_path
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 HEADER = (
@@ -25,7 +28,12 @@ def record_section(name: str, markdown: str, path: Path = RESULTS) -> None:
         text = pattern.sub(lambda _: block, text)
     else:
         text = text.rstrip("\n") + "\n\n" + block
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".RESULTS.", suffix=".md")
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def write_json(path: Path, data: Any) -> None:
+    """``data`` as indented JSON at ``path`` (non-JSON numbers as floats), written under a
+    temporary name and renamed only once whole."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=1, default=float))

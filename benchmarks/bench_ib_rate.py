@@ -44,6 +44,7 @@ import torch
 from plastix.bridges.ib_training import IBRule, evaluate, make_trainer
 from plastix.bridges.rate_networks import RateMLP
 from plastix.sims.datasets import load_dataset
+from plastix.sims.plots import pyplot, write_figure
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -588,11 +589,7 @@ def _count(n: int | None, full: int) -> str:
 
 
 def plot_sweep(rows, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     windows = [r[0] for r in rows]
     fig, ax = plt.subplots(figsize=(4.5, 3.2))
     ax.plot(windows, [100 * r[1] for r in rows], "o-", label="train")
@@ -604,11 +601,8 @@ def plot_sweep(rows, path: Path) -> None:
     ax.set_title("IB rule, Fashion-MNIST, 784-128-64-10")
     ax.legend()
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.stem}.partial{path.suffix}")  # never half-written
-    fig.savefig(partial, dpi=120)
+    write_figure(fig, path, dpi=120)
     plt.close(fig)
-    partial.replace(path)
 
 
 def main() -> None:

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import math
 import platform
 import statistics
@@ -682,17 +681,16 @@ def main(argv: list[str] | None = None) -> int:
         )
     markdown = "\n".join(lines)
     print(markdown)
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(
-        json.dumps(
-            {
-                "args": {k: str(v) for k, v in vars(args).items()},
-                "lr_scores": lr_scores,
-                "runs": runs,
-                "speed": speed,
-            },
-            indent=1,
-        )
+    from _record import write_json
+
+    write_json(
+        args.json,
+        {
+            "args": {k: str(v) for k, v in vars(args).items()},
+            "lr_scores": lr_scores,
+            "runs": runs,
+            "speed": speed,
+        },
     )
     if not args.no_record:
         from _record import record_section

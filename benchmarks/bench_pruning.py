@@ -44,7 +44,7 @@ from plastix.sims.datasets import load_dataset
 from plastix.sims.exp_pruning import PruningConfig, SmallCNN, make_strategy
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _record import record_section  # noqa: E402
+from _record import record_section, write_json  # noqa: E402
 
 STRATEGIES = ("uniform", "epsilon-greedy", "ucb", "infobatch", "el2n", "grand", "forgetting")
 RL = ("epsilon-greedy", "ucb")
@@ -362,7 +362,7 @@ def main(argv: list[str] | None = None) -> None:
     markdown = to_markdown(summary, cfg, args, len(ds.y_train), started, total, range(args.seeds))
     print(markdown)
     if args.json:
-        args.json.write_text(json.dumps(runs, indent=1))
+        write_json(args.json, runs)
     if not (args.quick or args.no_record):
         record_section("pruning", markdown)
 

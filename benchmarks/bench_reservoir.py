@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import math
 import platform
 import sys
@@ -56,7 +55,7 @@ from plastix.reservoirs.xi_modulator import (
 from plastix.sims.datasets import load_dataset
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _record import record_section  # noqa: E402
+from _record import record_section, write_json  # noqa: E402
 
 MACHINE = "2 CPU cores, shared"
 
@@ -579,7 +578,7 @@ def main(argv=None) -> int:
     md = _markdown(results, command, total)
     print(md)
     if args.json:
-        args.json.write_text(json.dumps(results, indent=1, default=float))
+        write_json(args.json, results)
     if not args.no_record and not args.quick and parts == set(PARTS):
         record_section("reservoir", md)
     return 0

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from plastix.sims.results import Result
+from plastix.sims.results import Result, atomic_path
 
 _EXTRA_FIGURES: dict[str, list[Callable]] = {}
 
@@ -57,8 +57,13 @@ def save_figure(fig, path: str | Path | None) -> None:
     path = Path(path)
     if path.suffix not in (".png", ".pdf"):
         raise ValueError(f"path {str(path)!r} must end in .png or .pdf")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=150)
+    write_figure(fig, path, dpi=150)
+
+
+def write_figure(fig, path: Path, dpi: int) -> None:
+    """``fig.savefig`` under a temporary name, renamed onto ``path`` only once it is whole."""
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=dpi, format=path.suffix[1:])
 
 
 def learning_curves(res: Result):
@@ -147,7 +152,7 @@ def plot_result(res: Result, out_dir: str | Path, fmt: str = "png") -> list[Path
         if fig is None:
             continue
         path = out_dir / f"{stem}_{name}.{fmt}"
-        fig.savefig(path, dpi=120)
+        write_figure(fig, path, dpi=120)
         plt.close(fig)
         written.append(path)
     return written

@@ -68,7 +68,7 @@ def git_sha() -> str | None:
 
 
 @contextlib.contextmanager
-def atomic_path(final: Path, suffix: str = ".h5") -> Iterator[Path]:
+def atomic_path(final: Path) -> Iterator[Path]:
     """Yield a temporary path next to ``final``; rename it onto ``final`` only on success."""
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)

@@ -282,3 +282,25 @@ def test_bsweep_result_gets_a_heatmap_over_window_size(tmp_path):
     )
     assert cli.main(["plot", str(out), "--out-dir", str(tmp_path / "f"), "--format", "pdf"]) == 0
     assert (tmp_path / "f" / "b_bsweep.pdf").stat().st_size > 1000
+
+
+def test_figure_interrupted_while_saving_keeps_the_previous_file(tmp_path):
+    from plastix.sims.plots import pyplot, save_figure
+
+    plt = pyplot()
+    target = tmp_path / "curves.png"
+    fig = plt.figure()
+    save_figure(fig, target)
+    before = target.read_bytes()
+    assert before.startswith(b"\x89PNG")
+
+    def interrupted(fname, **kwargs):
+        with open(fname, "wb") as fh:
+            fh.write(b"\x89PNG half")
+        raise KeyboardInterrupt
+
+    fig.savefig = interrupted
+    with pytest.raises(KeyboardInterrupt):
+        save_figure(fig, target)
+    assert target.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["curves.png"]
