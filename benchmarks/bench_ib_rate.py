@@ -53,6 +53,12 @@ from _record import record_section  # noqa: E402
 HIDDEN = (128, 64)
 
 
+def _test_sizes(quick: bool) -> tuple[int | None, int | None]:
+    """Training and test images of the runs scored on the test set: all of them, or a
+    stratified subset for a smoke run."""
+    return (2000, 1000) if quick else (None, None)
+
+
 def _data(n_train: int | None, n_test: int | None):
     ds = load_dataset("fashion-mnist", n_train=n_train, n_test=n_test, seed=0).flat()
     return tuple(
@@ -266,7 +272,7 @@ def selected_lr_run(args) -> None:
     n_fit, n_val, sel_epochs = (1000, 500, 1) if args.quick else (10000, 5000, 8)
     scores = select_lrs(n_fit, n_val, sel_epochs)
     chosen = {m: max(rows, key=lambda r: r[1])[0] for m, rows in scores.items()}
-    n_train, n_test = (2000, 1000) if args.quick else (None, None)
+    n_train, n_test = _test_sizes(args.quick)
     data = _data(n_train, n_test)
     epochs = 1 if args.quick else args.epochs
     curves = {m: train(m, data, epochs, 8, chosen[m]) for m in ("ib", "backprop")}
@@ -356,7 +362,7 @@ def search_score(method: str, setting: dict, seed: int, n_fit: int, n_val: int, 
 def final_curve(method: str, setting: dict, epochs: int, quick: bool, seed: int = 0):
     """``(curve, seconds)`` of ``setting`` from ``seed`` on all of Fashion-MNIST (a subset with
     ``quick``), tested on the test set."""
-    data = _data(2000, 1000) if quick else _data(None, None)
+    data = _data(*_test_sizes(quick))
     return _train_setting(method, setting, data, epochs, seed)
 
 
@@ -475,7 +481,7 @@ def search_run(args) -> None:
         f"(gap to the best IB setting {100 * (bp_mean[bp_best] - mean[best]):.1f} points).",
     ]
     if final is not None:
-        n_train, n_test = (2000, 1000) if args.quick else (None, None)
+        n_train, n_test = _test_sizes(args.quick)
         lines += [
             "",
             f"Then both winners on {_count(n_train, 60000)} training images and "
@@ -518,7 +524,7 @@ def seeds_run(args) -> None:
 
     cmd = "python benchmarks/bench_ib_rate.py --seeds " + " ".join(map(str, args.seeds))
     cmd += " --quick" if args.quick else f" --epochs {args.epochs}"
-    n_train, n_test = (2000, 1000) if args.quick else (None, None)
+    n_train, n_test = _test_sizes(args.quick)
     lines = [
         "## IB rule vs backprop over seeds (rate networks, issue 3)",
         "",
@@ -649,11 +655,11 @@ def main() -> None:
     args = parser.parse_args()
     args.no_record = args.no_record or args.quick  # a smoke run records nothing
     torch.set_num_threads(1)  # both rules; per-sample steps are fastest single-threaded
+    if args.epochs < 1:
+        parser.error(f"--epochs: {args.epochs}; give at least 1")
     if args.seeds is not None:
         if len(set(args.seeds)) != len(args.seeds) or min(args.seeds) < 0:
             parser.error(f"--seeds: {args.seeds}; give distinct seeds >= 0")
-        if args.epochs < 1:
-            parser.error(f"--epochs: {args.epochs}; give at least 1")
         seeds_run(args)
         return
     if args.search is not None:

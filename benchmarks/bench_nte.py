@@ -681,7 +681,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     markdown = "\n".join(lines)
     print(markdown)
-    from _record import write_json
+    from _record import record_section, write_json
 
     write_json(
         args.json,
@@ -693,8 +693,6 @@ def main(argv: list[str] | None = None) -> int:
         },
     )
     if not args.no_record:
-        from _record import record_section
-
         # the two learning-rate regimes keep separate sections, so both stay on record
         section = {"subset": "nte" if args.rates == "rule" else "nte-authors-rates"}.get(
             args.protocol, "nte-paper-protocol"
