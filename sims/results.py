@@ -69,11 +69,16 @@ def git_sha() -> str | None:
 
 @contextlib.contextmanager
 def atomic_path(final: Path) -> Iterator[Path]:
-    """Yield a temporary path next to ``final``; rename it onto ``final`` only on success."""
+    """Yield a temporary path next to ``final``; rename it onto ``final`` only on success. The
+    file gets the permissions a plain ``open(final, "w")`` would give (0666 less the umask),
+    not the owner-only mode of :func:`tempfile.mkstemp`."""
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=".partial")
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
     tmp_path = Path(tmp)
     try:
         yield tmp_path

@@ -13,15 +13,14 @@ import hashlib
 import importlib
 import itertools
 import json
-import os
 import re
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from plastix.sims.config import ConfigError, build_config, read_config_file
+from plastix.sims.results import atomic_path
 
 INDEX_NAME = "index.json"
 
@@ -128,11 +127,8 @@ def plan_sweep(
 
 
 def _write_index(out_dir: Path, experiment: str, runs: list[dict[str, Any]]) -> None:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=".index.", suffix=".json")
-    with os.fdopen(fd, "w") as fh:
+    with atomic_path(out_dir / INDEX_NAME) as tmp, open(tmp, "w") as fh:
         json.dump({"experiment": experiment, "runs": runs}, fh, indent=1)
-    os.replace(tmp, out_dir / INDEX_NAME)
 
 
 def run_one(
