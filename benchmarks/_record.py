@@ -4,6 +4,7 @@ its raw numbers as JSON; both atomically."""
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -18,8 +19,14 @@ HEADER = (
 )
 
 
+CONTENTS_BEGIN, CONTENTS_END = "<!-- contents -->", "<!-- /contents -->"
+SECTION = re.compile(r"<!-- begin (\S+) -->\n(?:## ([^\n]*))?")
+ISSUE = re.compile(r"\bissue (\d+)")
+
+
 def record_section(name: str, markdown: str, path: Path = RESULTS) -> None:
-    """Replace (or append) the block between ``<!-- begin name -->`` and ``<!-- end name -->``."""
+    """Replace (or append) the block between ``<!-- begin name -->`` and ``<!-- end name -->``,
+    then rebuild the list of sections at the top of the file (:func:`with_contents`)."""
     begin, end = f"<!-- begin {name} -->", f"<!-- end {name} -->"
     block = f"{begin}\n{markdown.strip()}\n{end}\n"
     text = path.read_text() if path.exists() else HEADER
@@ -29,7 +36,28 @@ def record_section(name: str, markdown: str, path: Path = RESULTS) -> None:
     else:
         text = text.rstrip("\n") + "\n\n" + block
     with atomic_path(path) as tmp:
-        tmp.write_text(text)
+        tmp.write_text(with_contents(text))
+
+
+def with_contents(text: str) -> str:
+    """``text`` with a list of its sections (name and heading) between the header and the first
+    section, ordered by the issue the heading names, then as in the file; sections whose
+    heading names no issue come last."""
+    sections = [(m.group(1), m.group(2) or "") for m in SECTION.finditer(text)]
+
+    def issue(section: tuple[str, str]) -> float:
+        found = ISSUE.search(section[1])
+        return int(found.group(1)) if found else math.inf
+
+    lines = [f"- `{name}` — {heading}" for name, heading in sorted(sections, key=issue)]
+    contents = "\n".join([CONTENTS_BEGIN, "Sections, by issue:", "", *lines, CONTENTS_END])
+    old = re.compile(re.escape(CONTENTS_BEGIN) + r".*?" + re.escape(CONTENTS_END), re.DOTALL)
+    if old.search(text):
+        return old.sub(lambda _: contents, text)
+    first = text.find("<!-- begin ")
+    if first < 0:
+        return text
+    return f"{text[:first]}{contents}\n\n{text[first:]}"
 
 
 def write_json(path: Path, data: Any) -> None:

@@ -102,6 +102,17 @@ def _variant(args) -> str:
     )
 
 
+def _variant_text(args) -> str:
+    """The non-default inputs, init, NTE form or expansion in words, for a section heading."""
+    parts = [
+        "standardized inputs" if args.standardize else "",
+        "LeCun init" if args.init == "lecun" else "",
+        f"NTE {args.nte_form} form" if args.nte_form != "batch" else "",
+        "expansion about the initialisation" if args.nte_expansion == "init" else "",
+    ]
+    return "".join(f", {part}" for part in parts if part)
+
+
 def _inputs_text(args) -> str:
     return " (inputs standardized by the training mean and s.d.)" if args.standardize else ""
 
@@ -293,7 +304,8 @@ def _nte_rates(args, data, sgd_lr: float, t_start: float) -> int:
             )
     command = "python benchmarks/bench_nte.py " + " ".join(sys.argv[1:])
     lines = [
-        "## Neural tangent ensemble: forgetting at matched learning (issue 7)",
+        f"## Neural tangent ensemble: forgetting at matched learning, width {W}"
+        f"{_variant_text(args)} (issue 7)",
         "",
         f"Command: `{command}` — {dt.date.today().isoformat()}, 2 CPU cores, shared; total "
         f"{(time.perf_counter() - t_start) / 60:.1f} min. Set-up of the section it extends "
@@ -534,7 +546,8 @@ def main(argv: list[str] | None = None) -> int:
             else "learning rates chosen on task 1"
             if args.rates == "rule"
             else "the authors' rates"
-        ),
+        )
+        + _variant_text(args),
         "",
         f"Command: `{command}` — "
         f"{dt.date.today().isoformat()}, 2 CPU cores, shared (Python {platform.python_version()}, "

@@ -402,7 +402,7 @@ def _agreement_text(reservoir_runs: list[dict]) -> str:
 
 def _markdown(results: dict, command: str, total_s: float) -> str:
     lines = [
-        "## Reservoirs: xi-modulator, reservoir in the loop, ReservoirPy",
+        "## Reservoirs: xi-modulator, reservoir in the loop, ReservoirPy (issue 4)",
         "",
         f"Command: `{command}`  ",
         f"Date: {dt.date.today().isoformat()}; machine: {MACHINE} "

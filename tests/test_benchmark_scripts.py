@@ -1,5 +1,6 @@
 """Benchmark scripts: a smoke run (--quick) never overwrites recorded results."""
 
+import argparse
 import importlib
 import sys
 from pathlib import Path
@@ -38,3 +39,41 @@ def test_sweep_plot_is_written_whole(bench_ib_rate, tmp_path):
     bench_ib_rate.plot_sweep([(2, 0.5, 0.4, 1.0), (8, 0.6, 0.55, 2.0)], target)
     assert target.read_bytes().startswith(b"\x89PNG")
     assert [p.name for p in target.parent.iterdir()] == ["sweep.png"]
+
+
+@pytest.fixture
+def record(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    return importlib.import_module("_record")
+
+
+def test_results_contents_lists_sections_by_issue(record, tmp_path):
+    path = tmp_path / "RESULTS.md"
+    record.record_section("nte", "## NTE run (issue 7)\n\nnumbers", path)
+    record.record_section("misc", "## A section without an issue\n\ntext", path)
+    record.record_section("ib", "## IB run (rate networks, issue 3)\n\nnumbers", path)
+    text = path.read_text()
+    contents = text[text.index(record.CONTENTS_BEGIN) : text.index(record.CONTENTS_END)]
+    assert contents.index("`ib`") < contents.index("`nte`") < contents.index("`misc`")
+    assert text.index(record.CONTENTS_END) < text.index("<!-- begin nte -->")
+    # re-recording a section replaces its line and its block, nothing else
+    record.record_section("nte", "## NTE rerun (issue 7)\n\nnew numbers", path)
+    text = path.read_text()
+    assert text.count(record.CONTENTS_BEGIN) == 1
+    assert "NTE rerun (issue 7)" in text and "NTE run (issue 7)" not in text
+    assert "new numbers" in text and "\nnumbers" in text  # the ib section is untouched
+    assert record.with_contents(text) == text
+
+
+def test_nte_variant_sections_get_distinct_headings(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    bench_nte = importlib.import_module("bench_nte")
+    default = {
+        "standardize": False,
+        "init": "torch",
+        "nte_form": "batch",
+        "nte_expansion": "origin",
+    }
+    assert bench_nte._variant_text(argparse.Namespace(**default)) == ""
+    variant = argparse.Namespace(**{**default, "standardize": True, "init": "lecun"})
+    assert bench_nte._variant_text(variant) == ", standardized inputs, LeCun init"
