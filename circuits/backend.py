@@ -856,13 +856,6 @@ class BackendSession:
             directory=str(self.directory), with_output=with_output, run_args=run_args
         )
 
-    def forget_run_args(self) -> None:
-        """Delete the arrays earlier ``run_args`` wrote into the build (Brian2 >= 2.8)."""
-        if self.standalone and self.built:
-            self._brian_device().delete(
-                code=False, data=False, run_args=True, directory=False, force=True
-            )
-
 
 def _check_activate_args(
     backend: str,

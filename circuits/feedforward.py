@@ -446,22 +446,6 @@ class FeedForwardCircuit:
     state_monitors: dict[str, StateMonitor]
     network: Network
 
-    def synapse_order(self, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Pre- and postsynaptic (within-copy) indices of layer ``k``'s synapses, in the order
-        of ``synapses[k].w``: copy-major, then pre-major (``s = (c n_in + j) n_out + i``)."""
-        layer = self.spec.layers[k]
-        pre = np.tile(np.repeat(np.arange(layer.n_in), layer.n_out), self.copies)
-        post = np.tile(np.arange(layer.n_out), layer.n_in * self.copies)
-        return pre, post
-
-    def flat_weights(self, k: int, weight: np.ndarray) -> np.ndarray:
-        """``(n_out, n_in)`` -> values in synapse order (for ``synapses[k].w`` or run_args)."""
-        weight = np.asarray(weight, dtype=float)
-        layer = self.spec.layers[k]
-        if weight.shape != layer.weight.shape:
-            raise ValueError(f"weight: shape {weight.shape}, expected {layer.weight.shape}")
-        return np.tile(weight.T.reshape(-1), self.copies)
-
     def spike_raster(self, name: str, n_steps: int) -> np.ndarray:
         """Recorded spikes of layer ``name`` as a bool array ``(n_steps, copies, n)``."""
         mon = self.spike_monitors[name]
