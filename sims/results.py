@@ -17,8 +17,8 @@ import datetime as _dt
 import json
 import os
 import pickle
+import secrets
 import subprocess
-import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -70,16 +70,12 @@ def git_sha() -> str | None:
 @contextlib.contextmanager
 def atomic_path(final: Path) -> Iterator[Path]:
     """Yield a temporary path next to ``final``; rename it onto ``final`` only on success. The
-    file gets the permissions a plain ``open(final, "w")`` would give (0666 less the umask),
-    not the owner-only mode of :func:`tempfile.mkstemp`."""
+    file is created exclusively with mode 0666, so the kernel applies the umask as for a plain
+    ``open(final, "w")`` (mkstemp would make it owner-only)."""
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=".partial")
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
-    tmp_path = Path(tmp)
+    tmp_path = final.with_name(f".{final.name}.{secrets.token_hex(8)}.partial")
+    os.close(os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     try:
         yield tmp_path
         os.replace(tmp_path, final)
