@@ -91,26 +91,26 @@ _EXPANSION_TEXT = {
 }
 
 
+def _variants(args) -> list[tuple[str, str]]:
+    """(section-name suffix, words for the heading) of each non-default setting of inputs,
+    init, NTE form or expansion; defaults have none."""
+    chosen = [
+        (args.standardize, "standardized", "standardized inputs"),
+        (args.init == "lecun", "lecun", "LeCun init"),
+        (args.nte_form != "batch", args.nte_form, f"NTE {args.nte_form} form"),
+        (args.nte_expansion == "init", "about-init", "expansion about the initialisation"),
+    ]
+    return [(suffix, words) for on, suffix, words in chosen if on]
+
+
 def _variant(args) -> str:
-    """Section-name suffix for non-default inputs, init, NTE form or expansion (defaults keep
-    theirs)."""
-    return (
-        ("-standardized" if args.standardize else "")
-        + (f"-{args.init}" if args.init != "torch" else "")
-        + (f"-{args.nte_form}" if args.nte_form != "batch" else "")
-        + ("-about-init" if args.nte_expansion == "init" else "")
-    )
+    """Section-name suffix, e.g. ``-standardized-lecun``."""
+    return "".join(f"-{suffix}" for suffix, _ in _variants(args))
 
 
 def _variant_text(args) -> str:
-    """The non-default inputs, init, NTE form or expansion in words, for a section heading."""
-    parts = [
-        "standardized inputs" if args.standardize else "",
-        "LeCun init" if args.init == "lecun" else "",
-        f"NTE {args.nte_form} form" if args.nte_form != "batch" else "",
-        "expansion about the initialisation" if args.nte_expansion == "init" else "",
-    ]
-    return "".join(f", {part}" for part in parts if part)
+    """The same settings in words, for a section heading, e.g. ``, LeCun init``."""
+    return "".join(f", {words}" for _, words in _variants(args))
 
 
 def _inputs_text(args) -> str:
