@@ -25,7 +25,6 @@ from brian2 import (
     Hz,
     NeuronGroup,
     Quantity,
-    SpikeMonitor,
     Synapses,
     TimedArray,
     ms,
@@ -349,8 +348,3 @@ class DenseProjection:
                 f"({self.n_post}, {self.n_pre})"
             )
         return matrix.T.reshape(-1).copy()
-
-
-def spike_monitor(group: NeuronGroup, name: str) -> SpikeMonitor:
-    """Spike raster of ``group`` (indices and times)."""
-    return SpikeMonitor(group, name=name)
