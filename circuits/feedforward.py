@@ -459,7 +459,9 @@ class FeedForwardCircuit:
     def membrane(self, name: str) -> np.ndarray:
         """Recorded ``v`` (volts) of layer ``name`` as ``(n_steps, copies, n)``."""
         mon = self.state_monitors[name]
-        v = np.asarray(mon.v_[:]).T
+        # a copy: from Brian2 2.10 on, a runtime monitor's arrays are views into memory that
+        # is freed with the monitor, so a view returned from here would read garbage later
+        v = np.array(mon.v_[:]).T
         return v.reshape(v.shape[0], self.copies, -1)
 
 

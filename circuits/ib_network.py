@@ -634,11 +634,12 @@ class IBCircuit:
     def get_weights(self) -> CircuitWeights:
         hidden = [p.to_matrix(p.synapses.w[:]) for p in self.projections]
         readout = self.readout_projection.to_matrix(self.readout_projection.synapses.w[:])
-        return CircuitWeights(hidden, readout, np.asarray(self.readout.group.b[:], dtype=float))
+        return CircuitWeights(hidden, readout, np.array(self.readout.group.b[:], dtype=float))
 
     def get_rate_means(self) -> list[np.ndarray]:
-        """Each hidden layer's ``rate_mean`` (long-run rate / rate_norm)."""
-        return [np.asarray(layer.group.rate_mean[:], dtype=float) for layer in self.layers]
+        """Each hidden layer's ``rate_mean`` (long-run rate / rate_norm), copied: the group's
+        own array keeps changing as the network runs."""
+        return [np.array(layer.group.rate_mean[:], dtype=float) for layer in self.layers]
 
     def set_rate_means(self, means: list[np.ndarray]) -> None:
         for layer, m in zip(self.layers, means, strict=True):

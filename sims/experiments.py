@@ -135,14 +135,18 @@ class RunContext:
         for key, value in scalars.items():
             self._record.summary[key] = value.item() if hasattr(value, "item") else value
 
+    # The save_* methods keep copies: the result is written after the experiment returns, when
+    # a torch parameter or Brian2 variable handed in may have changed, or (Brian2 >= 2.10
+    # monitors and synapses) had its memory freed with its object.
+
     def save_array(self, name: str, array: Any) -> None:
-        self._record.arrays[name] = np.asarray(array)
+        self._record.arrays[name] = np.array(array)
 
     def save_weights(self, name: str, array: Any) -> None:
-        self._record.weights[name] = np.asarray(array)
+        self._record.weights[name] = np.array(array)
 
     def save_spikes(self, monitor: str, i: Any, t_seconds: Any) -> None:
-        self._record.spikes[monitor] = (np.asarray(i), np.asarray(t_seconds, dtype=float))
+        self._record.spikes[monitor] = (np.array(i), np.array(t_seconds, dtype=float))
 
     def checkpoint(self, state: Any) -> None:
         """Save ``state`` and all logged data so an interrupted run resumes from here."""

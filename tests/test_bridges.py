@@ -21,7 +21,13 @@ from plastix.bridges.snntorch_bridge import (
     from_snntorch,
     to_snntorch,
 )
-from plastix.circuits.feedforward import FeedForwardSpec, LayerSpec, NeuronParams, run_raster
+from plastix.circuits.feedforward import (
+    FeedForwardSpec,
+    LayerSpec,
+    NeuronParams,
+    build_brian2,
+    run_raster,
+)
 
 DT = 1 * ms
 
@@ -134,6 +140,17 @@ def test_brian2_and_snntorch_spike_trains_identical_with_value_reset(hidden):
         np.testing.assert_array_equal(brian, torch_spikes)
     readout = net.membrane_volts(2, rec.membranes[2]).numpy()
     np.testing.assert_allclose(membranes["layer2"][3 : 3 + steps], readout, atol=1e-12)
+
+
+def test_recorded_membranes_are_copies_that_outlive_the_monitor():
+    """From Brian2 2.10 on, a runtime monitor's arrays are views into memory that is freed
+    with the monitor, so what a circuit hands out must own its data."""
+    raster = _raster(1, 20, 2, 5)
+    circuit = build_brian2(_spec("LIF"), raster, DT, copies=2, record_membrane=("layer2",))
+    circuit.network.run(23 * DT, namespace={})
+    v = circuit.membrane("layer2")
+    assert v.shape == (23, 2, 3)
+    assert not np.shares_memory(v, circuit.state_monitors["layer2"].v_[:])
 
 
 @pytest.mark.parametrize("hidden", ["LIF", "CubaLIF", "IF"])

@@ -435,11 +435,19 @@ def test_circuit_weight_layout_round_trip():
     with activate_backend("numpy"):
         circuit = IBCircuit(spec, np.zeros((1, 64)), [0], [0.0], weights)
         back = circuit.get_weights()
+        means = circuit.get_rate_means()
         syn = circuit.projections[1].synapses
         i, j, w = np.asarray(syn.i[:]), np.asarray(syn.j[:]), np.asarray(syn.w[:])
+        # what get_* returned are snapshots: later changes to the circuit leave them alone
+        first_means = [m.copy() for m in means]
+        circuit.set_rate_means([m + 1 for m in means])
+        circuit.set_weights(CircuitWeights(back.hidden, back.readout, np.full(3, 7.0)))
     for a, b in zip(back.hidden, weights.hidden, strict=True):
         np.testing.assert_allclose(a, b)
     np.testing.assert_allclose(back.readout, weights.readout)
+    np.testing.assert_array_equal(back.bias, weights.bias)
+    for m, first in zip(means, first_means, strict=True):
+        np.testing.assert_array_equal(m, first)
     np.testing.assert_allclose(w, weights.hidden[1][j, i])  # W[post, pre]
     with pytest.raises(ValueError, match="hidden"):
         CircuitWeights([np.zeros((7, 64))], np.zeros((3, 5)), np.zeros(3)).check(spec)

@@ -48,9 +48,17 @@ def _run_counter(cfg: CounterConfig, ctx: RunContext) -> None:
         ctx.checkpoint({"epoch": epoch})
     ctx.log(step=0, lr=cfg.lr)
     ctx.summary(test_accuracy=0.5, n_hidden=sum(cfg.hidden))
-    ctx.save_weights("w", np.arange(6.0).reshape(2, 3))
-    ctx.save_spikes("hidden", [0, 1, 1], [0.001, 0.002, 0.004])
-    ctx.save_array("matrix", np.eye(2))
+    weights, i, t, matrix = (
+        np.arange(6.0).reshape(2, 3),
+        np.array([0, 1, 1]),
+        [1e-3, 2e-3, 4e-3],
+        np.eye(2),
+    )
+    ctx.save_weights("w", weights)
+    ctx.save_spikes("hidden", i, np.asarray(t))
+    ctx.save_array("matrix", matrix)
+    for saved in (weights, i, matrix):  # the result keeps what was saved, not later changes
+        saved[...] = -1
 
 
 def test_build_config_parses_types_and_choices():
@@ -124,6 +132,7 @@ def test_result_file_contract(tmp_path):
     assert res.metric_axes["lr"] == "step"
     np.testing.assert_array_equal(res.weights["w"], np.arange(6.0).reshape(2, 3))
     np.testing.assert_array_equal(res.spikes["hidden"][0], [0, 1, 1])
+    np.testing.assert_array_equal(res.spikes["hidden"][1], [1e-3, 2e-3, 4e-3])
     np.testing.assert_array_equal(res.arrays["matrix"], np.eye(2))
     assert not checkpoint_path(out).exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.h5"]
