@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Set up plastix on a fresh Linux machine: a virtual environment in .venv with the CPU build of
 # torch, plastix (editable) with its optional extras, and the Fashion-MNIST files.
-# Usage: bash scripts/install.sh            (PYTHON=python3.12 bash scripts/install.sh to choose)
+# Usage: bash scripts/install.sh   (PYTHON=python3.13 to choose the interpreter, VENV=DIR the
+# environment's folder)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
+VENV=${VENV:-.venv}
 
 if [ ! -d /usr/share/datasets/fashion-mnist ]; then
     if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
@@ -16,13 +18,15 @@ if [ ! -d /usr/share/datasets/fashion-mnist ]; then
     fi
 fi
 
-[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
-.venv/bin/python -m pip install -q --upgrade pip
-# The CPU build of torch first: a plain 'torch' requirement would pull a multi-GB CUDA build.
-# Elsewhere, set TORCH_SPEC to the torch build you want (e.g. TORCH_SPEC="torch>=2.2").
-.venv/bin/python -m pip install -q "${TORCH_SPEC:-torch==2.13.0}"
-.venv/bin/python -m pip install -q -e ".[dev,nir,dask]"
+[ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+"$VENV/bin/python" -m pip install -q --upgrade pip
+# torch first, pinned: a plain 'torch' requirement would pull the newest multi-GB CUDA build.
+# For Python 3.11 this project's machines keep a CPU build of 2.13.0 on disk; for other Pythons
+# 2.13.0 comes from PyPI (a CUDA build, about 5 GB installed). Elsewhere, set TORCH_SPEC to the
+# torch build you want (e.g. TORCH_SPEC="torch>=2.2").
+"$VENV/bin/python" -m pip install -q "${TORCH_SPEC:-torch==2.13.0}"
+"$VENV/bin/python" -m pip install -q -e ".[dev,nir,dask]"
 for plugin in examples/*/pyproject.toml; do
-    [ -e "$plugin" ] && .venv/bin/python -m pip install -q -e "$(dirname "$plugin")"
+    [ -e "$plugin" ] && "$VENV/bin/python" -m pip install -q -e "$(dirname "$plugin")"
 done
-echo "plastix installed in .venv — try: .venv/bin/plastix info"
+echo "plastix installed in $VENV — try: $VENV/bin/plastix info"
