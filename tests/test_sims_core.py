@@ -51,13 +51,13 @@ def _run_counter(cfg: CounterConfig, ctx: RunContext) -> None:
     weights, i, t, matrix = (
         np.arange(6.0).reshape(2, 3),
         np.array([0, 1, 1]),
-        [1e-3, 2e-3, 4e-3],
+        np.array([1e-3, 2e-3, 4e-3]),
         np.eye(2),
     )
     ctx.save_weights("w", weights)
-    ctx.save_spikes("hidden", i, np.asarray(t))
+    ctx.save_spikes("hidden", i, t)
     ctx.save_array("matrix", matrix)
-    for saved in (weights, i, matrix):  # the result keeps what was saved, not later changes
+    for saved in (weights, i, t, matrix):  # the result keeps what was saved, not later changes
         saved[...] = -1
 
 
