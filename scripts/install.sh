@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Set up plastix on a fresh Linux machine: a virtual environment in .venv with the CPU build of
-# torch, plastix (editable) with its optional extras, and the Fashion-MNIST files.
+# Set up plastix on a fresh Linux machine: a virtual environment (.venv) with torch, plastix
+# (editable) with its optional extras and the example rule plugin, and the Fashion-MNIST files.
 # Usage: bash scripts/install.sh   (PYTHON=python3.13 to choose the interpreter, VENV=DIR the
 # environment's folder)
 set -euo pipefail
