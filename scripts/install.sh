@@ -7,6 +7,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 VENV=${VENV:-.venv}
+if ! command -v "$PYTHON" >/dev/null; then
+    echo "install.sh: PYTHON=$PYTHON is not an interpreter on this machine;" \
+         "set PYTHON to a Python 3.11, 3.12 or 3.13 (e.g. PYTHON=python3.11)" >&2
+    exit 2
+fi
 
 if [ ! -d /usr/share/datasets/fashion-mnist ]; then
     if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
