@@ -389,18 +389,23 @@ def test_runtime_and_cpp_standalone_agree(brian_build_cache):
 
 
 def test_standalone_code_generation(tmp_path):
-    """The exact-ξ circuit generates cpp_standalone code without a NetworkOperation, with the
-    per-run reseeding inserted after the run_args."""
-    from plastix.circuits.ib_network import _StandaloneCircuit  # noqa: F401  (module check)
+    """The exact-ξ circuit that is built once and re-run per sample generates cpp_standalone code
+    without a NetworkOperation, with the per-run reseeding inserted after the run_args."""
+    from plastix.circuits.ib_network import _StandaloneCircuit
 
     spec = _small_spec()
     w0 = init_weights(spec, np.random.default_rng(0))
-    with activate_backend("cpp_standalone", directory=tmp_path, codegen_only=True) as sim:
-        circuit = IBCircuit(spec, np.zeros((2, 64)), [0, 1], [1.0, 0.0], w0)
-        sim.run_network(circuit.network, 2 * spec.timing.slot, namespace={})
-        sim.build(run=False)
+    built = _StandaloneCircuit(
+        spec, w0, "cpp_standalone", directory=tmp_path, cache_root=None, codegen_only=True
+    )
+    built.close()
     main = (tmp_path / "main.cpp").read_text()
     assert "ib_w0" in main and "ib_readout" in main
+    body = main[main.index("int main(") :]
+    applied = body.index("set_from_command_line(args);")
+    reseeded = body.index("_random_generators[_i].seed(")
+    assert "run_seed_holder_run_seed[0] * 7919UL" in body[reseeded:]
+    assert applied < reseeded < body.index("network.run(")
 
 
 def test_cuda_standalone_code_generation(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from plastix.sims.config import ConfigError
@@ -23,11 +24,30 @@ def test_hebbian_rule_by_name_strengthens_the_more_active_inputs(tmp_path):
 
 
 def test_plugin_rule_is_usable_by_name(tmp_path):
+    """The example plugin's rule runs by name with its own equations: without the Hebbian
+    term its weights decay as w0 exp(-t / tau_decay); with it, the more active inputs grow."""
     pytest.importorskip("plastix_rule_example")
-    out = run_experiment(
-        "rule-demo", {"rule": "decaying-hebbian", "duration": 0.5}, out=tmp_path / "p.h5"
+    decay_only = read_result(
+        run_experiment(
+            "rule-demo",
+            {
+                "rule": "decaying-hebbian",
+                "duration": 0.5,
+                "w_init": 0.8,
+                "rule_params": ("eta=0*second", "tau_decay=1*second"),
+            },
+            out=tmp_path / "decay.h5",
+        )
     )
-    assert read_result(out).status == "complete"
+    t = decay_only.metrics["time"]
+    np.testing.assert_allclose(decay_only.metrics["w_high"], 0.8 * np.exp(-t), rtol=1e-6)
+    np.testing.assert_allclose(decay_only.metrics["w_low"], 0.8 * np.exp(-t), rtol=1e-6)
+    hebbian = read_result(
+        run_experiment(
+            "rule-demo", {"rule": "decaying-hebbian", "duration": 0.5}, out=tmp_path / "p.h5"
+        )
+    )
+    assert hebbian.summary["w_high_final"] > hebbian.summary["w_low_final"]
 
 
 def test_three_factor_rule_gets_a_modulator(tmp_path):
