@@ -129,6 +129,14 @@ class Brian2Form:
     method: str | None = None
     modulator: str | None = None
 
+    def postsynaptic_variables(self) -> set[str]:
+        """Names the postsynaptic group must define: every ``name_post`` in the model and the
+        spike code that is not a namespace constant (e.g. ``{"gate", "psi"}`` for the IB rule)."""
+        text = "\n".join((self.model, self.on_pre, self.on_post))
+        return set(re.findall(r"\b([A-Za-z_]\w*?)_post\b", text)) - {
+            name.removesuffix("_post") for name in self.namespace if name.endswith("_post")
+        }
+
     def synapses_kwargs(self, on_pre_effect: str = "") -> dict[str, Any]:
         """Keyword arguments for ``brian2.Synapses``.
 

@@ -63,13 +63,13 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from plastix.sims.experiments import prepare_run, run_experiment
-    from plastix.sims.results import read_result
+    from plastix.sims.results import checkpoint_path, read_result
 
     try:
         for module in args.imports or ():
             importlib.import_module(module)
         overrides = parse_set_options(args.set)
-        prepare_run(
+        _, _, _, out_path = prepare_run(
             args.experiment,
             overrides=overrides,
             config_file=args.config,
@@ -90,17 +90,19 @@ def _cmd_run(args: argparse.Namespace) -> int:
             config_file=args.config,
             device=args.device,
             seed=args.seed,
-            out=args.out,
+            out=out_path,
             data_root=args.data_root,
             progress=not args.no_progress,
             force=args.force,
         )
     except KeyboardInterrupt:
-        print(
-            "plastix: interrupted; no result written. Run the same command again to resume "
-            "from the last checkpoint.",
-            file=sys.stderr,
-        )
+        if not checkpoint_path(out_path).exists():
+            resume = "no checkpoint was reached, so a new run starts from the beginning"
+        elif args.out is None:
+            resume = f"to resume from the last checkpoint, run it again with --out {out_path}"
+        else:
+            resume = "run the same command again to resume from the last checkpoint"
+        print(f"plastix: interrupted; no result written; {resume}.", file=sys.stderr)
         return 130
     result = read_result(path)
     print(f"wrote {path}")

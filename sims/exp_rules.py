@@ -15,6 +15,8 @@ import numpy as np
 
 from plastix.sims.experiments import RunContext, experiment
 
+DEMO_NEURON_VARIABLES = frozenset({"v", "lastspike", "not_refractory"})
+
 
 @dataclass
 class RuleDemoConfig:
@@ -44,7 +46,14 @@ class RuleDemoConfig:
             raise ValueError(
                 f"rule: {self.rule!r} is not registered; available: {', '.join(sorted(rules))}"
             )
-        self.build_rule()
+        missing = self.build_rule().brian2_form().postsynaptic_variables() - DEMO_NEURON_VARIABLES
+        if missing:
+            raise ValueError(
+                f"rule: {self.rule!r} reads postsynaptic variables "
+                f"{', '.join(sorted(missing))} that rule-demo's LIF neurons do not have (they "
+                f"define {', '.join(sorted(DEMO_NEURON_VARIABLES))}); run it in an experiment "
+                "whose neurons provide them (for the IB rule: ib-spiking)"
+            )
 
     def build_rule(self):
         from plastix.plasticity.rules import list_rules

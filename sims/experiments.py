@@ -27,6 +27,7 @@ from plastix.sims.results import (
     checkpoint_path,
     load_checkpoint,
     read_result,
+    run_differences,
     save_checkpoint,
     write_result,
 )
@@ -111,6 +112,14 @@ class RunContext:
         self.device = record.device
         self.rng = np.random.default_rng(record.seed)
         self.workdir = out.with_name(out.name + ".work")
+        self._started = time.perf_counter()
+        self._metric_axis = {key: next(iter(row)) for row in record.rows for key in row}
+
+    def elapsed(self) -> float:
+        """Seconds of work on this result: this attempt's, plus those up to the checkpoint it
+        resumed from (work after an interrupted attempt's last checkpoint is redone, so it
+        counts once)."""
+        return self._record.wall_s + time.perf_counter() - self._started
 
     def dataset(self, name: str, **kwargs: Any):
         """``plastix.sims.datasets.load_dataset`` with this run's seed and data folder."""
@@ -126,14 +135,45 @@ class RunContext:
         return tqdm(iterable, desc=desc, total=total, disable=not self._progress, leave=False)
 
     def log(self, **row: Any) -> None:
-        """Append one metrics row; its first key is the axis (``epoch``, ``step``, ``task``...)."""
+        """Append one metrics row of numbers; its first key is the axis (``epoch``, ``step``,
+        ``task``...), and a metric stays on the axis it was first logged against."""
         if not row:
             raise ValueError("log() needs at least the axis value, e.g. log(epoch=0, loss=1.2)")
-        self._record.rows.append({k: float(v) for k, v in row.items()})
+        axis = next(iter(row))
+        values = {}
+        for key, value in row.items():
+            try:
+                values[key] = float(value)
+            except (TypeError, ValueError):
+                raise TypeError(
+                    f"log(): {key}={value!r} is not a number; log numbers only (arrays go to "
+                    "save_array, text to summary)"
+                ) from None
+            if self._metric_axis.setdefault(key, axis) != axis:
+                raise ValueError(
+                    f"log(): metric {key!r} was logged against {self._metric_axis[key]!r} "
+                    f"before and now against {axis!r}; log each metric against one axis only"
+                )
+        self._record.rows.append(values)
 
     def summary(self, **scalars: Any) -> None:
+        """Set summary values: numbers, booleans, text, or numeric arrays (HDF5 attributes)."""
         for key, value in scalars.items():
-            self._record.summary[key] = value.item() if hasattr(value, "item") else value
+            value = value.item() if isinstance(value, np.generic) else value
+            if isinstance(value, np.ndarray | list | tuple):
+                array = np.asarray(value)
+                if array.dtype.kind not in "biuf":
+                    raise TypeError(
+                        f"summary(): {key} holds {array.dtype} values; only numeric arrays fit "
+                        "an HDF5 attribute (use save_array for other data)"
+                    )
+                value = array.item() if array.ndim == 0 else array
+            elif not isinstance(value, bool | int | float | str):
+                raise TypeError(
+                    f"summary(): {key}={value!r} ({type(value).__name__}) cannot be stored; "
+                    "give a number, bool, str or numeric array"
+                )
+            self._record.summary[key] = value
 
     # The save_* methods keep copies: the result is written after the experiment returns, when
     # a torch parameter or Brian2 variable handed in may have changed, or (Brian2 >= 2.10
@@ -151,6 +191,8 @@ class RunContext:
     def checkpoint(self, state: Any) -> None:
         """Save ``state`` and all logged data so an interrupted run resumes from here."""
         self._state = state
+        self._record.wall_s = self.elapsed()
+        self._started = time.perf_counter()
         save_checkpoint(self._out, self._record, state)
 
     def resume_state(self) -> Any:
@@ -214,7 +256,7 @@ def prepare_run(
     out_path = Path(out) if out is not None else default_out_path(name, seed)
     if out_path.suffix not in (".h5", ".hdf5"):
         raise ConfigError(f"--out {str(out_path)!r}: the result file name must end in .h5")
-    if out_path.exists() and not force:
+    if out_path.exists() and not force and not is_failed_attempt(out_path, name, cfg, seed):
         try:
             status = read_result(out_path).status
         except (ValueError, OSError):
@@ -225,7 +267,24 @@ def prepare_run(
         )
     if out_path.parent.exists() and not out_path.parent.is_dir():
         raise ConfigError(f"--out {str(out_path)!r}: {str(out_path.parent)!r} is not a folder")
+    try:
+        load_checkpoint(out_path, RunRecord(name, config_to_dict(cfg), seed, device))
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     return spec, cfg, device, out_path
+
+
+def is_failed_attempt(path: Path, name: str, cfg: Any, seed: int) -> bool:
+    """Whether ``path`` holds the failed result of this same run (experiment, config, seed),
+    which a new attempt replaces without ``--force``, resuming from its checkpoint."""
+    try:
+        result = read_result(path)
+    except (ValueError, OSError):
+        return False
+    there = (result.experiment, result.config, result.attrs.get("seed"))
+    return result.status == "failed" and not run_differences(
+        there, (name, config_to_dict(cfg), seed)
+    )
 
 
 def run_experiment(
@@ -243,9 +302,10 @@ def run_experiment(
     """Validate, run and write experiment ``name``; returns the path of the complete result.
 
     Resumes from ``<out>.ckpt`` when an earlier run with the same config and seed was
-    interrupted. On an exception the result is written with status ``failed`` (only where no
-    earlier file would be replaced) and the exception is re-raised; on Ctrl-C nothing is written
-    under the final name and the checkpoint stays.
+    interrupted or failed (a failed result of that same run is replaced without ``force``). On
+    an exception the result is written with status ``failed`` (only where no other earlier file
+    would be replaced) and the exception is re-raised; on Ctrl-C nothing is written under the
+    final name and the checkpoint stays.
     """
     spec, cfg, device, out_path = prepare_run(
         name,
@@ -264,17 +324,17 @@ def run_experiment(
         record, state = resumed
     out_path.parent.mkdir(parents=True, exist_ok=True)
     ctx = RunContext(record, out_path, state=state, data_root=data_root, progress=progress)
-    start = time.perf_counter()
+    replaceable = not out_path.exists() or is_failed_attempt(out_path, spec.name, cfg, seed)
     try:
         spec.fn(cfg, ctx)
     except KeyboardInterrupt:
         raise
     except Exception as exc:
-        record.summary.setdefault("wall_s", time.perf_counter() - start)
-        if not out_path.exists():
+        record.summary.setdefault("wall_s", ctx.elapsed())
+        if replaceable:
             write_result(out_path, record, "failed", error="".join(traceback.format_exception(exc)))
         raise
-    record.summary.setdefault("wall_s", time.perf_counter() - start)
+    record.summary.setdefault("wall_s", ctx.elapsed())
     write_result(out_path, record, "complete")
     ckpt = checkpoint_path(out_path)
     if ckpt.exists():

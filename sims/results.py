@@ -19,7 +19,7 @@ import os
 import pickle
 import secrets
 import subprocess
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -97,6 +97,7 @@ class RunRecord:
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
     weights: dict[str, np.ndarray] = field(default_factory=dict)
     spikes: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    wall_s: float = 0.0  # seconds of work up to the last checkpoint, over resumed attempts
     created: str = field(
         default_factory=lambda: _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
     )
@@ -192,6 +193,19 @@ class Result:
         return str(self.attrs.get("experiment"))
 
 
+def run_differences(
+    there: tuple[str, Mapping[str, Any], int], here: tuple[str, Mapping[str, Any], int]
+) -> list[str]:
+    """How two runs, each ``(experiment, config, seed)``, differ: one ``"key: A there, B here"``
+    per differing item (configs compared as stored, i.e. after a JSON round trip); empty when
+    they are the same run."""
+    (exp_a, cfg_a, seed_a), (exp_b, cfg_b, seed_b) = there, here
+    cfg_a, cfg_b = (json.loads(json.dumps(dict(c))) for c in (cfg_a, cfg_b))
+    pairs = [("experiment", exp_a, exp_b), ("seed", seed_a, seed_b)]
+    pairs += [(k, cfg_a.get(k), cfg_b.get(k)) for k in sorted(set(cfg_a) | set(cfg_b))]
+    return [f"{key}: {a!r} there, {b!r} here" for key, a, b in pairs if a != b]
+
+
 def _plain(value: Any) -> Any:
     if isinstance(value, bytes):
         return value.decode()
@@ -275,12 +289,8 @@ def save_checkpoint(result_path: str | Path, record: RunRecord, state: Any) -> P
     return path
 
 
-def load_checkpoint(result_path: str | Path, record: RunRecord) -> tuple[RunRecord, Any] | None:
-    """The saved (record, state) for this run, or None when there is none for this config/seed.
-
-    A checkpoint left by a run with a different experiment, config or seed is not used; the
-    caller is told so it can refuse rather than silently overwrite it.
-    """
+def read_checkpoint(result_path: str | Path) -> tuple[RunRecord, Any] | None:
+    """The (record, state) saved next to ``result_path``, or None when there is no checkpoint."""
     path = checkpoint_path(result_path)
     if not path.is_file():
         return None
@@ -291,15 +301,24 @@ def load_checkpoint(result_path: str | Path, record: RunRecord) -> tuple[RunReco
         raise ValueError(
             f"checkpoint {str(path)!r} cannot be read ({exc}); delete it to start afresh"
         ) from None
-    saved: RunRecord = payload["record"]
-    same = (saved.experiment, saved.config, saved.seed) == (
-        record.experiment,
-        record.config,
-        record.seed,
-    )
-    if not same:
+    return payload["record"], payload["state"]
+
+
+def load_checkpoint(result_path: str | Path, record: RunRecord) -> tuple[RunRecord, Any] | None:
+    """The saved (record, state) for this run, or None when there is none.
+
+    A checkpoint left by a run with a different experiment, config or seed is not used: a
+    ValueError names the differences, so the caller refuses rather than overwrite it.
+    """
+    saved = read_checkpoint(result_path)
+    if saved is None:
+        return None
+    there = (saved[0].experiment, saved[0].config, saved[0].seed)
+    differences = run_differences(there, (record.experiment, record.config, record.seed))
+    if differences:
         raise ValueError(
-            f"checkpoint {str(path)!r} belongs to a different run (experiment/config/seed differ); "
-            "use another --out, or delete the checkpoint to start afresh"
+            f"checkpoint {str(checkpoint_path(result_path))!r} belongs to a different run "
+            f"({'; '.join(differences)}); use another --out, or delete the checkpoint to start "
+            "afresh"
         )
-    return saved, payload["state"]
+    return saved

@@ -19,21 +19,29 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from plastix.sims.config import ConfigError, build_config, read_config_file
-from plastix.sims.results import atomic_path
+from plastix.sims.config import ConfigError, build_config, config_to_dict, read_config_file
+from plastix.sims.results import atomic_path, run_differences
 
 INDEX_NAME = "index.json"
 
 
 def parse_grid(items: Sequence[str] | None) -> dict[str, list[str]]:
-    """``["B=2,4,8", "lr=0.1,0.01"]`` → ``{"B": ["2", "4", "8"], "lr": ["0.1", "0.01"]}``."""
+    """``["B=2,4,8", "lr=0.1,0.01"]`` → ``{"B": ["2", "4", "8"], "lr": ["0.1", "0.01"]}``.
+
+    Values are separated by commas, or by semicolons where a value is itself a list:
+    ``"hidden=128,64;256"`` → ``{"hidden": ["128,64", "256"]}``.
+    """
     grid: dict[str, list[str]] = {}
     for item in items or []:
         key, sep, values = item.partition("=")
         key = key.strip()
-        choices = [v.strip() for v in values.split(",") if v.strip()]
+        separator = ";" if ";" in values else ","
+        choices = [v.strip() for v in values.split(separator) if v.strip()]
         if not sep or not key or not choices:
-            raise ConfigError(f"--grid {item!r}: expected key=v1,v2,..., e.g. --grid B=2,4,8")
+            raise ConfigError(
+                f"--grid {item!r}: expected key=v1,v2,..., e.g. --grid B=2,4,8 (list-valued "
+                "keys: values separated by ';', e.g. --grid 'hidden=128,64;256')"
+            )
         if key in grid:
             raise ConfigError(f"--grid: key {key!r} given twice; list all its values once")
         grid[key] = choices
@@ -105,14 +113,26 @@ def plan_sweep(
     base = dict(read_config_file(config_file)) if config_file else {}
     base.update(base_overrides or {})
     keys = list(grid)
+    runs_dir = Path(out_dir).resolve() / "runs"  # absolute: workers may run elsewhere
     planned = []
     for combo in itertools.product(*(grid[k] for k in keys)):
         overrides = dict(zip(keys, combo, strict=True))
-        build_config(spec.config_cls, {**base, **overrides}, where=f"experiment {experiment!r}")
+        cfg = build_config(
+            spec.config_cls, {**base, **overrides}, where=f"experiment {experiment!r}"
+        )
         for seed in seed_list:
             run_id = _run_id(overrides, seed)
-            path = Path(out_dir) / "runs" / f"{run_id}.h5"
+            path = runs_dir / f"{run_id}.h5"
+            _refuse_another_sweeps_files(path, (experiment, config_to_dict(cfg), seed), out_dir)
             planned.append(PlannedRun(run_id, {**base, **overrides}, seed, str(path)))
+    index_path = Path(out_dir) / INDEX_NAME
+    if index_path.is_file():
+        earlier = json.loads(index_path.read_text()).get("experiment")
+        if earlier != experiment:
+            raise ConfigError(
+                f"--out-dir {str(out_dir)!r} holds a sweep of experiment {earlier!r}, not "
+                f"{experiment!r}; use another --out-dir"
+            )
     if planned:  # device and output checks once, on the first run (they are the same for all)
         first = planned[0]
         prepare_run(
@@ -126,9 +146,40 @@ def plan_sweep(
     return planned
 
 
+def _refuse_another_sweeps_files(
+    path: Path, run: tuple[str, dict[str, Any], int], out_dir: str | Path
+) -> None:
+    """A run's result or checkpoint left by a different config (another sweep into the same
+    folder, e.g. with other ``--set`` values) is never reused or replaced."""
+    from plastix.sims.results import read_checkpoint, read_result
+
+    there = None
+    if path.is_file():
+        try:
+            result = read_result(path)
+        except (ValueError, OSError):
+            return  # unreadable: an earlier attempt that died while writing; it is re-run
+        there = (result.experiment, result.config, result.attrs.get("seed"))
+    else:
+        try:
+            saved = read_checkpoint(path)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        if saved is not None:
+            there = (saved[0].experiment, saved[0].config, saved[0].seed)
+    differences = run_differences(there, run) if there is not None else []
+    if differences:
+        raise ConfigError(
+            f"--out-dir {str(out_dir)!r} already holds {path.name} from a different sweep "
+            f"({'; '.join(differences)}); use another --out-dir (or delete that folder)"
+        )
+
+
 def _write_index(out_dir: Path, experiment: str, runs: list[dict[str, Any]]) -> None:
+    """``index.json``: the experiment and one entry per run, its path relative to ``out_dir``."""
+    relative = [{**r, "path": str(Path(r["path"]).relative_to(out_dir.resolve()))} for r in runs]
     with atomic_path(out_dir / INDEX_NAME) as tmp, open(tmp, "w") as fh:
-        json.dump({"experiment": experiment, "runs": runs}, fh, indent=1)
+        json.dump({"experiment": experiment, "runs": relative}, fh, indent=1)
 
 
 def run_one(
@@ -261,8 +312,15 @@ def load_sweep(out_dir: str | Path):
     if not index_path.is_file():
         raise FileNotFoundError(f"{str(out_dir)!r} has no {INDEX_NAME}: not a plastix sweep folder")
     index = json.loads(index_path.read_text())
-    paths = [r["path"] for r in index["runs"] if Path(r["path"]).is_file()]
-    return runs_table(paths)
+    paths = [out_dir / r["path"] for r in index["runs"]]
+    lost = [str(p) for p, r in zip(paths, index["runs"], strict=True)
+            if r["status"] == "complete" and not p.is_file()]  # fmt: skip
+    if lost:
+        raise FileNotFoundError(
+            f"{index_path} lists {len(lost)} complete run(s) whose files are missing, e.g. "
+            f"{lost[0]}; restore them, or run the sweep again to redo them"
+        )
+    return runs_table([p for p in paths if p.is_file()])
 
 
 def aggregate(table, by: Sequence[str], metrics: Sequence[str], confidence: float = 0.95):

@@ -32,3 +32,8 @@ def run_steps(cfg: StepConfig, ctx: RunContext) -> None:
             kill_marker.unlink()
             os._exit(1)  # the worker process dies mid-run, as on a crash or a kill -9
     ctx.summary(final=cfg.scale * (cfg.epochs - 1))
+
+
+@experiment("test-sweep-other", StepConfig, description="sweep test: a second experiment")
+def run_other(cfg: StepConfig, ctx: RunContext) -> None:
+    ctx.summary(final=0.0)

@@ -66,6 +66,7 @@ def test_three_factor_rule_gets_a_modulator(tmp_path):
         ({"rule": "nope"}, "'nope' is not registered; available:"),
         ({"rule_params": ("tau_plus=5",)}, "parameter 'tau_plus'"),
         ({"rule_params": ("tau_plus",)}, "is not name=value"),
+        ({"rule": "ib"}, "reads postsynaptic variables gate, psi that rule-demo"),
     ],
 )
 def test_bad_rule_choice_is_refused_before_running(tmp_path, overrides, fragment):

@@ -644,3 +644,15 @@ def test_the_documented_rule_is_the_example_plugin_rule(example_plugin):
     torch.testing.assert_close(
         documented.rate_update(pre, post, weight), installed.rate_update(pre, post, weight)
     )
+
+
+def test_postsynaptic_variables_are_the_post_names_that_are_not_constants():
+    form = Brian2Form(
+        model="w : 1\nge_post = w : 1 (summed)",
+        on_pre="w += eta * gate_post * x_post",
+        on_post="w -= lastspike_post * 0",
+        namespace={"eta": 1.0, "x_post": 2.0},
+    )
+    assert form.postsynaptic_variables() == {"ge", "gate", "lastspike"}
+    assert get_rule("ib").brian2_form().postsynaptic_variables() == {"gate", "psi"}
+    assert get_rule("stdp").brian2_form().postsynaptic_variables() == set()

@@ -32,6 +32,8 @@ class CounterConfig:
 
 CALLS: list[int] = []
 INTERRUPT_AT: list[int] = []  # epochs at which the next run is interrupted (simulated Ctrl-C)
+CRASH_AT: list[int] = []  # epochs at which the next run crashes (a fault outside the config)
+CLOCK = [0.0]  # simulated seconds: each epoch takes 10 (read where a test patches perf_counter)
 
 
 @experiment("test-counter", CounterConfig, description="counts epochs (test only)")
@@ -39,11 +41,15 @@ def _run_counter(cfg: CounterConfig, ctx: RunContext) -> None:
     state = ctx.resume_state() or {"epoch": -1}
     for epoch in range(state["epoch"] + 1, cfg.epochs):
         CALLS.append(epoch)
+        CLOCK[0] += 10.0
         if epoch == cfg.fail_at:
             raise RuntimeError("boom")
         if epoch in INTERRUPT_AT:
             INTERRUPT_AT.remove(epoch)
             raise KeyboardInterrupt
+        if epoch in CRASH_AT:
+            CRASH_AT.remove(epoch)
+            raise OSError("disk hiccup")
         ctx.log(epoch=epoch, loss=1.0 / (epoch + 1), accuracy=epoch * cfg.lr)
         ctx.checkpoint({"epoch": epoch})
     ctx.log(step=0, lr=cfg.lr)
@@ -59,6 +65,19 @@ def _run_counter(cfg: CounterConfig, ctx: RunContext) -> None:
     ctx.save_array("matrix", matrix)
     for saved in (weights, i, t, matrix):  # the result keeps what was saved, not later changes
         saved[...] = -1
+
+
+BAD_CALLS: dict = {}  # what test-bad-values passes to summary() and log()
+
+
+@experiment("test-bad-values", CounterConfig, description="stores BAD_CALLS (test only)")
+def _run_bad_values(cfg: CounterConfig, ctx: RunContext) -> None:
+    ctx.log(epoch=0, accuracy=0.5)
+    ctx.summary(**BAD_CALLS.get("summary", {}))
+    if "log" in BAD_CALLS:
+        ctx.log(**BAD_CALLS["log"])
+    for row in BAD_CALLS.get("log2", ()):
+        ctx.log(**row)
 
 
 def test_build_config_parses_types_and_choices():
@@ -165,6 +184,101 @@ def test_failure_writes_failed_status(tmp_path):
     res = read_result(out)
     assert res.status == "failed" and "boom" in res.attrs["error"]
     np.testing.assert_array_equal(res.metrics["epoch"], [0])
+
+
+def test_wall_time_of_a_resumed_run_adds_the_work_up_to_its_checkpoint(tmp_path, monkeypatch):
+    from plastix.sims import experiments
+
+    monkeypatch.setattr(experiments.time, "perf_counter", lambda: CLOCK[0])
+    out = tmp_path / "r.h5"
+    INTERRUPT_AT[:] = [2]
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment("test-counter", {"epochs": 4}, out=out)
+    run_experiment("test-counter", {"epochs": 4}, out=out)
+    # epochs 0-1 (checkpointed) + 2-3 after resuming; the interrupted epoch 2 is not counted
+    assert read_result(out).summary["wall_s"] == pytest.approx(40.0)
+
+
+@pytest.mark.parametrize(
+    ("calls", "fragment"),
+    [
+        ({"summary": {"note": None}}, "summary\\(\\): note=None \\(NoneType\\) cannot be stored"),
+        ({"summary": {"table": {"a": 1}}}, "summary\\(\\): table="),
+        ({"summary": {"names": ["a", "b"]}}, "names holds <U1 values"),
+        ({"log": {"epoch": 0, "loss": "high"}}, "loss='high' is not a number"),
+        ({"log2": ({"epoch": 0, "loss": 1.0}, {"step": 0, "loss": 2.0})}, "metric 'loss' was"),
+    ],
+)
+def test_values_that_cannot_be_stored_fail_the_run_where_they_are_given(tmp_path, calls, fragment):
+    BAD_CALLS.clear()
+    BAD_CALLS.update(calls)
+    out = tmp_path / "b.h5"
+    with pytest.raises((TypeError, ValueError), match=fragment):
+        run_experiment("test-bad-values", {}, out=out)
+    res = read_result(out)  # the failure is recorded, with what was logged before it
+    assert res.status == "failed" and res.metrics["accuracy"][0] == 0.5
+
+
+def test_numeric_summary_values_and_arrays_are_stored(tmp_path):
+    BAD_CALLS.clear()
+    BAD_CALLS["summary"] = {
+        "n": np.int64(3), "ok": True, "name": "x", "curve": np.array([1.0, 2.0]), "t": (1, 2)
+    }  # fmt: skip
+    res = read_result(run_experiment("test-bad-values", {}, out=tmp_path / "v.h5"))
+    assert (res.summary["n"], res.summary["ok"], res.summary["name"]) == (3, True, "x")
+    np.testing.assert_array_equal(res.summary["curve"], [1.0, 2.0])
+    np.testing.assert_array_equal(res.summary["t"], [1, 2])
+
+
+def test_same_run_after_a_crash_resumes_and_replaces_its_failed_result(tmp_path):
+    out = tmp_path / "r.h5"
+    CALLS.clear()
+    CRASH_AT[:] = [2]
+    with pytest.raises(OSError, match="disk hiccup"):
+        run_experiment("test-counter", {"epochs": 4}, out=out)
+    assert read_result(out).status == "failed" and checkpoint_path(out).exists()
+    failed = out.read_bytes()
+    with pytest.raises(ConfigError, match=r"already exists \(status failed\)"):
+        run_experiment("test-counter", {"epochs": 5}, out=out)  # another run's record is kept
+    assert out.read_bytes() == failed
+    CALLS.clear()
+    run_experiment("test-counter", {"epochs": 4}, out=out)
+    assert CALLS == [2, 3]  # resumed from the checkpoint of epoch 1
+    res = read_result(out)
+    assert res.status == "complete"
+    np.testing.assert_array_equal(res.metrics["epoch"], [0, 1, 2, 3])
+    assert not checkpoint_path(out).exists()
+
+
+def test_cli_refuses_another_runs_checkpoint_before_any_work(tmp_path, capsys):
+    out = tmp_path / "r.h5"
+    INTERRUPT_AT[:] = [1]
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment("test-counter", {"epochs": 3}, out=out)
+    CALLS.clear()
+    args = ["run", "test-counter", "--set", "epochs=4", "--out", str(out), "--no-progress"]
+    assert cli.main(args) == 2
+    assert CALLS == []
+    assert "belongs to a different run (epochs: 3 there, 4 here)" in capsys.readouterr().err
+    assert checkpoint_path(out).exists() and not out.exists()
+
+
+def test_cli_interrupt_names_the_file_that_resumes_a_run_without_out(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    INTERRUPT_AT[:] = [2]
+    assert cli.main(["run", "test-counter", "--set", "epochs=4", "--no-progress"]) == 130
+    err = capsys.readouterr().err
+    assert "run it again with --out plastix_runs/test-counter_seed0_" in err
+    out = err.split("--out ")[1].split()[0].rstrip(".")
+    assert checkpoint_path(out).exists()
+    CALLS.clear()
+    args = ["run", "test-counter", "--set", "epochs=4", "--out", out, "--no-progress"]
+    assert cli.main(args) == 0
+    assert CALLS == [2, 3]
+    INTERRUPT_AT[:] = [0]
+    fresh = ["run", "test-counter", "--out", "fresh.h5", "--no-progress"]
+    assert cli.main(fresh) == 130
+    assert "no checkpoint was reached" in capsys.readouterr().err
 
 
 def test_existing_result_is_never_overwritten_without_force(tmp_path):

@@ -35,6 +35,7 @@ def _journal(journal: Path) -> collections.Counter:
 
 def test_parse_grid_and_validation(sweep_env, tmp_path):
     assert parse_grid(["B=2,4", "lr=0.1"]) == {"B": ["2", "4"], "lr": ["0.1"]}
+    assert parse_grid(["hidden=128,64; 256"]) == {"hidden": ["128,64", "256"]}
     for bad in (["B"], ["B="], ["B=1", "B=2"]):
         with pytest.raises(ConfigError):
             parse_grid(bad)
@@ -51,10 +52,13 @@ def test_parse_grid_and_validation(sweep_env, tmp_path):
         )
 
 
-def test_sweep_survives_a_killed_run_and_resumes_without_loss_or_duplication(sweep_env, tmp_path):
+def test_sweep_survives_a_killed_run_and_resumes_without_loss_or_duplication(
+    sweep_env, tmp_path, monkeypatch
+):
     journal, marker = sweep_env
     marker.touch()
-    out = tmp_path / "sweep"
+    monkeypatch.chdir(tmp_path)
+    out = Path("sweep")  # relative, as typed on a command line
     summary = run_sweep(
         "test-sweep-steps",
         {"scale": ["1.0", "2.0"], "fail": ["false", "true"]},
@@ -76,8 +80,10 @@ def test_sweep_survives_a_killed_run_and_resumes_without_loss_or_duplication(swe
     assert all(n == 1 for n in counts.values()), counts
     assert len(counts) == 16
 
-    table = load_sweep(out)
+    monkeypatch.chdir(journal.parent.parent)  # the sweep is read from another folder
+    table = load_sweep(tmp_path / out)
     assert len(table) == 8 and set(table["status"]) == {"complete", "failed"}
+    monkeypatch.chdir(tmp_path)
     agg = aggregate(table[table["status"] == "complete"], by=["scale"], metrics=["final"])
     assert list(agg["final_mean"]) == [3.0, 6.0] and list(agg["final_n"]) == [2, 2]
 
@@ -93,6 +99,28 @@ def test_sweep_survives_a_killed_run_and_resumes_without_loss_or_duplication(swe
     )
     assert sum(r.get("skipped", False) for r in again.runs) == 4
     assert journal.read_text() == ""
+
+    # a sweep with another config or experiment into the same folder is refused before any
+    # work, and the earlier sweep's files stay as they were
+    before = {p: p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+    with pytest.raises(ConfigError, match=r"from a different sweep \(epochs: 4 there, 3 here\)"):
+        run_sweep(
+            "test-sweep-steps",
+            {"scale": ["1.0", "2.0"], "fail": ["false", "true"]},
+            seeds=2,
+            out_dir=out,
+            base_overrides={"epochs": "3"},
+            imports=["sweep_experiments"],
+        )
+    with pytest.raises(ConfigError, match="holds a sweep of experiment 'test-sweep-steps'"):
+        plan_sweep("test-sweep-other", {}, out_dir=out, imports=["sweep_experiments"])
+    assert journal.read_text() == ""
+    assert {p: p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()} == before
+
+    # a complete run whose file was lost is reported, not silently left out
+    next(p for p in (out / "runs").glob("*.h5") if read_result(p).status == "complete").unlink()
+    with pytest.raises(FileNotFoundError, match="1 complete run\\(s\\) whose files are missing"):
+        load_sweep(out)
 
 
 def test_aggregate_confidence_interval():
