@@ -7,7 +7,6 @@ before any work starts, with exit status 2.
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import sys
 from pathlib import Path
@@ -23,9 +22,13 @@ def _fail(message: str) -> int:
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    from plastix.sims.experiments import load_experiments
+    from plastix.sims.experiments import import_modules, load_experiments
 
-    print("Experiments:")
+    try:
+        import_modules(args.imports or ())
+    except ConfigError as exc:
+        return _fail(str(exc))
+    print("Experiments (config keys as KEY = default (type); pass none for a None value):")
     for name, spec in load_experiments().items():
         print(f"  {name:<16} {spec.description}")
         print(f"  {'':<16} devices: {', '.join(spec.devices)} (default {spec.default_device})")
@@ -62,12 +65,11 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from plastix.sims.experiments import prepare_run, run_experiment
+    from plastix.sims.experiments import import_modules, prepare_run, run_experiment
     from plastix.sims.results import checkpoint_path, read_result
 
     try:
-        for module in args.imports or ():
-            importlib.import_module(module)
+        import_modules(args.imports or ())
         overrides = parse_set_options(args.set)
         _, _, _, out_path = prepare_run(
             args.experiment,
@@ -79,9 +81,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             force=args.force,
             data_root=args.data_root,
         )
-        if args.data_root is not None and not Path(args.data_root).is_dir():
-            raise ConfigError(f"--data-root {args.data_root!r} is not a folder")
-    except (ConfigError, ImportError) as exc:
+    except ConfigError as exc:
         return _fail(str(exc))
     try:
         path = run_experiment(
@@ -150,6 +150,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
 
 
 def _cmd_plot(args: argparse.Namespace) -> int:
+    from plastix.sims.experiments import can_write_under
     from plastix.sims.plots import plot_result
     from plastix.sims.results import read_result
 
@@ -159,13 +160,27 @@ def _cmd_plot(args: argparse.Namespace) -> int:
             results.append(read_result(file))
         except (FileNotFoundError, ValueError) as exc:
             return _fail(str(exc))
+    stems = [res.path.stem for res in results]
+    repeated = sorted({stem for stem in stems if stems.count(stem) > 1})
+    if repeated:
+        return _fail(
+            f"several files are named {', '.join(repeated)}; their figures would overwrite each "
+            "other: plot them one at a time, each with its own --out-dir"
+        )
     out_dir = Path(args.out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         return _fail(f"--out-dir {str(out_dir)!r} exists and is not a folder")
+    if not can_write_under(out_dir / "figure.png"):
+        return _fail(f"--out-dir {str(out_dir)!r}: no folder can be made or written there")
+    written = 0
     for res in results:
-        for path in plot_result(res, out_dir, fmt=args.format):
+        paths = plot_result(res, out_dir, fmt=args.format)
+        if not paths:
+            print(f"{res.path}: nothing to plot (no metrics, spikes, weights or arrays)")
+        for path in paths:
             print(f"wrote {path}")
-    return 0
+        written += len(paths)
+    return 0 if written else 1
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
@@ -187,10 +202,33 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
             data_root=args.data_root,
             imports=args.imports or (),
         )
-    except (ConfigError, ImportError) as exc:
+    except ConfigError as exc:
         return _fail(str(exc))
     print(summary.describe())
     return 0 if summary.n_failed == 0 else 1
+
+
+def _add_import_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--import",
+        dest="imports",
+        action="append",
+        metavar="MODULE",
+        help="import a module (from this folder or the Python path) that registers your own "
+        "experiments; repeatable",
+    )
+
+
+def _add_config_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="TOML file of config keys")
+    parser.add_argument(
+        "--set", action="append", metavar="KEY=VALUE", help="override a config key; repeatable"
+    )
+    parser.add_argument(
+        "--device", help="cpu/cuda for torch experiments, a backend for Brian2 ones"
+    )
+    parser.add_argument("--data-root", help="folder with dataset files (else $PLASTIX_DATA)")
+    _add_import_option(parser)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -200,55 +238,47 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    sub.add_parser("list", help="experiments (with config keys) and plasticity rules")
+    listing = sub.add_parser("list", help="experiments (with config keys) and plasticity rules")
+    _add_import_option(listing)
     sub.add_parser("info", help="versions and which backends work here")
 
     run = sub.add_parser("run", help="run one experiment into an HDF5 result file")
     run.add_argument("experiment")
-    run.add_argument("--config", help="TOML file of config keys")
-    run.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key")
-    run.add_argument("--device", help="cpu/cuda for torch experiments, a backend for Brian2 ones")
-    run.add_argument("--seed", type=int, default=0)
+    _add_config_options(run)
+    run.add_argument("--seed", type=int, default=0, help="0 to 2**32 - 1 (default 0)")
     run.add_argument(
         "--out", help="result file (.h5); default plastix_runs/<name>_seed<N>_<time>.h5"
     )
-    run.add_argument("--data-root", help="folder with dataset files (else $PLASTIX_DATA)")
     run.add_argument("--force", action="store_true", help="replace an existing result file")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
-    run.add_argument(
-        "--import",
-        dest="imports",
-        action="append",
-        metavar="MODULE",
-        help="import a module that registers your own experiments",
-    )
 
     show = sub.add_parser("show", help="print a result file's attributes, summary and metrics")
     show.add_argument("file")
 
     plot = sub.add_parser("plot", help="draw the figures a result file supports")
     plot.add_argument("files", nargs="+")
-    plot.add_argument("--out-dir", default="plots")
+    plot.add_argument("--out-dir", default="plots", help="folder for the figures (default plots)")
     plot.add_argument("--format", choices=("png", "pdf"), default="png")
 
     sweep = sub.add_parser("sweep", help="run a grid of configs × seeds on Dask")
     sweep.add_argument("experiment")
-    sweep.add_argument("--grid", action="append", metavar="KEY=V1,V2", default=[])
-    sweep.add_argument("--set", action="append", metavar="KEY=VALUE")
-    sweep.add_argument("--config", help="TOML file of config keys")
-    sweep.add_argument("--seeds", type=int, default=1)
-    sweep.add_argument("--out-dir", default="plastix_sweeps/sweep")
-    sweep.add_argument("--device")
-    sweep.add_argument("--scheduler", help="address of a running Dask scheduler")
-    sweep.add_argument("--workers", type=int, default=2, help="LocalCluster workers")
-    sweep.add_argument("--data-root")
     sweep.add_argument(
-        "--import",
-        dest="imports",
+        "--grid",
         action="append",
-        metavar="MODULE",
-        help="import a module that registers your own experiments",
+        metavar="KEY=V1,V2",
+        default=[],
+        help="values of one config key to sweep (';' between values that are lists, e.g. "
+        "'hidden=128,64;256'); repeat for a product grid",
     )
+    _add_config_options(sweep)
+    sweep.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1 per grid point (1)")
+    sweep.add_argument(
+        "--out-dir",
+        default="plastix_sweeps/sweep",
+        help="sweep folder: runs/*.h5 and index.json (default plastix_sweeps/sweep)",
+    )
+    sweep.add_argument("--scheduler", help="address of a running Dask scheduler")
+    sweep.add_argument("--workers", type=int, default=2, help="LocalCluster workers (2)")
     return parser
 
 

@@ -3,7 +3,8 @@
 Each experiment declares its configuration as a dataclass. Field types give the parsing rule
 (``int``, ``float``, ``bool``, ``str``, ``Literal[...]`` for choices, ``tuple[int, ...]`` /
 ``list[float]`` for sequences, ``X | None`` for optional values); ``field(metadata=...)`` may add
-``min``, ``max``, ``min_exclusive``, ``max_exclusive`` and ``help``. A config class may define
+``min``, ``max``, ``min_exclusive``, ``max_exclusive``, ``allow_empty`` (sequences need at least
+one value otherwise) and ``help``. Numbers must be finite. A config class may define
 ``validate(self)`` for rules that involve several fields (raise ``ValueError``). Every problem is
 reported as a :class:`ConfigError` that names the key and what it accepts, before any work starts.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import tomllib
 import types
 import typing
@@ -135,19 +137,34 @@ def _parse_scalar(key: str, tp: Any, value: Any) -> Any:
     if tp is float:
         if isinstance(value, bool):
             raise ConfigError(f"{key}: expected a number, got {value!r}")
+        number = None
         if isinstance(value, int | float):
-            return float(value)
-        if isinstance(value, str):
+            number = float(value)
+        elif isinstance(value, str):
             try:
-                return float(value.strip())
+                number = float(value.strip())
             except ValueError:
                 pass
-        raise ConfigError(f"{key}: expected a number, got {value!r}")
+        if number is None:
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        if not math.isfinite(number):
+            raise ConfigError(f"{key}: {value!r} is not a finite number; give a finite value")
+        return number
     if tp is str:
         if isinstance(value, str):
             return value
         raise ConfigError(f"{key}: expected a string, got {value!r}")
     raise ConfigError(f"{key}: unsupported config type {_type_name(tp)}")
+
+
+def _check_not_empty(key: str, tp: Any, value: Any, meta: Mapping[str, Any]) -> None:
+    if not isinstance(value, tuple | list) or value or meta.get("allow_empty"):
+        return
+    item_tp = (typing.get_args(tp) or (str,))[0]
+    if typing.get_origin(item_tp) is Literal:
+        choices = ", ".join(str(c) for c in typing.get_args(item_tp))
+        raise ConfigError(f"{key}: empty; choose at least one of {choices}")
+    raise ConfigError(f"{key}: empty; give at least one value, e.g. --set {key}=V1,V2")
 
 
 def _check_bounds(key: str, value: Any, meta: Mapping[str, Any]) -> None:
@@ -184,6 +201,7 @@ def build_config(cls: type, overrides: Mapping[str, Any] | None = None, *, where
     kwargs = {}
     for name, value in overrides.items():
         parsed = _parse_scalar(name, hints[name], value)
+        _check_not_empty(name, hints[name], parsed, fields[name].metadata)
         _check_bounds(name, parsed, fields[name].metadata)
         kwargs[name] = parsed
     try:
@@ -192,6 +210,7 @@ def build_config(cls: type, overrides: Mapping[str, Any] | None = None, *, where
         raise ConfigError(str(exc)) from None
     for name, f in fields.items():
         if name not in kwargs:
+            _check_not_empty(name, hints[name], getattr(cfg, name), f.metadata)
             _check_bounds(name, getattr(cfg, name), f.metadata)
     validate = getattr(cfg, "validate", None)
     if callable(validate):
@@ -210,6 +229,10 @@ def parse_set_options(items: list[str] | None) -> dict[str, str]:
         key = key.strip()
         if not sep or not key:
             raise ConfigError(f"--set {item!r}: expected key=value, e.g. --set epochs=3")
+        if key in out:
+            raise ConfigError(
+                f"--set {key}: given twice ({out[key]!r} and {value!r}); give it once"
+            )
         out[key] = value
     return out
 
@@ -217,6 +240,8 @@ def parse_set_options(items: list[str] | None) -> dict[str, str]:
 def read_config_file(path: str | Path) -> dict[str, Any]:
     """Read a TOML file of config keys (top level, or under a ``[config]`` table)."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"config file {str(path)!r} is a folder; pass a .toml file")
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} does not exist; pass an existing .toml file")
     try:
@@ -224,6 +249,12 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"config file {str(path)!r} is not valid TOML: {exc}") from None
     if isinstance(data.get("config"), dict):
+        outside = sorted(set(data) - {"config"})
+        if outside:
+            raise ConfigError(
+                f"config file {str(path)!r}: keys {', '.join(map(repr, outside))} are outside "
+                "its [config] table and would be ignored; move them into [config]"
+            )
         data = data["config"]
     return data
 

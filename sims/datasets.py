@@ -357,7 +357,7 @@ def _draw(labels, n, rng, param: str, name: str, split: str) -> np.ndarray:
     if n > len(labels):
         raise DatasetError(
             f"{param}={n} is larger than the {len(labels)} {split} samples of {name}; "
-            f"pass {param}<={len(labels)}, or None for all of them"
+            f"set {param} to at most {len(labels)}, or to none for all of them"
         )
     return stratified_indices(labels, n, rng)
 
@@ -688,7 +688,8 @@ def _read_cifar100(folder: Path) -> _Raw:
 _IDX_FILES = tuple((f"{stem}[.gz]", _idx_names(stem)) for stem in _IDX_STEMS.values())
 _IDX_FILE_LIST = ", ".join(stem + ".gz" for stem in _IDX_STEMS.values())
 _PASS_FOLDER = (
-    f"then pass root=FOLDER (or its parent), or set {DATA_ENV_VAR}=FOLDER (or its parent)"
+    "then pass --data-root FOLDER to plastix (root=FOLDER to load_dataset; the parent folder "
+    f"works too), or set {DATA_ENV_VAR}=FOLDER"
 )
 
 _FILE_SETS: dict[str, _FileSet] = {

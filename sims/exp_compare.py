@@ -121,8 +121,6 @@ class CompareConfig:
     pruning_rate: float = field(default=0.3, metadata={"min": 0.0, "max": 0.95})
 
     def validate(self) -> None:
-        if not self.arms:
-            raise ValueError(f"arms: empty; choose from {ARMS}")
         if len(set(self.arms)) != len(self.arms):
             raise ValueError(f"arms: {self.arms!r} repeats an arm")
         if len(self.sigmas) != 3:

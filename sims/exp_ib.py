@@ -167,8 +167,6 @@ class BSweepConfig(IBConfig):
 
     def validate(self) -> None:
         super().validate()
-        if not self.windows:
-            raise ValueError("windows: give at least one window size, e.g. windows=2,4,8")
         if self.n_train is not None and self.n_train < max(self.windows):
             raise ValueError(
                 f"n_train: {self.n_train} is smaller than the largest window "

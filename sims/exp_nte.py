@@ -103,14 +103,8 @@ class NTEContinualConfig:
     )
 
     def validate(self) -> None:
-        if not self.optimizers:
-            raise ValueError("optimizers: list at least one of nte, sgd, adam, ewc")
         if len(set(self.optimizers)) != len(self.optimizers):
             raise ValueError(f"optimizers: {self.optimizers!r} repeats a name; list each once")
-        if not self.widths:
-            raise ValueError("widths: list at least one hidden width, e.g. widths=1000")
-        if not self.momenta:
-            raise ValueError("momenta: list at least one momentum, e.g. momenta=0")
         if any(m >= 1 for m in self.momenta):
             raise ValueError(f"momenta: {self.momenta!r}: every momentum must be < 1")
         if self.scenario != "permuted" and self.n_tasks not in (1, 2, 5, 10):

@@ -274,10 +274,15 @@ class PruningConfig:
             fixed = self.scoring_epochs(strategy) + self.anneal_epochs(strategy)
             for rate in self.rates:
                 if (1.0 - rate) * self.epochs - fixed <= 0:
+                    fix = (
+                        f"use rates below {1 - fixed / self.epochs:.2f} or more epochs"
+                        if fixed < self.epochs
+                        else f"use more than {fixed} epochs"
+                    )
                     raise ValueError(
                         f"rates: {rate} is out of reach for {strategy!r}: its scoring and "
                         f"annealing alone cost {fixed} of the {self.epochs} full-data epochs; "
-                        f"use rates below {1 - fixed / self.epochs:.2f} or more epochs"
+                        f"{fix}"
                     )
 
     @property

@@ -141,23 +141,17 @@ class ReservoirWMConfig:
                 "window_products: only the factorised architecture has them; set "
                 f"window_products=false with architecture={self.architecture}"
             )
-        if not self.parts:
-            raise ValueError("parts: choose at least one of capacity, xi, loop")
+        for key in ("parts", "sources"):
+            names = getattr(self, key)
+            if len(set(names)) != len(names):
+                raise ValueError(f"{key}: {names} repeats a name; list each once")
         if len(self.sigmas) != 3:
             raise ValueError(f"sigmas: expected three widths (x, y, z), got {list(self.sigmas)}")
-        if "xi" in self.parts and (not self.xi_windows or not self.xi_units):
-            raise ValueError("xi_windows, xi_units: give at least one value each")
         if "xi" in self.parts and self.xi_samples <= max(self.xi_windows):
             raise ValueError(
                 f"xi_samples: {self.xi_samples} must exceed the largest window "
                 f"{max(self.xi_windows)}"
             )
-        if "loop" in self.parts and not self.sources:
-            raise ValueError(
-                "sources: choose at least one of exact, reservoir, labels, no-kz, zero"
-            )
-        if "capacity" in self.parts and not self.capacity_units:
-            raise ValueError("capacity_units: give at least one size")
         if self.n_train is not None and self.n_train < self.window:
             raise ValueError(f"n_train: {self.n_train} is smaller than window = {self.window}")
         self.modulator()  # the modulator's own checks, named by the same keys

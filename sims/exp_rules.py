@@ -22,7 +22,11 @@ DEMO_NEURON_VARIABLES = frozenset({"v", "lastspike", "not_refractory"})
 class RuleDemoConfig:
     rule: str = field(default="stdp", metadata={"help": "rule name (see `plastix list`)"})
     rule_params: tuple[str, ...] = field(
-        default=(), metadata={"help": "rule parameters as name=value, e.g. tau_plus=10*ms"}
+        default=(),
+        metadata={
+            "allow_empty": True,
+            "help": "rule parameters as name=value, e.g. tau_plus=10*ms",
+        },
     )
     n_pre: int = field(default=100, metadata={"min": 2})
     n_post: int = field(default=10, metadata={"min": 1})

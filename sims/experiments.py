@@ -12,7 +12,10 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import importlib
+import os
 import pkgutil
+import sys
+import tempfile
 import time
 import traceback
 from collections.abc import Callable, Iterable, Mapping
@@ -70,6 +73,22 @@ def experiment(
         return fn
 
     return register
+
+
+def import_modules(names: Iterable[str]) -> None:
+    """Import the modules that register a user's own experiments (``--import``), searching the
+    current folder first as ``python -m`` does; any failure is a ConfigError naming the module."""
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except Exception as exc:  # noqa: BLE001 - any error in the user's module is reported
+            raise ConfigError(
+                f"--import {name!r} failed: {type(exc).__name__}: {exc}; give a module name "
+                "importable from this folder or the Python path (e.g. my_experiments for "
+                "my_experiments.py), and fix the error it raises"
+            ) from None
 
 
 def load_experiments() -> dict[str, ExperimentSpec]:
@@ -224,12 +243,22 @@ def prepare_run(
         values.update(read_config_file(config_file))
     values.update(overrides or {})
     cfg = build_config(spec.config_cls, values, where=f"experiment {name!r}")
+    if data_root is not None and not (str(data_root) and Path(data_root).is_dir()):
+        raise ConfigError(f"--data-root {data_root!r} is not a folder; name the data folder")
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**32:
+        raise ConfigError(f"--seed must be an integer from 0 to 2**32 - 1, got {seed!r}")
     dataset = getattr(cfg, "dataset", None)
-    if isinstance(dataset, str):
-        from plastix.sims.datasets import DatasetError, locate_dataset
+    if isinstance(dataset, str):  # loaded (and cached) now, so that sizes and files are checked
+        from plastix.sims.datasets import DatasetError, load_dataset
 
         try:
-            locate_dataset(dataset, data_root)
+            load_dataset(
+                dataset,
+                data_root,
+                n_train=getattr(cfg, "n_train", None),
+                n_test=getattr(cfg, "n_test", None),
+                seed=seed,
+            )
         except DatasetError as exc:
             raise ConfigError(f"dataset: {exc}") from None
     device = device or spec.default_device
@@ -251,11 +280,16 @@ def prepare_run(
 
         if not torch.cuda.is_available():
             raise ConfigError("--device cuda: torch sees no CUDA GPU here; use --device cpu")
-    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-        raise ConfigError(f"--seed must be a non-negative integer, got {seed!r}")
     out_path = Path(out) if out is not None else default_out_path(name, seed)
     if out_path.suffix not in (".h5", ".hdf5"):
         raise ConfigError(f"--out {str(out_path)!r}: the result file name must end in .h5")
+    if out_path.is_dir():
+        raise ConfigError(f"--out {str(out_path)!r} is a folder; name a result file in it")
+    if not can_write_under(out_path):
+        raise ConfigError(
+            f"--out {str(out_path)!r}: no file can be written there (a parent is not a folder, "
+            "or is not writable); choose another --out"
+        )
     if out_path.exists() and not force and not is_failed_attempt(out_path, name, cfg, seed):
         try:
             status = read_result(out_path).status
@@ -265,13 +299,24 @@ def prepare_run(
             f"--out {str(out_path)!r} already exists (status {status}); choose another --out "
             "or pass --force to replace it"
         )
-    if out_path.parent.exists() and not out_path.parent.is_dir():
-        raise ConfigError(f"--out {str(out_path)!r}: {str(out_path.parent)!r} is not a folder")
     try:
         load_checkpoint(out_path, RunRecord(name, config_to_dict(cfg), seed, device))
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     return spec, cfg, device, out_path
+
+
+def can_write_under(path: Path) -> bool:
+    """Whether a file can be created in the deepest existing folder above ``path`` (probed with
+    a temporary file, which permission bits alone do not tell, e.g. on /proc or as root)."""
+    folder = next(p for p in path.absolute().parents if p.exists())
+    if not folder.is_dir():
+        return False
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            return True
+    except OSError:
+        return False
 
 
 def is_failed_attempt(path: Path, name: str, cfg: Any, seed: int) -> bool:

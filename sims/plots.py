@@ -66,21 +66,42 @@ def write_figure(fig, path: Path, dpi: int) -> None:
         fig.savefig(tmp, dpi=dpi, format=path.suffix[1:])
 
 
+def _unit_group(metric: str) -> str:
+    """Metrics that share a y-axis: timings by their unit suffix, everything else together."""
+    if metric.endswith("_ms"):
+        return "milliseconds"
+    if metric.endswith("_s"):
+        return "seconds"
+    return ""
+
+
 def learning_curves(res: Result):
-    """One panel per axis; each metric drawn against its axis dataset."""
+    """One column per axis and one row per unit (values, seconds, milliseconds), so timings do
+    not share a y-axis with accuracies and losses; each metric drawn against its axis."""
     plt = pyplot()
-    axes_names = sorted({a for a in res.metric_axes.values()})
+    axes_names = sorted(set(res.metric_axes.values()))
     if not axes_names:
         return None
-    fig, axs = plt.subplots(1, len(axes_names), figsize=(5 * len(axes_names), 3.5), squeeze=False)
-    for ax, axis in zip(axs[0], axes_names, strict=True):
-        x = res.metrics[axis]
-        for name, y in res.metrics.items():
-            if name != axis and res.metric_axes[name] == axis:
-                ax.plot(x, y, marker="o", ms=3, label=name)
-        ax.set_xlabel(axis)
-        ax.legend(fontsize=8)
-        ax.grid(alpha=0.3)
+    plotted = {n: a for n, a in res.metric_axes.items() if n != a}
+    units = sorted({_unit_group(n) for n in plotted}) or [""]
+    fig, axs = plt.subplots(
+        len(units),
+        len(axes_names),
+        figsize=(5 * len(axes_names), 3.2 * len(units)),
+        squeeze=False,
+    )
+    for col, axis in enumerate(axes_names):
+        for row, unit in enumerate(units):
+            ax = axs[row, col]
+            for name, metric_axis in plotted.items():
+                if metric_axis == axis and _unit_group(name) == unit:
+                    ax.plot(res.metrics[axis], res.metrics[name], marker="o", ms=3, label=name)
+            ax.set_xlabel(axis)
+            if unit:
+                ax.set_ylabel(unit)
+            if ax.has_data():
+                ax.legend(fontsize=8)
+            ax.grid(alpha=0.3)
     fig.suptitle(f"{res.experiment} — {res.path.name}")
     fig.tight_layout()
     return fig

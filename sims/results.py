@@ -50,21 +50,29 @@ def plastix_version() -> str:
         return "unknown"
 
 
-def git_sha() -> str | None:
-    """The commit of the plastix source tree, when it is a git checkout."""
-    here = Path(__file__).resolve().parent
+def _git(here: Path, *args: str) -> subprocess.CompletedProcess | None:
     try:
-        res = subprocess.run(
-            ["git", "-C", str(here), "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=False,
+        return subprocess.run(
+            ["git", "-C", str(here), *args], capture_output=True, text=True, timeout=5, check=False
         )
     except (OSError, subprocess.SubprocessError):
         return None
-    sha = res.stdout.strip()
-    return sha if res.returncode == 0 and len(sha) == 40 else None
+
+
+def git_sha(source: str | Path = __file__) -> str | None:
+    """The commit of the plastix source tree, with ``-dirty`` when tracked files differ from it;
+    None unless the ``source`` file (this module) is tracked there: an installed copy inside
+    some other git repository, e.g. a project's virtual environment, has no commit of its own."""
+    here = Path(source).resolve().parent
+    tracked = _git(here, "ls-files", "--error-unmatch", Path(source).name)
+    head = _git(here, "rev-parse", "HEAD")
+    if tracked is None or tracked.returncode != 0 or head is None or head.returncode != 0:
+        return None
+    sha = head.stdout.strip()
+    if len(sha) != 40:
+        return None
+    changes = _git(here, "status", "--porcelain", "--untracked-files=no")
+    return f"{sha}-dirty" if changes is not None and changes.stdout.strip() else sha
 
 
 @contextlib.contextmanager
@@ -217,6 +225,8 @@ def _plain(value: Any) -> Any:
 def read_result(path: str | Path) -> Result:
     """Read a plastix HDF5 result; a file that is not one raises ValueError naming the path."""
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{str(path)!r} is a folder; name a result file (.h5)")
     if not path.is_file():
         raise FileNotFoundError(f"result file {str(path)!r} does not exist")
     try:
@@ -228,16 +238,22 @@ def read_result(path: str | Path) -> Result:
             raise ValueError(
                 f"{str(path)!r} is not a plastix result (no 'experiment' attribute or 'summary')"
             )
-        attrs = {k: _plain(v) for k, v in h5.attrs.items()}
-        config = json.loads(attrs.get("config", "{}"))
-        summary = {k: _plain(v) for k, v in h5["summary"].attrs.items()}
-        metrics, axes = {}, {}
-        for name, ds in h5.get("metrics", {}).items():
-            metrics[name] = ds[()]
-            axes[name] = _plain(ds.attrs.get("axis", name))
-        arrays = {k: v[()] for k, v in h5.get("arrays", {}).items()}
-        weights = {k: v[()] for k, v in h5.get("weights", {}).items()}
-        spikes = {k: (g["i"][()], g["t"][()]) for k, g in h5.get("spikes", {}).items()}
+        try:
+            attrs = {k: _plain(v) for k, v in h5.attrs.items()}
+            config = json.loads(attrs.get("config", "{}"))
+            summary = {k: _plain(v) for k, v in h5["summary"].attrs.items()}
+            metrics, axes = {}, {}
+            for name, ds in h5.get("metrics", {}).items():
+                metrics[name] = ds[()]
+                axes[name] = _plain(ds.attrs.get("axis", name))
+            arrays = {k: v[()] for k, v in h5.get("arrays", {}).items()}
+            weights = {k: v[()] for k, v in h5.get("weights", {}).items()}
+            spikes = {k: (g["i"][()], g["t"][()]) for k, g in h5.get("spikes", {}).items()}
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise ValueError(
+                f"{str(path)!r} does not follow the plastix result layout "
+                f"({type(exc).__name__}: {exc}); it was not written by plastix, or was altered"
+            ) from None
     return Result(path, attrs, config, summary, metrics, axes, arrays, weights, spikes)
 
 
@@ -297,11 +313,15 @@ def read_checkpoint(result_path: str | Path) -> tuple[RunRecord, Any] | None:
     try:
         with open(path, "rb") as fh:
             payload = pickle.load(fh)
-    except (OSError, pickle.UnpicklingError, EOFError, AttributeError) as exc:
+        record, state = payload["record"], payload["state"]
+    except Exception as exc:  # noqa: BLE001 - a damaged pickle can raise almost anything
         raise ValueError(
-            f"checkpoint {str(path)!r} cannot be read ({exc}); delete it to start afresh"
+            f"checkpoint {str(path)!r} cannot be read ({type(exc).__name__}: {exc}); delete it "
+            "to start afresh"
         ) from None
-    return payload["record"], payload["state"]
+    if not isinstance(record, RunRecord):
+        raise ValueError(f"checkpoint {str(path)!r} holds no plastix run; delete it")
+    return record, state
 
 
 def load_checkpoint(result_path: str | Path, record: RunRecord) -> tuple[RunRecord, Any] | None:

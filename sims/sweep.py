@@ -10,7 +10,6 @@ Dask, and the new attempt resumes from the run's last checkpoint.
 from __future__ import annotations
 
 import hashlib
-import importlib
 import itertools
 import json
 import re
@@ -102,23 +101,39 @@ def plan_sweep(
     data_root: str | None = None,
 ) -> list[PlannedRun]:
     """Expand the grid × seeds and validate every config before any run starts."""
-    from plastix.sims.experiments import get_experiment, prepare_run
+    from plastix.sims.experiments import get_experiment, import_modules, prepare_run
 
-    for module in imports:
-        importlib.import_module(module)
+    import_modules(imports)
     spec = get_experiment(experiment)
     seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
     if not seed_list or any((not isinstance(s, int)) or s < 0 for s in seed_list):
         raise ConfigError(f"--seeds must be a positive count, got {seeds!r}")
+    if Path(out_dir).exists() and not Path(out_dir).is_dir():
+        raise ConfigError(f"--out-dir {str(out_dir)!r} exists and is not a folder")
     base = dict(read_config_file(config_file)) if config_file else {}
     base.update(base_overrides or {})
     keys = list(grid)
     runs_dir = Path(out_dir).resolve() / "runs"  # absolute: workers may run elsewhere
     planned = []
+    seen: dict[str, dict[str, Any]] = {}
     for combo in itertools.product(*(grid[k] for k in keys)):
         overrides = dict(zip(keys, combo, strict=True))
         cfg = build_config(
             spec.config_cls, {**base, **overrides}, where=f"experiment {experiment!r}"
+        )
+        same = seen.setdefault(json.dumps(config_to_dict(cfg), sort_keys=True), overrides)
+        if same is not overrides:
+            raise ConfigError(
+                f"--grid: {overrides} and {same} are the same config; list each value once"
+            )
+        # device, dataset (files and sizes) and output checks for every grid point
+        prepare_run(
+            experiment,
+            overrides={**base, **overrides},
+            device=device,
+            seed=seed_list[0],
+            out=runs_dir / "_check_.h5",
+            data_root=data_root,
         )
         for seed in seed_list:
             run_id = _run_id(overrides, seed)
@@ -133,16 +148,6 @@ def plan_sweep(
                 f"--out-dir {str(out_dir)!r} holds a sweep of experiment {earlier!r}, not "
                 f"{experiment!r}; use another --out-dir"
             )
-    if planned:  # device and output checks once, on the first run (they are the same for all)
-        first = planned[0]
-        prepare_run(
-            experiment,
-            overrides=first.overrides,
-            device=device,
-            seed=first.seed,
-            out=Path(out_dir) / "runs" / "_check_.h5",
-            data_root=data_root,
-        )
     return planned
 
 
@@ -175,6 +180,15 @@ def _refuse_another_sweeps_files(
         )
 
 
+def _is_complete(path: str | Path) -> bool:
+    from plastix.sims.results import read_result
+
+    try:
+        return read_result(path).status == "complete"
+    except (ValueError, OSError):
+        return False
+
+
 def _write_index(out_dir: Path, experiment: str, runs: list[dict[str, Any]]) -> None:
     """``index.json``: the experiment and one entry per run, its path relative to ``out_dir``."""
     relative = [{**r, "path": str(Path(r["path"]).relative_to(out_dir.resolve()))} for r in runs]
@@ -190,19 +204,13 @@ def run_one(
     imports: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Run (or resume) one planned run; never raises for a failure of the run itself."""
-    from plastix.sims.experiments import run_experiment
-    from plastix.sims.results import read_result
+    from plastix.sims.experiments import import_modules, run_experiment
 
-    for module in imports:
-        importlib.import_module(module)
+    import_modules(imports)
     path = Path(run.path)
     entry = {"run_id": run.run_id, "overrides": run.overrides, "seed": run.seed, "path": run.path}
     if path.exists():
-        try:
-            status = read_result(path).status
-        except (ValueError, OSError):
-            status = "unreadable"
-        if status == "complete":
+        if _is_complete(path):
             return {**entry, "status": "complete", "skipped": True}
         path.unlink()  # a failed or unreadable earlier attempt is replaced
     try:
@@ -229,7 +237,12 @@ def run_sweep(
     imports: Sequence[str] = (),
 ) -> SweepSummary:
     """Run the sweep on a Dask cluster (a LocalCluster unless ``scheduler`` names one)."""
-    from dask.distributed import Client, LocalCluster, as_completed
+    try:
+        from dask.distributed import Client, LocalCluster, as_completed
+    except ImportError:
+        raise ConfigError(
+            "plastix sweep needs Dask distributed; install it with pip install 'plastix[dask]'"
+        ) from None
 
     out_dir = Path(out_dir)
     if n_workers < 1:
@@ -245,20 +258,14 @@ def run_sweep(
         imports=imports,
         data_root=data_root,
     )
-    (out_dir / "runs").mkdir(parents=True, exist_ok=True)
-    status = {
-        r.run_id: {
-            "run_id": r.run_id,
-            "overrides": r.overrides,
-            "seed": r.seed,
-            "path": r.path,
-            "status": "pending",
-        }
-        for r in planned
-    }
-    _write_index(out_dir, experiment, list(status.values()))
     if scheduler:
-        client, cluster = Client(scheduler), None
+        try:
+            client, cluster = Client(scheduler, timeout=30), None
+        except (OSError, ValueError, TypeError) as exc:
+            raise ConfigError(
+                f"--scheduler {scheduler!r}: cannot connect ({type(exc).__name__}: {exc}); give "
+                "the address of a running Dask scheduler, e.g. tcp://host:8786"
+            ) from None
     else:
         # brian2 installs a SIGINT handler when imported, which only the main thread may do;
         # Dask runs tasks in worker threads, so each worker imports brian2 at start-up.
@@ -270,7 +277,19 @@ def run_sweep(
             dashboard_address=":0",
         )
         client = Client(cluster)
+    (out_dir / "runs").mkdir(parents=True, exist_ok=True)
+    status = {
+        r.run_id: {
+            "run_id": r.run_id,
+            "overrides": r.overrides,
+            "seed": r.seed,
+            "path": r.path,
+            "status": "complete" if _is_complete(r.path) else "pending",
+        }
+        for r in planned
+    }
     try:
+        _write_index(out_dir, experiment, list(status.values()))
         futures = [
             client.submit(
                 run_one,

@@ -98,6 +98,9 @@ def test_build_config_parses_types_and_choices():
         ({"lr": 0}, "must be > 0"),
         ({"hidden": "a,b"}, "hidden: expected an integer"),
         ({"fail_at": 7}, "fail_at: must be below epochs"),
+        ({"lr": "nan"}, "lr: 'nan' is not a finite number"),
+        ({"lr": float("inf")}, "lr: inf is not a finite number"),
+        ({"hidden": ""}, "hidden: empty; give at least one value"),
     ],
 )
 def test_build_config_refuses_bad_values(overrides, fragment):
@@ -123,6 +126,14 @@ def test_set_options_and_toml(tmp_path):
     bad.write_text("epochs = = 2")
     with pytest.raises(ConfigError, match="not valid TOML"):
         read_config_file(bad)
+    with pytest.raises(ConfigError, match="given twice"):
+        parse_set_options(["epochs=abc", "epochs=1"])
+    outside = tmp_path / "outside.toml"
+    outside.write_text("bogus = 1\n[config]\nepochs = 2\n")
+    with pytest.raises(ConfigError, match="'bogus' are outside its \\[config\\] table"):
+        read_config_file(outside)
+    with pytest.raises(ConfigError, match="is a folder"):
+        read_config_file(tmp_path)
 
 
 def test_result_file_contract(tmp_path):
@@ -348,6 +359,7 @@ def test_cli_plot_draws_what_the_file_holds(tmp_path, capsys):
 @dataclass
 class DataConfig:
     dataset: Literal["mnist", "digits"] = "mnist"
+    n_train: int | None = None
 
 
 @experiment("test-needs-data", DataConfig, description="needs a dataset (test only)")
@@ -441,3 +453,128 @@ def test_atomic_writes_get_the_permissions_of_a_plain_write(tmp_path):
         tmp.write_text("x")
     mode = stat.S_IMODE(os.stat(tmp_path / "atomic.txt").st_mode)
     assert mode == stat.S_IMODE(os.stat(plain).st_mode)
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--set", "dataset=digits", "--set", "n_train=5000"], "larger than the 1437 training"),
+        (["--set", "dataset=mnist"], "is not an IDX file"),  # junk files under the names
+    ],
+)
+def test_dataset_sizes_and_files_are_checked_before_any_work(tmp_path, capsys, args, fragment):
+    folder = tmp_path / "mnist"
+    folder.mkdir()
+    for name in (
+        "train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+        "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte",
+    ):  # fmt: skip
+        (folder / name).write_bytes(b"junk")
+    out = tmp_path / "d.h5"
+    argv = ["run", "test-needs-data", *args, "--out", str(out), "--data-root", str(tmp_path)]
+    assert cli.main(argv) == 2
+    assert fragment in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_cli_refuses_outputs_seeds_and_imports_that_cannot_work(tmp_path, monkeypatch, capsys):
+    run = ["run", "test-counter", "--no-progress"]
+    fresh = ["--out", str(tmp_path / "fresh.h5")]
+    (tmp_path / "folder.h5").mkdir()
+    (tmp_path / "file").write_text("x")
+    cases = [
+        ([*run, "--out", str(tmp_path / "folder.h5"), "--force"], "is a folder"),
+        ([*run, "--out", str(tmp_path / "file" / "sub" / "r.h5")], "no file can be written"),
+        ([*run, "--seed", str(2**32), *fresh], "--seed must be an integer from 0 to 2**32 - 1"),
+        ([*run, "--data-root", "", *fresh], "--data-root '' is not a folder"),
+        ([*run, "--import", "plastix_no_such_module", *fresh], "--import 'plastix_no_such_module'"),
+    ]
+    for argv, fragment in cases:
+        assert cli.main(argv) == 2, argv
+        assert fragment in capsys.readouterr().err, argv
+    assert not (tmp_path / "fresh.h5").exists()
+    # --import finds a module in the current folder, and reports one that raises
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("sys.path", list(__import__("sys").path))
+    (tmp_path / "own_experiments.py").write_text(
+        "from dataclasses import dataclass\n"
+        "from plastix.sims.experiments import experiment\n"
+        "@dataclass\nclass C:\n    n: int = 1\n"
+        "@experiment('test-own-import', C)\n"
+        "def run(cfg, ctx):\n    ctx.summary(n=cfg.n)\n"
+    )
+    (tmp_path / "broken_experiments.py").write_text("raise RuntimeError('broken on import')\n")
+    assert cli.main(["list", "--import", "own_experiments"]) == 0
+    assert "test-own-import" in capsys.readouterr().out
+    argv = ["run", "test-own-import", "--import", "own_experiments", "--out", "o.h5"]
+    assert cli.main([*argv, "--no-progress"]) == 0
+    assert read_result(tmp_path / "o.h5").summary["n"] == 1
+    assert cli.main(["run", "test-counter", "--import", "broken_experiments"]) == 2
+    assert "RuntimeError: broken on import" in capsys.readouterr().err
+
+
+def test_unreadable_checkpoint_is_refused_naming_the_fix(tmp_path, capsys):
+    out = tmp_path / "r.h5"
+    checkpoint_path(out).write_text("garbage\n")
+    assert cli.main(["run", "test-counter", "--out", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot be read" in err and "delete it to start afresh" in err
+
+
+def test_show_and_plot_refuse_files_that_break_the_layout(tmp_path, capsys):
+    good = run_experiment("test-counter", {"epochs": 2}, out=tmp_path / "a" / "r.h5")
+    other = run_experiment("test-counter", {"epochs": 2}, out=tmp_path / "b" / "r.h5")
+    assert cli.main(["plot", str(good), str(other), "--out-dir", str(tmp_path / "f")]) == 2
+    assert "several files are named r" in capsys.readouterr().err
+    for damage in ("config", "metrics"):
+        bad = tmp_path / f"{damage}.h5"
+        bad.write_bytes(good.read_bytes())
+        with h5py.File(bad, "a") as h5:
+            if damage == "config":
+                h5.attrs["config"] = "not json"
+            else:
+                h5["metrics"].create_group("nested")
+        assert cli.main(["show", str(bad)]) == 2
+        assert "does not follow the plastix result layout" in capsys.readouterr().err
+    assert cli.main(["show", str(tmp_path)]) == 2
+    assert "is a folder" in capsys.readouterr().err
+
+
+def test_plot_says_when_a_file_has_nothing_to_plot(tmp_path, capsys):
+    BAD_CALLS.clear()
+    empty = tmp_path / "empty.h5"
+    with h5py.File(run_experiment("test-bad-values", {}, out=tmp_path / "v.h5"), "r") as src:
+        with h5py.File(empty, "w") as h5:
+            for key, value in src.attrs.items():
+                h5.attrs[key] = value
+            h5.create_group("summary")
+    assert cli.main(["plot", str(empty), "--out-dir", str(tmp_path / "f")]) == 1
+    assert "nothing to plot" in capsys.readouterr().out
+
+
+def test_git_sha_is_the_source_trees_commit_and_says_when_it_was_changed(tmp_path):
+    import subprocess
+
+    from plastix.sims.results import git_sha
+
+    def git(*args):
+        return subprocess.run(
+            ["git", "-C", str(tmp_path), *args], check=True, capture_output=True, text=True
+        ).stdout.strip()
+
+    git("init", "-q")
+    git("config", "user.email", "t@example.org")
+    git("config", "user.name", "t")
+    source = tmp_path / "module.py"
+    source.write_text("x = 1\n")
+    git("add", "module.py")
+    git("commit", "-qm", "one")
+    head = git("rev-parse", "HEAD")
+    assert git_sha(source) == head
+    source.write_text("x = 2\n")
+    assert git_sha(source) == f"{head}-dirty"
+    (tmp_path / "venv").mkdir()  # an installed copy inside the repository, not tracked by it
+    installed = tmp_path / "venv" / "module.py"
+    installed.write_text("x = 1\n")
+    assert git_sha(installed) is None
+    assert git_sha(tmp_path.parent / "elsewhere" / "module.py") is None
