@@ -9,7 +9,8 @@ numbers are supported, chosen explicitly:
 :mod:`plastix.circuits.feedforward` with spikes as unit-area Dirac deltas, numbers in SI base
 units (seconds, volts, 1/s). Export and import copy numbers without arithmetic, so a
 description survives description -> NIR -> description (and ``nir.write`` / ``nir.read``)
-unchanged. ``CubaLIF.w_in`` is folded into the weights and bias on import.
+with the same numbers (``same_as``); layer names may change, as :func:`from_nir` documents.
+``CubaLIF.w_in`` is folded into the weights and bias on import.
 
 **snntorch (``convention=SnntorchConvention()``).** snntorch's ``export_to_nir`` /
 ``import_from_nir`` (snntorch 0.9-1.0) treat a graph as discrete time with a fixed step

@@ -417,7 +417,9 @@ def from_snntorch(net: nn.Module, dt: Quantity | float | None = None) -> FeedFor
 
     ``net``: a :class:`SnnTorchFeedForward` (its own parameters; ``dt`` must match or be None)
     or an ``nn.Sequential`` of ``nn.Linear`` followed by ``snn.Leaky`` / ``snn.Synaptic``
-    (optionally ``nn.Flatten`` first). snntorch's dimensionless membrane is read as volts
+    (optionally ``nn.Flatten`` first), built with ``reset_delay=False`` (snntorch's default
+    ``True`` resets one step late, which no Brian2 reset reproduces) and without
+    ``init_hidden``. snntorch's dimensionless membrane is read as volts
     (rest 0 V, threshold ``threshold`` V); ``Leaky(beta=1)`` becomes IF, a last
     ``Leaky(reset_mechanism="none")`` becomes LI. snntorch starts ``Synaptic`` at ``syn = 0``
     while the Brian2 form starts at rest, so a CubaLIF layer with a bias differs in its first

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+import traceback
 from pathlib import Path
 
 from plastix.sims.config import ConfigError, config_fields, parse_set_options
@@ -104,6 +106,19 @@ def _cmd_run(args: argparse.Namespace) -> int:
             resume = "run the same command again to resume from the last checkpoint"
         print(f"plastix: interrupted; no result written; {resume}.", file=sys.stderr)
         return 130
+    except Exception:  # noqa: BLE001 - the run failed: show why, say where it is recorded
+        traceback.print_exc()
+        recorded = (
+            f"{out_path} records it (status failed)"
+            if out_path.exists() and read_result(out_path).status == "failed"
+            else "no result was written"
+        )
+        print(
+            f"plastix: the run failed; {recorded}. Fix the cause and run the same command to "
+            "resume from the last checkpoint.",
+            file=sys.stderr,
+        )
+        return 1
     result = read_result(path)
     print(f"wrote {path}")
     for key, value in result.summary.items():
@@ -293,6 +308,13 @@ _COMMANDS = {
 
 
 def main(argv: list[str] | None = None) -> int:
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        # A background job of a non-interactive shell ignores SIGINT. Importing Brian2 replaces
+        # that with a handler which then calls SIG_IGN as a function and fails (Brian2 2.9-2.11):
+        # import it now and keep ignoring SIGINT, as the shell asked.
+        import brian2  # noqa: F401
+
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     args = build_parser().parse_args(argv)
     return _COMMANDS[args.command](args)
 

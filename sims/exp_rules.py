@@ -4,7 +4,9 @@
 ``n_post`` leaky integrate-and-fire neurons through synapses that carry the chosen rule's
 Brian2 form. The mean weight of each input half is recorded over time, so rules can be compared
 side by side (e.g. Hebbian rules separate the two halves, STDP with dominant depression does
-not). Three-factor rules get their modulator from a Poisson "reward" source.
+not). Three-factor rules get their modulator from a Poisson "reward" source. The result holds
+the final weights ``final`` as (n_post, n_pre), and ``w_high_final`` / ``w_low_final`` are their
+means over each input half at the end of the run.
 """
 
 from __future__ import annotations
@@ -126,10 +128,12 @@ def run_rule_demo(cfg: RuleDemoConfig, ctx: RunContext) -> None:
     high = np.asarray(syn.i[:]) < half
     for k, t in enumerate(np.asarray(weights.t)):
         ctx.log(time=t, w_high=w[high, k].mean(), w_low=w[~high, k].mean())
-    ctx.save_weights("final", np.asarray(syn.w[:]).reshape(cfg.n_pre, cfg.n_post))
+    final = np.zeros((cfg.n_post, cfg.n_pre))  # the nn.Linear layout (post, pre) of all rules
+    final[np.asarray(syn.j[:]), np.asarray(syn.i[:])] = np.asarray(syn.w[:])
+    ctx.save_weights("final", final)
     ctx.save_spikes("post", np.asarray(spikes.i), np.asarray(spikes.t))
     ctx.summary(
-        w_high_final=float(w[high, -1].mean()),
-        w_low_final=float(w[~high, -1].mean()),
+        w_high_final=float(final[:, :half].mean()),
+        w_low_final=float(final[:, half:].mean()),
         post_rate_hz=spikes.num_spikes / (cfg.n_post * cfg.duration),
     )

@@ -14,6 +14,7 @@ import datetime as _dt
 import importlib
 import os
 import pkgutil
+import shutil
 import sys
 import tempfile
 import time
@@ -130,7 +131,7 @@ class RunContext:
         self.seed = record.seed
         self.device = record.device
         self.rng = np.random.default_rng(record.seed)
-        self.workdir = out.with_name(out.name + ".work")
+        self.workdir = out.with_name(out.name + ".work")  # scratch (builds); gone once complete
         self._started = time.perf_counter()
         self._metric_axis = {key: next(iter(row)) for row in record.rows for key in row}
 
@@ -261,6 +262,8 @@ def prepare_run(
             )
         except DatasetError as exc:
             raise ConfigError(f"dataset: {exc}") from None
+    if device == "":
+        raise ConfigError(f"--device: empty; choose one of {', '.join(spec.devices)}")
     device = device or spec.default_device
     if device not in spec.devices:
         raise ConfigError(
@@ -384,4 +387,5 @@ def run_experiment(
     ckpt = checkpoint_path(out_path)
     if ckpt.exists():
         ckpt.unlink()
+    shutil.rmtree(ctx.workdir, ignore_errors=True)
     return out_path

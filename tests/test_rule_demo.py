@@ -19,7 +19,10 @@ def test_hebbian_rule_by_name_strengthens_the_more_active_inputs(tmp_path):
     )
     res = read_result(out)
     assert res.summary["w_high_final"] > res.summary["w_low_final"] > 0.5
-    assert res.weights["final"].shape == (100, 4)
+    final = res.weights["final"]
+    assert final.shape == (4, 100)  # (n_post, n_pre), as nn.Linear and the rules' rate forms
+    assert final[:, :50].mean() == pytest.approx(res.summary["w_high_final"])
+    assert final[:, :50].mean() > final[:, 50:].mean()
     assert len(res.metrics["time"]) == 10
 
 

@@ -53,6 +53,8 @@ def _run_counter(cfg: CounterConfig, ctx: RunContext) -> None:
         ctx.log(epoch=epoch, loss=1.0 / (epoch + 1), accuracy=epoch * cfg.lr)
         ctx.checkpoint({"epoch": epoch})
     ctx.log(step=0, lr=cfg.lr)
+    ctx.workdir.mkdir(exist_ok=True)
+    (ctx.workdir / "scratch.txt").write_text("a build, say")  # removed once the run completes
     ctx.summary(test_accuracy=0.5, n_hidden=sum(cfg.hidden))
     weights, i, t, matrix = (
         np.arange(6.0).reshape(2, 3),
@@ -239,6 +241,18 @@ def test_numeric_summary_values_and_arrays_are_stored(tmp_path):
     assert (res.summary["n"], res.summary["ok"], res.summary["name"]) == (3, True, "x")
     np.testing.assert_array_equal(res.summary["curve"], [1.0, 2.0])
     np.testing.assert_array_equal(res.summary["t"], [1, 2])
+
+
+def test_cli_reports_a_failed_run_and_where_it_is_recorded(tmp_path, capsys):
+    out = tmp_path / "r.h5"
+    CRASH_AT[:] = [1]
+    args = ["run", "test-counter", "--out", str(out), "--no-progress"]
+    assert cli.main(args) == 1
+    err = capsys.readouterr().err
+    assert "OSError: disk hiccup" in err  # the traceback
+    assert f"the run failed; {out} records it (status failed)" in err
+    assert cli.main(args) == 0  # the same command resumes
+    assert read_result(out).status == "complete"
 
 
 def test_same_run_after_a_crash_resumes_and_replaces_its_failed_result(tmp_path):
@@ -487,6 +501,7 @@ def test_cli_refuses_outputs_seeds_and_imports_that_cannot_work(tmp_path, monkey
         ([*run, "--out", str(tmp_path / "file" / "sub" / "r.h5")], "no file can be written"),
         ([*run, "--seed", str(2**32), *fresh], "--seed must be an integer from 0 to 2**32 - 1"),
         ([*run, "--data-root", "", *fresh], "--data-root '' is not a folder"),
+        ([*run, "--device", "", *fresh], "--device: empty; choose one of cpu, cuda"),
         ([*run, "--import", "plastix_no_such_module", *fresh], "--import 'plastix_no_such_module'"),
     ]
     for argv, fragment in cases:
@@ -578,3 +593,22 @@ def test_git_sha_is_the_source_trees_commit_and_says_when_it_was_changed(tmp_pat
     installed.write_text("x = 1\n")
     assert git_sha(installed) is None
     assert git_sha(tmp_path.parent / "elsewhere" / "module.py") is None
+
+
+def test_cli_keeps_ignoring_sigint_where_the_shell_ignores_it():
+    """A background job (``plastix run ... &`` in a script) starts with SIGINT ignored; Brian2's
+    import would replace that with a handler that fails on the next SIGINT."""
+    import subprocess
+    import sys
+
+    code = (
+        "import os, signal\n"
+        "signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+        "from plastix.sims import cli\n"
+        "assert cli.main(['list']) == 0\n"
+        "os.kill(os.getpid(), signal.SIGINT)\n"
+        "print('ignored', signal.getsignal(signal.SIGINT) is signal.SIG_IGN)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "ignored True" in done.stdout

@@ -46,6 +46,24 @@ def test_parse_grid_and_validation(sweep_env, tmp_path):
             out_dir=tmp_path,
             imports=["sweep_experiments"],
         )
+    with pytest.raises(ConfigError, match="are the same config; list each value once"):
+        plan_sweep(
+            "test-sweep-steps",
+            {"epochs": ["4", "04"]},
+            out_dir=tmp_path,
+            imports=["sweep_experiments"],
+        )
+    (tmp_path / "a-file").write_text("x")
+    with pytest.raises(ConfigError, match="exists and is not a folder"):
+        plan_sweep(
+            "test-sweep-steps", {}, out_dir=tmp_path / "a-file", imports=["sweep_experiments"]
+        )
+    with pytest.raises(ConfigError, match="--scheduler 'not a url': cannot connect"):
+        run_sweep(
+            "test-sweep-steps", {}, out_dir=tmp_path / "s", scheduler="not a url",
+            imports=["sweep_experiments"],
+        )  # fmt: skip
+    assert not (tmp_path / "s").exists()
     with pytest.raises(ConfigError, match="unknown config key 'nope'"):
         plan_sweep(
             "test-sweep-steps", {"nope": ["1"]}, out_dir=tmp_path, imports=["sweep_experiments"]
