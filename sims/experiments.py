@@ -179,8 +179,7 @@ class RunContext:
     def summary(self, **scalars: Any) -> None:
         """Set summary values: numbers, booleans, text, or numeric arrays (HDF5 attributes)."""
         for key, value in scalars.items():
-            value = value.item() if isinstance(value, np.generic) else value
-            if isinstance(value, np.ndarray | list | tuple):
+            if isinstance(value, list | tuple) or hasattr(value, "__array__"):  # numpy, torch
                 array = np.asarray(value)
                 if array.dtype.kind not in "biuf":
                     raise TypeError(

@@ -234,11 +234,15 @@ def test_values_that_cannot_be_stored_fail_the_run_where_they_are_given(tmp_path
 
 def test_numeric_summary_values_and_arrays_are_stored(tmp_path):
     BAD_CALLS.clear()
+    import torch
+
     BAD_CALLS["summary"] = {
-        "n": np.int64(3), "ok": True, "name": "x", "curve": np.array([1.0, 2.0]), "t": (1, 2)
+        "n": np.int64(3), "ok": True, "name": "x", "curve": np.array([1.0, 2.0]), "t": (1, 2),
+        "loss": torch.tensor(0.25),
     }  # fmt: skip
     res = read_result(run_experiment("test-bad-values", {}, out=tmp_path / "v.h5"))
     assert (res.summary["n"], res.summary["ok"], res.summary["name"]) == (3, True, "x")
+    assert res.summary["loss"] == 0.25
     np.testing.assert_array_equal(res.summary["curve"], [1.0, 2.0])
     np.testing.assert_array_equal(res.summary["t"], [1, 2])
 
