@@ -3,6 +3,7 @@ its raw numbers as JSON; both atomically."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import re
@@ -22,6 +23,23 @@ HEADER = (
 CONTENTS_BEGIN, CONTENTS_END = "<!-- contents -->", "<!-- /contents -->"
 SECTION = re.compile(r"<!-- begin (\S+) -->\n(?:## ([^\n]*))?")
 ISSUE = re.compile(r"\bissue (\d+)")
+
+
+def count(minimum: int = 1):
+    """An argparse ``type`` for an integer of at least ``minimum`` (a bad value exits with
+    status 2 and a message naming the option)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{value}; give at least {minimum}")
+        return value
+
+    parse.__name__ = f"integer >= {minimum}"
+    return parse
 
 
 def record_section(name: str, markdown: str, path: Path = RESULTS) -> None:

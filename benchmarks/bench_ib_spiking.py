@@ -35,7 +35,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _record import record_section  # noqa: E402
+from _record import count, record_section  # noqa: E402
 
 from plastix.circuits.ib_network import (  # noqa: E402
     CompiledEpochTrainer,
@@ -246,8 +246,8 @@ def main() -> None:
     )
     parser.add_argument("--fashion", action="store_true", help="add a Fashion-MNIST subset")
     parser.add_argument("--no-record", action="store_true", help="do not write RESULTS.md")
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--seeds", type=int, default=3, help="seeds for the accuracy tables")
+    parser.add_argument("--epochs", type=count(), default=3)
+    parser.add_argument("--seeds", type=count(), default=3, help="seeds for the accuracy tables")
     parser.add_argument(
         "--part",
         choices=("accuracy", "speed"),

@@ -345,17 +345,21 @@ def _nte_rates(args, data, sgd_lr: float, t_start: float) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from _record import count
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny smoke run; records nothing")
     parser.add_argument("--no-record", action="store_true", help="do not write RESULTS.md")
-    parser.add_argument("--n-train", type=int, default=10000, help="training examples per task")
-    parser.add_argument("--n-val", type=int, default=2000, help="held-out task-1 training images")
-    parser.add_argument("--n-test", type=int, default=2000, help="test examples per task")
-    parser.add_argument("--epochs", type=int, default=2, help="epochs per task")
-    parser.add_argument("--seeds", type=int, default=3, help="number of seeds")
-    parser.add_argument("--width", type=int, default=1000, help="main hidden width")
+    parser.add_argument("--n-train", type=count(), default=10000, help="training examples per task")
     parser.add_argument(
-        "--widths", type=int, nargs="+", default=[30, 100, 300], help="extra widths"
+        "--n-val", type=count(), default=2000, help="held-out task-1 training images"
+    )
+    parser.add_argument("--n-test", type=count(), default=2000, help="test examples per task")
+    parser.add_argument("--epochs", type=count(), default=2, help="epochs per task")
+    parser.add_argument("--seeds", type=count(), default=3, help="number of seeds")
+    parser.add_argument("--width", type=count(), default=1000, help="main hidden width")
+    parser.add_argument(
+        "--widths", type=count(), nargs="+", default=[30, 100, 300], help="extra widths"
     )
     parser.add_argument("--momenta", type=float, nargs="+", default=[0.9, 0.99])
     parser.add_argument(
@@ -428,10 +432,10 @@ def main(argv: list[str] | None = None) -> int:
         help="NTE expanded about the origin (the authors' default: the weights are the ensemble "
         "weights) or about the initialisation (the lazy-regime form: Δw = w − w0)",
     )
-    parser.add_argument("--ewc-samples", type=int, default=200, help="Fisher examples per task")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads for training")
+    parser.add_argument("--ewc-samples", type=count(), default=200, help="Fisher examples per task")
+    parser.add_argument("--threads", type=count(), default=1, help="torch threads for training")
     parser.add_argument(
-        "--speed-reps", type=int, default=40, help="step-time repetitions (0: not measured)"
+        "--speed-reps", type=count(0), default=40, help="step-time repetitions (0: not measured)"
     )
     parser.add_argument("--json", type=Path, default=OUT / "bench_nte.json")
     args = parser.parse_args(argv)

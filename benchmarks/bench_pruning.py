@@ -44,7 +44,7 @@ from plastix.sims.datasets import load_dataset
 from plastix.sims.exp_pruning import PruningConfig, SmallCNN, make_strategy
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _record import record_section, write_json  # noqa: E402
+from _record import count, record_section, write_json  # noqa: E402
 
 STRATEGIES = ("uniform", "epsilon-greedy", "ucb", "infobatch", "el2n", "grand", "forgetting")
 RL = ("epsilon-greedy", "ucb")
@@ -310,9 +310,9 @@ def to_markdown(
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny smoke run; records nothing")
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--n-train", type=int, default=5000)
-    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--seeds", type=count(), default=3)
+    parser.add_argument("--n-train", type=count(), default=5000)
+    parser.add_argument("--epochs", type=count(), default=20)
     parser.add_argument("--rates", type=float, nargs="+", default=[0.5, 0.7])
     parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=STRATEGIES)
     parser.add_argument("--epsilon", type=float, default=PruningConfig.epsilon)

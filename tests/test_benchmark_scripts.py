@@ -1,4 +1,5 @@
-"""Benchmark scripts: a smoke run (--quick) never overwrites recorded results."""
+"""Benchmark scripts: a smoke run (--quick) never overwrites recorded results; bad counts are
+refused before any work."""
 
 import argparse
 import importlib
@@ -77,3 +78,19 @@ def test_nte_variant_sections_get_distinct_headings(monkeypatch):
     assert bench_nte._variant_text(argparse.Namespace(**default)) == ""
     variant = argparse.Namespace(**{**default, "standardize": True, "init": "lecun"})
     assert bench_nte._variant_text(variant) == ", standardized inputs, LeCun init"
+
+
+SCRIPTS = ["bench_ib_rate", "bench_ib_spiking", "bench_nte", "bench_pruning"]
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+@pytest.mark.parametrize(("option", "value"), [("--epochs", "0"), ("--seeds", "-1")])
+def test_bad_counts_are_refused_before_any_work(script, option, value, monkeypatch, capsys):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    module = importlib.import_module(script)
+    required = {"bench_ib_spiking": ["--part", "speed"]}.get(script, [])
+    monkeypatch.setattr(sys, "argv", [f"{script}.py", option, value, "--no-record", *required])
+    with pytest.raises(SystemExit) as stop:
+        module.main()
+    assert stop.value.code == 2
+    assert f"argument {option}: {value}; give at least " in capsys.readouterr().err
