@@ -77,11 +77,30 @@ class Task:
 
 
 def _as_tensors(x_train: Any, y_train: Any, x_test: Any, y_test: Any) -> tuple[Tensor, ...]:
+    """Inputs as float32 ``(n, d)``, labels as int64, after checking that train and test
+    inputs have the same features and the labels are whole numbers >= 0 (never truncated)."""
+    xs = [np.asarray(x, dtype=np.float64) for x in (x_train, x_test)]
+    ys = [np.asarray(y) for y in (y_train, y_test)]
+    for name, x, y in zip(("train", "test"), xs, ys, strict=True):
+        if x.ndim < 1 or y.ndim != 1 or x.shape[0] != y.shape[0]:
+            raise ValueError(
+                f"{name}: {x.shape[0] if x.ndim else 0} inputs but labels of shape {y.shape}; "
+                "give one label per input"
+            )
+        if y.size and (not np.all(np.mod(y, 1) == 0) or y.min() < 0):
+            raise ValueError(f"y_{name}: labels must be whole class indices >= 0; got {y[:5]}")
+        if not np.all(np.isfinite(x)):
+            raise ValueError(f"x_{name}: contains NaN or inf")
+    if xs[0].shape[1:] != xs[1].shape[1:]:
+        raise ValueError(
+            f"x_test: sample shape {xs[1].shape[1:]} but x_train has {xs[0].shape[1:]}; give "
+            "both the same features"
+        )
     return (
-        torch.as_tensor(np.asarray(x_train), dtype=torch.float32),
-        torch.as_tensor(np.asarray(y_train), dtype=torch.long),
-        torch.as_tensor(np.asarray(x_test), dtype=torch.float32),
-        torch.as_tensor(np.asarray(y_test), dtype=torch.long),
+        torch.as_tensor(xs[0], dtype=torch.float32),
+        torch.as_tensor(ys[0].astype(np.int64)),
+        torch.as_tensor(xs[1], dtype=torch.float32),
+        torch.as_tensor(ys[1].astype(np.int64)),
     )
 
 

@@ -35,6 +35,7 @@ from torch import Tensor
 
 from plastix.bridges.rate_networks import (
     XI_SITES,
+    ConvBlock,
     LeakyRateMLP,
     RateNetwork,
     XiSite,
@@ -173,6 +174,8 @@ def check_window_data(x: Tensor, y: Tensor, n_classes: int, window: int) -> None
         raise TypeError("y: expected a 1-D int64 tensor of class indices")
     if x.shape[0] != y.shape[0]:
         raise ValueError(f"x, y: {x.shape[0]} inputs but {y.shape[0]} labels")
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError("x: contains NaN or inf; clean or drop those samples")
     if x.shape[0] < window:
         raise ValueError(
             f"x: {x.shape[0]} samples is fewer than the window B = {window}; use more data"
@@ -226,6 +229,11 @@ class _Trainer:
     def __init__(self, net: RateNetwork, optim: AdamWSettings, window: int, params=None):
         if not isinstance(net, RateNetwork):
             raise TypeError(f"net: expected a plastix RateNetwork, got {type(net).__name__}")
+        if not isinstance(window, int) or isinstance(window, bool) or window < 2:
+            raise ValueError(
+                f"window / batch: {window!r}; give an integer >= 2 (the kernels and the "
+                "minibatch steps need at least two samples)"
+            )
         self.net = net
         self.window = window
         self.params = list(net.parameters() if params is None else params)
@@ -269,6 +277,11 @@ class IBTrainer(_Trainer):
     def __init__(self, net: RateNetwork, rule: IBRule | None = None, optim=None):
         rule = rule or IBRule()
         super().__init__(net, optim or AdamWSettings(lr=1e-4), rule.window)
+        if rule.xi_site != "relu" and any(isinstance(b, ConvBlock) for b in net.blocks):
+            raise ValueError(
+                f"rule.xi_site: {rule.xi_site!r} is not implemented for convolutional blocks; "
+                "use IBRule(xi_site='relu') with a RateCNN"
+            )
         self.rule = rule
         self.leaky = isinstance(net, LeakyRateMLP)
 

@@ -118,6 +118,14 @@ def plan_keep_counts(
     take the leftover units). ``S`` is the scoring cost of a static method.
     """
     _check_rate(rate)
+    for name, value, least in (
+        ("n_samples", n_samples, 1),
+        ("epochs", epochs, 1),
+        ("scoring_passes", scoring_passes, 0),
+        ("anneal_epochs", anneal_epochs, 0),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise ValueError(f"{name}: {value!r}; give an integer >= {least}")
     if anneal_epochs > epochs:
         raise ValueError(
             f"anneal_epochs: {anneal_epochs} exceeds the run's {epochs} epochs; use at most "

@@ -172,10 +172,19 @@ class RateNetwork(nn.Module):
         self.input_shape = tuple(input_shape)
 
     def _prepare(self, x: Tensor) -> Tensor:
-        if x.ndim < 2 or math.prod(x.shape[1:]) != math.prod(self.input_shape):
+        """``x`` as ``(batch, *input_shape)``: samples flat or already in that shape (a shape
+        with the same size but another layout, e.g. channels last, is refused, not scrambled)."""
+        if not isinstance(x, Tensor):
+            raise TypeError(f"x: expected a torch.Tensor, got {type(x).__name__}")
+        dtype = self.readout.weight.dtype
+        if x.dtype != dtype:
+            raise TypeError(f"x: dtype {x.dtype} but the network computes in {dtype}; convert x")
+        flat = x.ndim == 2 and x.shape[1] == math.prod(self.input_shape)
+        if not flat and tuple(x.shape[1:]) != self.input_shape:
             raise ValueError(
                 f"x: sample shape {tuple(x.shape[1:])} does not fit the network input "
-                f"{self.input_shape}"
+                f"{self.input_shape} (give samples flat or in that shape; channels-last images "
+                "need x.permute(0, 3, 1, 2))"
             )
         return x.reshape(x.shape[0], *self.input_shape)
 
@@ -208,6 +217,10 @@ class RateMLP(RateNetwork):
     ) -> None:
         _check_positive_int(n_in, "n_in")
         _check_positive_int(n_out, "n_out")
+        if not isinstance(hidden, Sequence) or not hidden:
+            raise ValueError(
+                f"hidden: expected a non-empty list of layer sizes, e.g. [128, 64]; got {hidden!r}"
+            )
         hidden = tuple(_check_positive_int(h, "hidden") for h in hidden)
         sizes = (n_in, *hidden)
         blocks = [DenseBlock(a, b, layer_norm) for a, b in zip(sizes[:-1], sizes[1:], strict=True)]

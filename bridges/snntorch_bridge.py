@@ -496,11 +496,16 @@ def bernoulli_raster(
     [0, 1] ``(B, d)`` — the discrete form of a Poisson encoder with rate ``p_max / dt``."""
     if x.ndim != 2:
         raise ValueError(f"x: expected (B, d) features in [0, 1], got shape {tuple(x.shape)}")
+    if x.numel() and not bool(((x >= 0) & (x <= 1)).all()):
+        raise ValueError(
+            "x: features must lie in [0, 1] (spike probability p_max * x); normalise them, "
+            "e.g. pixels / 255"
+        )
     if not 0.0 < p_max <= 1.0:
         raise ValueError(f"p_max: spike probability per step must lie in (0, 1], got {p_max}")
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps: expected an int >= 1, got {steps!r}")
-    p = (x.clamp(0.0, 1.0) * p_max).expand(steps, *x.shape)
+    p = (x * p_max).expand(steps, *x.shape)
     return torch.bernoulli(p, generator=generator)
 
 

@@ -154,6 +154,17 @@ class PoissonEncoder:
             raise ValueError(
                 f"n_channels: {n_channels} does not match the schedule's {width} channels"
             )
+        values = np.asarray(schedule.values.values)
+        if values.size and (values.min() < 0 or values.max() > 1):
+            raise ValueError(
+                f"schedule: values span [{values.min():g}, {values.max():g}]; an encoder maps "
+                "[0, 1] to [rate_min, rate_max], so normalise the samples (e.g. pixels / 255)"
+            )
+        if float(rate_max * schedule.dt) > 1:
+            raise ValueError(
+                f"rate_max: {rate_max!r} x dt = {float(rate_max * schedule.dt):g} > 1 spike per "
+                "step, so the train saturates at one spike per step; lower rate_max or dt"
+            )
         self.schedule = schedule
         self.rate_max = rate_max
         self.rate_min = rate_min

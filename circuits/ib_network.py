@@ -96,6 +96,7 @@ class IBCircuitSpec:
 
     def __post_init__(self) -> None:
         _positive_int(self.n_input, "n_input")
+        _positive_int(self.n_classes, "n_classes")
         if self.n_classes < 2:
             raise ValueError(f"n_classes: need >= 2, got {self.n_classes!r}")
         if not isinstance(self.hidden, tuple) or not self.hidden:
@@ -160,6 +161,10 @@ class CircuitWeights:
             )
         if self.bias.shape != (spec.n_classes,):
             raise ValueError(f"weights.bias: shape {self.bias.shape}, expected ({spec.n_classes},)")
+        named = [(f"hidden[{k}]", w) for k, w in enumerate(self.hidden)]
+        for name, w in [*named, ("readout", self.readout), ("bias", self.bias)]:
+            if not np.all(np.isfinite(w)):
+                raise ValueError(f"weights.{name}: contains NaN or inf")
 
 
 def init_weights(
@@ -171,6 +176,8 @@ def init_weights(
     rule's bounds): the mean drive and its spread across neurons do not depend on the fan-in
     (the values are those of a 64-input layer); readout: ``N(0, 1/n_pre)``; bias 0.
     """
+    if not (np.isfinite(mean) and np.isfinite(spread) and spread >= 0):
+        raise ValueError(f"mean, spread: {mean!r}, {spread!r}; give finite values, spread >= 0")
     sizes = spec.layer_sizes
     hidden = []
     for k in range(len(spec.hidden)):
@@ -560,6 +567,8 @@ class IBCircuit:
     def label_table(self, labels: np.ndarray) -> np.ndarray:
         """One-hot rows, one per slot (held through the gap)."""
         labels = np.asarray(labels)
+        if labels.size and not np.all(np.mod(labels, 1) == 0):
+            raise ValueError(f"labels: expected whole class indices, got {labels[:5]}")
         if labels.min() < 0 or labels.max() >= self.spec.n_classes:
             raise ValueError(f"labels: values must lie in [0, {self.spec.n_classes})")
         table = np.zeros((len(labels), self.spec.n_classes))

@@ -285,7 +285,10 @@ def xi_from_weights(weights: Tensor, z: Tensor, sigma_z: float) -> Tensor:
     """``xi = -(2 / s_z^2) sum_j w_j K_Z[B, j] (z_B - z_j) / (B - 1)^2`` with
     ``s_z = sigma_z sqrt(dz)``; weights ``(..., B)``, z ``(..., B, dz)`` -> ``(..., dz)``.
     Needs only row B of ``K_Z``: O(B dz)."""
-    if z.ndim < 2 or weights.shape[-1] != z.shape[-2] or z.shape[-2] < 2:
+    weights, z = _as_float_tensor(weights, "weights"), _as_float_tensor(z, "z")
+    if weights.dtype != z.dtype:
+        raise TypeError(f"weights, z: dtypes {weights.dtype} and {z.dtype} differ; convert one")
+    if z.ndim < 2 or weights.shape != z.shape[:-1] or z.shape[-2] < 2:
         raise ValueError(
             f"weights, z: shapes {tuple(weights.shape)} and {tuple(z.shape)} do not hold the "
             "same window of B >= 2 samples ((..., B) and (..., B, dz))"

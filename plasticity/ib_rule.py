@@ -168,8 +168,12 @@ def apply_eligibility_update(
     weight = np.asarray(weight, dtype=float)
     elig_sum = np.asarray(elig_sum, dtype=float)
     xi = np.asarray(xi, dtype=float)
+    if weight.ndim != 2:
+        raise ValueError(f"weight: shape {weight.shape}; expected (n_post, n_pre)")
     if elig_sum.shape != weight.shape:
         raise ValueError(f"elig_sum: shape {elig_sum.shape} differs from weight {weight.shape}")
+    if not (np.all(np.isfinite(xi)) and np.all(np.isfinite(elig_sum))):
+        raise ValueError("xi, elig_sum: contain NaN or inf; the weights would become NaN")
     if xi.shape != (weight.shape[0],):
         raise ValueError(f"xi: shape {xi.shape}; expected ({weight.shape[0]},), one per post")
     step = float(rule.eta) * xi[:, None] * elig_sum

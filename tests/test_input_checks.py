@@ -1,0 +1,105 @@
+"""Library entry points refuse inputs that would otherwise give a silently wrong result, or
+fail deep inside torch, numpy or Brian2, with a message that names the problem."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from brian2 import Hz, ms
+
+from plastix.bridges.continual import permuted_tasks
+from plastix.bridges.ib_training import BackpropTrainer, IBRule, IBTrainer
+from plastix.bridges.pruning import plan_keep_counts
+from plastix.bridges.rate_networks import RateCNN, RateMLP
+from plastix.bridges.snntorch_bridge import bernoulli_raster
+from plastix.circuits.encoders import PoissonEncoder, make_schedule
+from plastix.circuits.ib_network import IBCircuit, IBCircuitSpec, init_weights
+from plastix.plasticity.hsic import xi_from_weights
+from plastix.plasticity.ib_rule import IBThreeFactor, apply_eligibility_update
+
+
+def _data(n=16, d=4, classes=2):
+    g = torch.Generator().manual_seed(0)
+    return torch.rand(n, d, generator=g), torch.arange(n) % classes
+
+
+def test_rate_trainers_refuse_batches_that_would_train_nothing_and_nan_inputs():
+    with pytest.raises(ValueError, match="window / batch: 1; give an integer >= 2"):
+        BackpropTrainer(RateMLP(4, [8], 2), batch=1)
+    x, y = _data()
+    x[3, 1] = float("nan")
+    with pytest.raises(ValueError, match="x: contains NaN or inf"):
+        IBTrainer(RateMLP(4, [8], 2), IBRule(window=2)).train_epoch(x, y)
+
+
+def test_rate_networks_refuse_scrambling_layouts_dtypes_and_empty_hidden_lists():
+    cnn = RateCNN((3, 4, 4), [2], 2)
+    assert cnn(torch.rand(2, 3, 4, 4)).shape == (2, 2)
+    assert cnn(torch.rand(2, 48)).shape == (2, 2)  # flat samples are fine
+    with pytest.raises(ValueError, match="channels-last images need x.permute"):
+        cnn(torch.rand(2, 4, 4, 3))
+    with pytest.raises(TypeError, match="dtype torch.float64"):
+        RateMLP(4, [8], 2)(torch.rand(2, 4, dtype=torch.float64))
+    with pytest.raises(ValueError, match="hidden: expected a non-empty list"):
+        RateMLP(4, [], 2)
+    with pytest.raises(ValueError, match="not implemented for convolutional blocks"):
+        IBTrainer(cnn, IBRule())
+
+
+def test_spike_encoders_refuse_values_outside_the_unit_interval_and_saturation():
+    with pytest.raises(ValueError, match=r"values span \[0, 255\].*pixels / 255"):
+        PoissonEncoder(make_schedule(np.array([[255.0, 0.0]]), 5 * ms), 2)
+    with pytest.raises(ValueError, match="saturates at one spike per step"):
+        PoissonEncoder(make_schedule(np.array([[1.0, 0.0]]), 5 * ms, dt=0.1 * ms), 2, 20000 * Hz)
+    with pytest.raises(ValueError, match=r"must lie in \[0, 1\]"):
+        bernoulli_raster(torch.full((2, 3), 255.0), 5, 0.5)
+
+
+def test_continual_tasks_refuse_mismatched_features_and_fractional_labels():
+    x, y = np.random.default_rng(0).random((8, 4)), np.arange(8) % 4
+    with pytest.raises(ValueError, match=r"x_test: sample shape \(5,\) but x_train has \(4,\)"):
+        permuted_tasks(x, y, np.zeros((8, 5)), y, 2)
+    with pytest.raises(ValueError, match="labels must be whole class indices"):
+        permuted_tasks(x, y + 0.5, x, y, 2)
+
+
+def test_spiking_circuit_refuses_fractional_class_counts_and_nan_weights():
+    with pytest.raises(ValueError, match="n_classes: expected an int >= 1, got 2.5"):
+        IBCircuitSpec(n_input=4, n_classes=2.5, hidden=(3,))
+    spec = IBCircuitSpec(n_input=4, n_classes=2, hidden=(3,))
+    weights = init_weights(spec, np.random.default_rng(0))
+    weights.hidden[0][0, 0] = np.nan
+    with pytest.raises(ValueError, match=r"weights.hidden\[0\]: contains NaN or inf"):
+        weights.check(spec)
+    with pytest.raises(ValueError, match="give finite values"):
+        init_weights(spec, np.random.default_rng(0), mean=float("nan"))
+    weights.hidden[0][0, 0] = 0.0
+    with pytest.raises(ValueError, match="labels: expected whole class indices"):
+        IBCircuit(spec, np.zeros((2, 4)), np.array([0.5, 1.0]), np.ones(2), weights)
+
+
+def test_xi_and_eligibility_updates_refuse_shapes_that_broadcast_and_nan():
+    z = torch.rand(4, 5)
+    assert xi_from_weights(torch.ones(4), z, 1.0).shape == (5,)
+    assert xi_from_weights(np.ones(4, dtype=np.float32), z, 1.0).shape == (5,)  # numpy too
+    with pytest.raises(ValueError, match="do not hold the same window"):
+        xi_from_weights(torch.ones(4, 4), z, 1.0)
+    rule = IBThreeFactor()
+    with pytest.raises(ValueError, match="weight: shape"):
+        apply_eligibility_update(np.zeros(3), np.ones(3), np.ones(3), rule)
+    with pytest.raises(ValueError, match="contain NaN or inf"):
+        apply_eligibility_update(np.zeros((2, 3)), np.ones((2, 3)), np.array([np.nan, 0]), rule)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "fragment"),
+    [
+        ({"anneal_epochs": -1}, "anneal_epochs: -1"),
+        ({"epochs": 0}, "epochs: 0"),
+        ({"n_samples": 0}, "n_samples: 0"),
+    ],
+)
+def test_pruning_plans_refuse_impossible_counts(kwargs, fragment):
+    with pytest.raises(ValueError, match=fragment):
+        plan_keep_counts(**{"n_samples": 100, "epochs": 4, "rate": 0.5, **kwargs})
