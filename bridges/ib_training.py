@@ -462,6 +462,7 @@ def make_trainer(
 
 def evaluate(net: RateNetwork, x: Tensor, y: Tensor, batch: int = 2048) -> tuple[float, float]:
     """``(accuracy, mean cross-entropy)`` of ``net`` on ``(x, y)``."""
+    check_window_data(x, y, net.readout.out_features, window=0)  # any number of samples
     correct, loss = 0, 0.0
     with torch.no_grad():
         for begin in range(0, x.shape[0], batch):

@@ -319,8 +319,15 @@ class NeuralTangentEnsemble(torch.optim.Optimizer):
         # log factors of every parameter into its work tensor, all checked before any state
         # changes: a log1p argument ≤ −1 (or a NaN / inf gradient) makes their sum non-finite
         groups = []  # (group, parameters with a gradient, their log-factor work tensors)
+        if all(p.grad is None for g in self.param_groups for p in g["params"]):
+            raise ValueError(
+                "NeuralTangentEnsemble.step: no parameter has a gradient; call loss.backward() "
+                "before step()"
+            )
         for group in self.param_groups:
             params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
             for p in params:
                 if p.grad.is_sparse:
                     raise TypeError("NeuralTangentEnsemble does not support sparse gradients")

@@ -764,12 +764,16 @@ class XiSettings:
     site: str = "norm"
 
     def __post_init__(self) -> None:
+        from plastix.plasticity.hsic import XI_METHODS, check_gamma, check_sigmas
+
         if isinstance(self.window, bool) or not isinstance(self.window, int) or self.window < 2:
             raise ValueError(f"window: B = {self.window!r}; the IB rule needs B >= 2")
         if self.site not in ("norm", "rate"):
             raise ValueError(f"site: {self.site!r} is not one of 'norm', 'rate'")
-        if len(self.sigmas) != 3 or not all(s > 0 for s in self.sigmas):
-            raise ValueError(f"sigmas: expected three positive bandwidths, got {self.sigmas!r}")
+        if self.method not in XI_METHODS:
+            raise ValueError(f"method: {self.method!r} is not one of {', '.join(XI_METHODS)}")
+        check_gamma(self.gamma)
+        check_sigmas(self.sigmas)
 
 
 class WorkingMemory:

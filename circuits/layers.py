@@ -45,7 +45,16 @@ __all__ = [
 def _time(value: Quantity, name: str) -> float:
     if not isinstance(value, Quantity) or not value.has_same_dimensions(second):
         raise TypeError(f"{name}: expected a Brian2 time such as 50*ms, got {value!r}")
+    if value.size != 1 or not np.isfinite(float(value)):
+        raise ValueError(f"{name}: expected one finite time, got {value!r}")
     return float(value)
+
+
+def _positive(value: Quantity, name: str, unit: Quantity, example: str) -> None:
+    if not isinstance(value, Quantity) or not value.has_same_dimensions(unit):
+        raise TypeError(f"{name}: expected a Brian2 quantity such as {example}, got {value!r}")
+    if value.size != 1 or not (np.isfinite(float(value)) and float(value) > 0):
+        raise ValueError(f"{name}: expected one finite value > 0, got {value!r}")
 
 
 def _steps(value: float, dt: float, name: str) -> int:
@@ -172,6 +181,15 @@ class LIFLayer:
     ):
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f"n: layer size must be an int >= 1, got {n!r}")
+        if not isinstance(params, LIFParams) or not isinstance(timing, SampleTiming):
+            raise TypeError("params, timing: expected a LIFParams and a SampleTiming")
+        for label, value, unit, example in (
+            ("rate_norm", rate_norm, Hz, "100*Hz"),
+            ("tau_mean", tau_mean, second, "2*second"),
+            ("z_rate", z_rate, Hz, "100*Hz"),
+            ("tau_trace", tau_trace, second, "20*ms"),
+        ):
+            _positive(value, label, unit, example)
         self.n = n
         self.params = params
         self.timing = timing

@@ -75,7 +75,8 @@ def _check_sigma(sigma: float, name: str) -> float:
     return float(sigma)
 
 
-def _check_gamma(gamma: float) -> float:
+def check_gamma(gamma: float) -> float:
+    """``gamma`` as a float; a bool, non-number or non-finite value is refused."""
     if isinstance(gamma, bool) or not isinstance(gamma, int | float):
         raise TypeError(f"gamma: expected a number, got {gamma!r}")
     if not math.isfinite(gamma):
@@ -83,7 +84,8 @@ def _check_gamma(gamma: float) -> float:
     return float(gamma)
 
 
-def _check_sigmas(sigmas: Sequence[float]) -> tuple[float, float, float]:
+def check_sigmas(sigmas: Sequence[float]) -> tuple[float, float, float]:
+    """``(sigma_x, sigma_y, sigma_z)`` as floats; each must be finite and > 0."""
     if isinstance(sigmas, str) or not isinstance(sigmas, Sequence) or len(sigmas) != 3:
         raise ValueError(
             f"sigmas: expected three bandwidths (sigma_x, sigma_y, sigma_z), got {sigmas!r}"
@@ -213,8 +215,8 @@ def layer_objective(
     outputs ``(..., B, dz)``. ``sigmas = (sigma_x, sigma_y, sigma_z)``. Returns ``(...)``.
     """
     x, y, z = _check_triplet(x, y, z)
-    gamma = _check_gamma(gamma)
-    sx, sy, sz = _check_sigmas(sigmas)
+    gamma = check_gamma(gamma)
+    sx, sy, sz = check_sigmas(sigmas)
     kz = gaussian_kernel(z, sz)
     return hsic(gaussian_kernel(x, sx), kz) - gamma * hsic(gaussian_kernel(y, sy), kz)
 
@@ -249,8 +251,8 @@ def modulatory_signal(
     if method not in XI_METHODS:
         raise ValueError(f"method: {method!r} is not one of {XI_METHODS}")
     x, y, z = _check_triplet(x, y, z)
-    gamma = _check_gamma(gamma)
-    sx, sy, sz = _check_sigmas(sigmas)
+    gamma = check_gamma(gamma)
+    sx, sy, sz = check_sigmas(sigmas)
     weights = modulatory_weights(gaussian_kernel(x, sx), gaussian_kernel(y, sy), gamma, method)
     return xi_from_weights(weights, z, sz)
 
@@ -261,7 +263,7 @@ def modulatory_weights(kx: Tensor, ky: Tensor, gamma: float, method: XiMethod = 
     layer, so one set serves every layer of a network."""
     if method not in XI_METHODS:
         raise ValueError(f"method: {method!r} is not one of {XI_METHODS}")
-    gamma = _check_gamma(gamma)
+    gamma = check_gamma(gamma)
     kx = _as_float_tensor(kx, "kx")
     ky = _as_float_tensor(ky, "ky")
     for name, k in (("kx", kx), ("ky", ky)):

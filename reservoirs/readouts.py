@@ -33,6 +33,9 @@ def _check_pair(features: Tensor, targets: Tensor, n_features: int, n_outputs: i
             f"features, targets: leading shapes {tuple(features.shape[:-1])} and "
             f"{tuple(targets.shape[:-1])} differ; they must hold the same samples"
         )
+    for name, values in (("features", features), ("targets", targets)):
+        if not bool(torch.isfinite(values).all()):
+            raise ValueError(f"{name}: contain NaN or inf (e.g. a diverged reservoir); drop them")
 
 
 def _check_nonneg(value: float, name: str, positive: bool = False) -> float:

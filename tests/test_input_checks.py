@@ -9,12 +9,12 @@ import torch
 from brian2 import Hz, ms
 
 from plastix.bridges.continual import permuted_tasks
-from plastix.bridges.ib_training import BackpropTrainer, IBRule, IBTrainer
+from plastix.bridges.ib_training import BackpropTrainer, IBRule, IBTrainer, evaluate
 from plastix.bridges.pruning import plan_keep_counts
 from plastix.bridges.rate_networks import RateCNN, RateMLP
 from plastix.bridges.snntorch_bridge import bernoulli_raster
 from plastix.circuits.encoders import PoissonEncoder, make_schedule
-from plastix.circuits.ib_network import IBCircuit, IBCircuitSpec, init_weights
+from plastix.circuits.ib_network import IBCircuit, IBCircuitSpec, XiSettings, init_weights
 from plastix.plasticity.hsic import xi_from_weights
 from plastix.plasticity.ib_rule import IBThreeFactor, apply_eligibility_update
 
@@ -103,3 +103,56 @@ def test_xi_and_eligibility_updates_refuse_shapes_that_broadcast_and_nan():
 def test_pruning_plans_refuse_impossible_counts(kwargs, fragment):
     with pytest.raises(ValueError, match=fragment):
         plan_keep_counts(**{"n_samples": 100, "epochs": 4, "rate": 0.5, **kwargs})
+
+
+def test_xi_settings_and_evaluation_refuse_bad_values_before_any_simulation():
+    with pytest.raises(ValueError, match="method: 'foo' is not one of exact"):
+        XiSettings(method="foo")
+    with pytest.raises(ValueError, match="gamma: must be finite"):
+        XiSettings(gamma=float("nan"))
+    with pytest.raises(TypeError, match="gamma: expected a number"):
+        XiSettings(gamma="2")
+    x, y = _data()
+    with pytest.raises(ValueError, match=r"y: labels must lie in \[0, 2\)"):
+        evaluate(RateMLP(4, [8], 2), x, y + 5)
+
+
+def test_tangent_ensemble_step_without_gradients_says_to_call_backward():
+    from plastix.bridges.tangent_ensemble import NeuralTangentEnsemble
+
+    frozen, trained = torch.nn.Linear(3, 2), torch.nn.Linear(2, 2)
+    opt = NeuralTangentEnsemble(
+        [{"params": frozen.parameters()}, {"params": trained.parameters()}], max_delta=None
+    )
+    with pytest.raises(ValueError, match=r"no parameter has a gradient; call loss.backward\(\)"):
+        opt.step()
+    before = [p.detach().clone() for p in trained.parameters()]
+    trained(torch.rand(4, 2)).sum().backward()  # one group with gradients, one without
+    opt.step()  # the group without gradients only takes part in the projection
+    assert not all(torch.equal(b, p) for b, p in zip(before, trained.parameters(), strict=True))
+
+
+def test_ridge_readout_refuses_nan_features_instead_of_a_solver_failure():
+    from plastix.reservoirs.readouts import RidgeReadout
+
+    readout = RidgeReadout(3, 1)
+    features = torch.rand(10, 3, dtype=torch.float64)
+    features[2, 0] = float("nan")
+    with pytest.raises(ValueError, match="features: contain NaN or inf"):
+        readout.accumulate(features, torch.rand(10, 1, dtype=torch.float64))
+
+
+def test_lif_layers_and_timing_refuse_unitless_or_non_finite_times_before_building():
+    from brian2 import TimedArray, second
+
+    from plastix.circuits.layers import LIFLayer, SampleTiming
+    from plastix.circuits.neurons import LIFParams
+
+    with pytest.raises(ValueError, match="presentation: expected one finite time"):
+        SampleTiming(presentation=float("nan") * ms)
+    timing = SampleTiming()
+    learn = TimedArray(np.ones(2), dt=timing.slot)
+    with pytest.raises(TypeError, match="tau_trace: expected a Brian2 quantity such as 20"):
+        LIFLayer(3, LIFParams(), timing, learn, "l", tau_trace=20)
+    with pytest.raises(ValueError, match="tau_mean: expected one finite value > 0"):
+        LIFLayer(3, LIFParams(), timing, learn, "l", tau_mean=0 * second)
