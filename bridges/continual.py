@@ -581,6 +581,11 @@ def run_continual(
     if partial is None:
         result = ContinualResult(np.full((n, n), np.nan), np.full(n, np.nan))
     else:
+        if partial.accuracy_matrix.shape != (n, n) or partial.train_loss.shape != (n,):
+            raise ValueError(
+                f"partial: accuracy matrix {partial.accuracy_matrix.shape} and losses "
+                f"{partial.train_loss.shape} do not belong to a run of {n} tasks"
+            )
         result = ContinualResult(partial.accuracy_matrix.copy(), partial.train_loss.copy())
     learner.model.train()
     for i in range(start_task, n):

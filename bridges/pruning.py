@@ -448,6 +448,9 @@ class StaticPruning(PruningStrategy):
             )
         if scores.scores.ndim != 1 or not torch.isfinite(scores.scores).all():
             raise ValueError("scores.scores: must be a finite 1-D tensor, one score per sample")
+        passes = scores.passes
+        if isinstance(passes, bool) or not isinstance(passes, int) or passes < 0:
+            raise ValueError(f"scores.passes: {passes!r}; the scoring cost is an int >= 0")
         self.static = scores
         self.name = scores.method
 

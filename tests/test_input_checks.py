@@ -156,3 +156,16 @@ def test_lif_layers_and_timing_refuse_unitless_or_non_finite_times_before_buildi
         LIFLayer(3, LIFParams(), timing, learn, "l", tau_trace=20)
     with pytest.raises(ValueError, match="tau_mean: expected one finite value > 0"):
         LIFLayer(3, LIFParams(), timing, learn, "l", tau_mean=0 * second)
+
+
+def test_static_scores_and_partial_continual_results_must_fit_the_run():
+    from plastix.bridges.continual import ContinualResult, run_continual
+    from plastix.bridges.pruning import StaticPruning, StaticScores
+
+    with pytest.raises(ValueError, match="scores.passes: -100"):
+        StaticPruning(StaticScores("el2n", torch.rand(4), -100, 0.0))
+    x, y = _data(8, 4, 2)
+    tasks = permuted_tasks(x.numpy(), y.numpy(), x.numpy(), y.numpy(), 2)
+    partial = ContinualResult(np.zeros((5, 5)), np.zeros(5))
+    with pytest.raises(ValueError, match="do not belong to a run of 2 tasks"):
+        run_continual(None, tasks, "domain", n_outputs=2, start_task=1, partial=partial)
