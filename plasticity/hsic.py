@@ -53,6 +53,14 @@ def _as_float_tensor(a: Tensor | np.ndarray, name: str) -> Tensor:
     return a
 
 
+def _check_samples(a: Tensor) -> None:
+    """Samples ``(..., B, d)`` for a kernel: at least one feature, every value finite."""
+    if a.ndim < 2 or a.shape[-1] < 1:
+        raise ValueError(f"a: shape {tuple(a.shape)}; expected (B, d >= 1) or (..., B, d)")
+    if not bool(torch.isfinite(a).all()):
+        raise ValueError("a: contains NaN or inf; the kernel would be NaN")
+
+
 def _check_window(a: Tensor, name: str) -> int:
     if a.ndim < 2:
         raise ValueError(
@@ -132,8 +140,7 @@ def gaussian_kernel(a: Tensor | np.ndarray, sigma: float, scale_by_dim: bool = T
     """
     a = _as_float_tensor(a, "a")
     sigma = _check_sigma(sigma, "sigma")
-    if a.ndim < 2:
-        raise ValueError(f"a: shape {tuple(a.shape)}; expected (B, d) or (..., B, d)")
+    _check_samples(a)
     s = _bandwidth(sigma, a.shape[-1]) if scale_by_dim else sigma
     return torch.exp(_squared_distances(a) / (-2.0 * s * s))
 
@@ -142,8 +149,9 @@ def cosine_kernel(a: Tensor | np.ndarray, eps: float = 1e-6) -> Tensor:
     """Cosine-similarity kernel ``K[i, j] = a_i . a_j / (||a_i|| ||a_j||)`` (a zero vector
     gives a zero row); Pogodin & Latham (2020) use it on centred one-hot labels."""
     a = _as_float_tensor(a, "a")
-    if a.ndim < 2:
-        raise ValueError(f"a: shape {tuple(a.shape)}; expected (B, d) or (..., B, d)")
+    _check_samples(a)
+    if not (math.isfinite(eps) and eps > 0):
+        raise ValueError(f"eps: must be finite and > 0, got {eps!r}")
     norm = a.norm(dim=-1, keepdim=True)
     unit = a / (norm + eps * (norm <= 0))
     return unit @ unit.transpose(-1, -2)

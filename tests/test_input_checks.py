@@ -169,3 +169,14 @@ def test_static_scores_and_partial_continual_results_must_fit_the_run():
     partial = ContinualResult(np.zeros((5, 5)), np.zeros(5))
     with pytest.raises(ValueError, match="do not belong to a run of 2 tasks"):
         run_continual(None, tasks, "domain", n_outputs=2, start_task=1, partial=partial)
+
+
+def test_kernels_refuse_nan_features_and_empty_feature_vectors():
+    from plastix.plasticity.hsic import cosine_kernel, gaussian_kernel
+
+    with pytest.raises(ValueError, match="a: contains NaN or inf"):
+        gaussian_kernel(torch.tensor([[0.0, float("nan")], [1.0, 2.0]]), 1.0)
+    with pytest.raises(ValueError, match=r"expected \(B, d >= 1\)"):
+        gaussian_kernel(torch.zeros(4, 0), 1.0)
+    with pytest.raises(ValueError, match="eps: must be finite and > 0"):
+        cosine_kernel(torch.zeros(3, 2), eps=0.0)
