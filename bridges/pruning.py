@@ -118,14 +118,10 @@ def plan_keep_counts(
     take the leftover units). ``S`` is the scoring cost of a static method.
     """
     _check_rate(rate)
-    for name, value, least in (
-        ("n_samples", n_samples, 1),
-        ("epochs", epochs, 1),
-        ("scoring_passes", scoring_passes, 0),
-        ("anneal_epochs", anneal_epochs, 0),
-    ):
-        if isinstance(value, bool) or not isinstance(value, int) or value < least:
-            raise ValueError(f"{name}: {value!r}; give an integer >= {least}")
+    _check_int("n_samples", n_samples)
+    _check_int("epochs", epochs)
+    _check_int("scoring_passes", scoring_passes, minimum=0)
+    _check_int("anneal_epochs", anneal_epochs, minimum=0)
     if anneal_epochs > epochs:
         raise ValueError(
             f"anneal_epochs: {anneal_epochs} exceeds the run's {epochs} epochs; use at most "
@@ -164,11 +160,11 @@ def _check_rate(rate: float) -> None:
         )
 
 
-def _check_positive_int(name: str, value: int) -> None:
+def _check_int(name: str, value: int, minimum: int = 1) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name}: expected a positive int, got {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{name}: {value} must be >= 1")
+        raise TypeError(f"{name}: expected an int >= {minimum}, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name}: {value} must be >= {minimum}")
 
 
 def _check_fraction(name: str, value: float, *, low_open: bool, high_open: bool) -> None:
@@ -448,9 +444,7 @@ class StaticPruning(PruningStrategy):
             )
         if scores.scores.ndim != 1 or not torch.isfinite(scores.scores).all():
             raise ValueError("scores.scores: must be a finite 1-D tensor, one score per sample")
-        passes = scores.passes
-        if isinstance(passes, bool) or not isinstance(passes, int) or passes < 0:
-            raise ValueError(f"scores.passes: {passes!r}; the scoring cost is an int >= 0")
+        _check_int("scores.passes", scores.passes, minimum=0)
         self.static = scores
         self.name = scores.method
 
@@ -544,8 +538,8 @@ class PruningSampler(Sampler[int]):
         epochs: int,
         seed: int = 0,
     ) -> None:
-        _check_positive_int("n_samples", n_samples)
-        _check_positive_int("epochs", epochs)
+        _check_int("n_samples", n_samples)
+        _check_int("epochs", epochs)
         if not isinstance(strategy, PruningStrategy):
             raise TypeError(
                 f"strategy: expected a PruningStrategy (UniformDynamic(), EpsilonGreedy(), UCB(), "
@@ -769,9 +763,9 @@ def _check_scoring_inputs(x: Tensor, y: Tensor, n_models: int, score_epochs: int
             f"y: shape {tuple(y.shape)}, dtype {y.dtype}; expected integer labels of shape "
             f"({x.shape[0]},)"
         )
-    _check_positive_int("n_models", n_models)
+    _check_int("n_models", n_models)
     if score_epochs is not None:
-        _check_positive_int("score_epochs", score_epochs)
+        _check_int("score_epochs", score_epochs)
 
 
 def _pretrain(
@@ -892,7 +886,7 @@ class ForgettingCounter:
     at its next (Toneva et al., ICLR 2019). ``record`` takes each trained batch."""
 
     def __init__(self, n_samples: int) -> None:
-        _check_positive_int("n_samples", n_samples)
+        _check_int("n_samples", n_samples)
         self.previous = torch.zeros(n_samples, dtype=torch.bool)
         self.learned = torch.zeros(n_samples, dtype=torch.bool)
         self.events = torch.zeros(n_samples, dtype=torch.float64)

@@ -73,7 +73,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     try:
         import_modules(args.imports or ())
         overrides = parse_set_options(args.set)
-        _, _, _, out_path = prepare_run(
+        out_path = prepare_run(
             args.experiment,
             overrides=overrides,
             config_file=args.config,
@@ -82,7 +82,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             out=args.out,
             force=args.force,
             data_root=args.data_root,
-        )
+        ).out_path
     except ConfigError as exc:
         return _fail(str(exc))
     try:

@@ -21,7 +21,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -224,6 +224,19 @@ def default_out_path(name: str, seed: int) -> Path:
     return Path("plastix_runs") / f"{name}_seed{seed}_{stamp}.h5"
 
 
+class PreparedRun(NamedTuple):
+    """What :func:`prepare_run` checked: ``start`` is the (record, state) to start from (a
+    fresh record and None, or the checkpoint to resume); ``replaceable`` says whether a failed
+    result may be written at ``out_path`` (nothing is there, or the failed result of this same
+    run)."""
+
+    spec: ExperimentSpec
+    cfg: Any
+    out_path: Path
+    start: tuple[RunRecord, Any]
+    replaceable: bool
+
+
 def prepare_run(
     name: str,
     *,
@@ -234,9 +247,10 @@ def prepare_run(
     out: str | Path | None = None,
     force: bool = False,
     data_root: str | None = None,
-) -> tuple[ExperimentSpec, Any, str, Path]:
+) -> PreparedRun:
     """Check everything a run needs before any work: experiment, config, device, output path,
-    and (for configs with a ``dataset`` key) that the dataset's files can be found."""
+    checkpoint, and (for configs with a ``dataset`` key) that the dataset loads at the asked
+    sizes."""
     spec = get_experiment(name)
     values: dict[str, Any] = {}
     if config_file is not None:
@@ -292,7 +306,9 @@ def prepare_run(
             f"--out {str(out_path)!r}: no file can be written there (a parent is not a folder, "
             "or is not writable); choose another --out"
         )
-    if out_path.exists() and not force and not is_failed_attempt(out_path, name, cfg, seed):
+    record = RunRecord(name, config_to_dict(cfg), seed, device)
+    replaceable = not out_path.exists() or is_failed_attempt(out_path, record.identity)
+    if not (replaceable or force):
         try:
             status = read_result(out_path).status
         except (ValueError, OSError):
@@ -302,10 +318,10 @@ def prepare_run(
             "or pass --force to replace it"
         )
     try:
-        load_checkpoint(out_path, RunRecord(name, config_to_dict(cfg), seed, device))
+        resume = load_checkpoint(out_path, record)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    return spec, cfg, device, out_path
+    return PreparedRun(spec, cfg, out_path, resume or (record, None), replaceable)
 
 
 def can_write_under(path: Path) -> bool:
@@ -321,17 +337,14 @@ def can_write_under(path: Path) -> bool:
         return False
 
 
-def is_failed_attempt(path: Path, name: str, cfg: Any, seed: int) -> bool:
-    """Whether ``path`` holds the failed result of this same run (experiment, config, seed),
-    which a new attempt replaces without ``--force``, resuming from its checkpoint."""
+def is_failed_attempt(path: Path, identity: tuple[str, dict[str, Any], int]) -> bool:
+    """Whether ``path`` holds the failed result of the run ``identity`` (experiment, config,
+    seed), which a new attempt replaces without ``--force``, resuming from its checkpoint."""
     try:
         result = read_result(path)
     except (ValueError, OSError):
         return False
-    there = (result.experiment, result.config, result.attrs.get("seed"))
-    return result.status == "failed" and not run_differences(
-        there, (name, config_to_dict(cfg), seed)
-    )
+    return result.status == "failed" and not run_differences(result.identity, identity)
 
 
 def run_experiment(
@@ -354,7 +367,7 @@ def run_experiment(
     would be replaced) and the exception is re-raised; on Ctrl-C nothing is written under the
     final name and the checkpoint stays.
     """
-    spec, cfg, device, out_path = prepare_run(
+    spec, cfg, out_path, (record, state), replaceable = prepare_run(
         name,
         overrides=overrides,
         config_file=config_file,
@@ -364,14 +377,8 @@ def run_experiment(
         force=force,
         data_root=data_root,
     )
-    record = RunRecord(spec.name, config_to_dict(cfg), seed, device)
-    resumed = load_checkpoint(out_path, record)
-    state = None
-    if resumed is not None:
-        record, state = resumed
     out_path.parent.mkdir(parents=True, exist_ok=True)
     ctx = RunContext(record, out_path, state=state, data_root=data_root, progress=progress)
-    replaceable = not out_path.exists() or is_failed_attempt(out_path, spec.name, cfg, seed)
     try:
         spec.fn(cfg, ctx)
     except KeyboardInterrupt:

@@ -110,6 +110,11 @@ class RunRecord:
         default_factory=lambda: _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
     )
 
+    @property
+    def identity(self) -> tuple[str, dict[str, Any], int]:
+        """``(experiment, config, seed)``: what makes two records the same run."""
+        return self.experiment, self.config, self.seed
+
 
 def _metric_columns(rows: list[dict[str, Any]]) -> dict[str, tuple[str, dict[str, list]]]:
     """Group logged rows by their axis key (the first key of each row) into columns."""
@@ -199,6 +204,11 @@ class Result:
     @property
     def experiment(self) -> str:
         return str(self.attrs.get("experiment"))
+
+    @property
+    def identity(self) -> tuple[str, dict[str, Any], Any]:
+        """``(experiment, config, seed)`` of the run that wrote this file."""
+        return self.experiment, self.config, self.attrs.get("seed")
 
 
 def run_differences(
@@ -333,8 +343,7 @@ def load_checkpoint(result_path: str | Path, record: RunRecord) -> tuple[RunReco
     saved = read_checkpoint(result_path)
     if saved is None:
         return None
-    there = (saved[0].experiment, saved[0].config, saved[0].seed)
-    differences = run_differences(there, (record.experiment, record.config, record.seed))
+    differences = run_differences(saved[0].identity, record.identity)
     if differences:
         raise ValueError(
             f"checkpoint {str(checkpoint_path(result_path))!r} belongs to a different run "

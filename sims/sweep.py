@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from plastix.sims.config import ConfigError, build_config, config_to_dict, read_config_file
+from plastix.sims.config import ConfigError, config_to_dict, read_config_file
 from plastix.sims.results import atomic_path, run_differences
 
 INDEX_NAME = "index.json"
@@ -104,42 +104,12 @@ def plan_sweep(
     from plastix.sims.experiments import get_experiment, import_modules, prepare_run
 
     import_modules(imports)
-    spec = get_experiment(experiment)
+    get_experiment(experiment)  # an unknown experiment is refused before anything else
     seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
     if not seed_list or any((not isinstance(s, int)) or s < 0 for s in seed_list):
         raise ConfigError(f"--seeds must be a positive count, got {seeds!r}")
     if Path(out_dir).exists() and not Path(out_dir).is_dir():
         raise ConfigError(f"--out-dir {str(out_dir)!r} exists and is not a folder")
-    base = dict(read_config_file(config_file)) if config_file else {}
-    base.update(base_overrides or {})
-    keys = list(grid)
-    runs_dir = Path(out_dir).resolve() / "runs"  # absolute: workers may run elsewhere
-    planned = []
-    seen: dict[str, dict[str, Any]] = {}
-    for combo in itertools.product(*(grid[k] for k in keys)):
-        overrides = dict(zip(keys, combo, strict=True))
-        cfg = build_config(
-            spec.config_cls, {**base, **overrides}, where=f"experiment {experiment!r}"
-        )
-        same = seen.setdefault(json.dumps(config_to_dict(cfg), sort_keys=True), overrides)
-        if same is not overrides:
-            raise ConfigError(
-                f"--grid: {overrides} and {same} are the same config; list each value once"
-            )
-        # device, dataset (files and sizes) and output checks for every grid point
-        prepare_run(
-            experiment,
-            overrides={**base, **overrides},
-            device=device,
-            seed=seed_list[0],
-            out=runs_dir / "_check_.h5",
-            data_root=data_root,
-        )
-        for seed in seed_list:
-            run_id = _run_id(overrides, seed)
-            path = runs_dir / f"{run_id}.h5"
-            _refuse_another_sweeps_files(path, (experiment, config_to_dict(cfg), seed), out_dir)
-            planned.append(PlannedRun(run_id, {**base, **overrides}, seed, str(path)))
     index_path = Path(out_dir) / INDEX_NAME
     if index_path.is_file():
         earlier = json.loads(index_path.read_text()).get("experiment")
@@ -148,6 +118,33 @@ def plan_sweep(
                 f"--out-dir {str(out_dir)!r} holds a sweep of experiment {earlier!r}, not "
                 f"{experiment!r}; use another --out-dir"
             )
+    base = dict(read_config_file(config_file)) if config_file else {}
+    base.update(base_overrides or {})
+    keys = list(grid)
+    runs_dir = Path(out_dir).resolve() / "runs"  # absolute: workers may run elsewhere
+    planned = []
+    seen: dict[str, dict[str, Any]] = {}
+    for combo in itertools.product(*(grid[k] for k in keys)):
+        overrides = dict(zip(keys, combo, strict=True))
+        # config, device, dataset (files and sizes) and output checks for every grid point
+        cfg = prepare_run(
+            experiment,
+            overrides={**base, **overrides},
+            device=device,
+            seed=seed_list[0],
+            out=runs_dir / "_check_.h5",
+            data_root=data_root,
+        ).cfg
+        same = seen.setdefault(json.dumps(config_to_dict(cfg), sort_keys=True), overrides)
+        if same is not overrides:
+            raise ConfigError(
+                f"--grid: {overrides} and {same} are the same config; list each value once"
+            )
+        for seed in seed_list:
+            run_id = _run_id(overrides, seed)
+            path = runs_dir / f"{run_id}.h5"
+            _refuse_another_sweeps_files(path, (experiment, config_to_dict(cfg), seed), out_dir)
+            planned.append(PlannedRun(run_id, {**base, **overrides}, seed, str(path)))
     return planned
 
 
@@ -161,17 +158,16 @@ def _refuse_another_sweeps_files(
     there = None
     if path.is_file():
         try:
-            result = read_result(path)
+            there = read_result(path).identity
         except (ValueError, OSError):
             return  # unreadable: an earlier attempt that died while writing; it is re-run
-        there = (result.experiment, result.config, result.attrs.get("seed"))
     else:
         try:
             saved = read_checkpoint(path)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
         if saved is not None:
-            there = (saved[0].experiment, saved[0].config, saved[0].seed)
+            there = saved[0].identity
     differences = run_differences(there, run) if there is not None else []
     if differences:
         raise ConfigError(
