@@ -56,6 +56,7 @@ a :class:`RulePluginWarning` naming it. :func:`get_rule` builds a rule by name;
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
 import re
 import types
@@ -507,9 +508,9 @@ class RuleSpec:
 
     def create_from_config(self, values: Mapping[str, Any]) -> Rule:
         """Build the rule from plain config values (TOML / ``--set key=value``): strings are
-        parsed by the parameter's type (``"20*ms"`` or ``"20 ms"`` for a Quantity, ``"0.5"``,
-        ``"true"``, ``"none"``); other values pass through unchanged. Validation as
-        :meth:`create`."""
+        parsed by the parameter's type (a Quantity as a number and a Brian2 unit name or
+        symbol: ``"20*ms"``, ``"20 ms"``, ``"0.02 s"``, ``"1 ms**2"``; ``"0.5"``, ``"true"``,
+        ``"none"``); other values pass through unchanged. Validation as :meth:`create`."""
         specs = {p.name: p for p in self.parameters}
         parsed = {
             key: _parse_text(specs[key], value)
@@ -521,8 +522,28 @@ class RuleSpec:
 
 
 _NUMBER_AND_UNIT = re.compile(
-    r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*\*?\s*([A-Za-z_]\w*(?:\*\*\d+)?)?\s*$"
+    r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*\*?\s*([A-Za-z_]\w*)?(?:\*\*(\d+))?\s*$"
 )
+
+
+@functools.cache
+def _unit_symbols() -> dict[str, Quantity]:
+    """Brian2's units by the symbol it prints (``s``, ``V``, ``uS``); some symbols, such as
+    ``s``, are not names in ``brian2.units``."""
+    from brian2.units.allunits import all_units
+
+    symbols: dict[str, Quantity] = {}
+    for unit in all_units:
+        symbols.setdefault(str(unit), unit)
+    return symbols
+
+
+def _unit_by_name(name: str) -> Quantity | None:
+    """The Brian2 unit called ``name`` (``ms``, ``second``) or printed as ``name`` (``s``)."""
+    unit = getattr(brian2_units, name, None)
+    if isinstance(unit, Quantity):
+        return unit
+    return _unit_symbols().get(name)
 
 
 def _parse_text(spec: ParameterSpec, text: str) -> Any:
@@ -544,11 +565,11 @@ def _parse_text(spec: ParameterSpec, text: str) -> Any:
                 return member(text)
             except ValueError:
                 continue
-        elif member is Quantity:
-            match = _NUMBER_AND_UNIT.match(text)
-            unit = getattr(brian2_units, match.group(2), None) if match and match.group(2) else 1
-            if match and isinstance(unit, Quantity | int):
-                return float(match.group(1)) * unit
+        elif member is Quantity and (match := _NUMBER_AND_UNIT.match(text)):
+            number, name, power = match.groups()
+            unit = _unit_by_name(name) if name else 1
+            if unit is not None and (name or not power):
+                return float(number) * unit ** int(power or 1)
     return text
 
 
@@ -576,7 +597,7 @@ def _add(
             f"plastix: rule plugin '{name}' ({where}, from {source}) could not be loaded and "
             f"is left out: {type(err).__name__}: {err}",
             RulePluginWarning,
-            stacklevel=3,
+            stacklevel=2,  # list_rules' line: shown once per process, not once per caller
         )
         return
     if name in registry:
@@ -585,7 +606,7 @@ def _add(
                 f"plastix: rule plugin '{name}' ({where}, from {source}) is ignored: the name "
                 f"is already taken by {registry[name].source}",
                 RulePluginWarning,
-                stacklevel=3,
+                stacklevel=2,
             )
         return
     registry[name] = RuleSpec(name, rule_class, source)

@@ -157,7 +157,6 @@ def plot_result(res: Result, out_dir: str | Path, fmt: str = "png") -> list[Path
         raise ValueError(f"fmt must be 'png' or 'pdf', got {fmt!r}")
     plt = pyplot()
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     stem = res.path.stem
     figures = [
         ("curves", learning_curves(res)),
@@ -173,6 +172,7 @@ def plot_result(res: Result, out_dir: str | Path, fmt: str = "png") -> list[Path
         if fig is None:
             continue
         path = out_dir / f"{stem}_{name}.{fmt}"
+        out_dir.mkdir(parents=True, exist_ok=True)  # only once there is a figure to write
         write_figure(fig, path, dpi=120)
         plt.close(fig)
         written.append(path)

@@ -267,6 +267,16 @@ def test_rule_from_config_text_parses_units_numbers_and_none():
         list_rules()["stdp"].create_from_config({"tau_plus": "10*volt"})
 
 
+def test_rule_from_config_text_takes_unit_symbols_and_powers():
+    """Brian2 prints ``2. * second`` as ``2. s``; the symbols it prints parse too."""
+    stdp = list_rules()["stdp"].create_from_config({"tau_plus": "0.02 s", "tau_minus": "0.03*s"})
+    assert stdp.tau_plus == 20 * ms and stdp.tau_minus == 30 * ms
+    with pytest.raises(TypeError, match=r"'tau_plus'.*got 2. \* msecond2 \(dimension s\^2\)"):
+        list_rules()["stdp"].create_from_config({"tau_plus": "2 ms**2"})  # parsed, wrong unit
+    with pytest.raises(TypeError, match=r"'tau_plus'.*got '2 furlong'"):
+        list_rules()["stdp"].create_from_config({"tau_plus": "2 furlong"})
+
+
 def test_valid_values_are_normalised():
     rule = get_rule("stdp", A_plus=1, w_max=np.float32(2.0))
     assert type(rule.A_plus) is float and type(rule.w_max) is float
@@ -628,6 +638,17 @@ def test_broken_plugins_warn_naming_them_and_the_rest_still_loads(tmp_path, monk
     assert any("'stdp'" in m and "already taken" in m for m in messages)
     assert BUILTINS <= set(rules) and "ghost" not in rules and "not-a-rule" not in rules
     assert rules["stdp"].rule_class is STDP  # a plugin cannot replace a taken name
+
+
+def test_a_broken_plugin_warns_once_per_process_not_once_per_caller(tmp_path, monkeypatch):
+    _fake_distribution(tmp_path, "broken-rules", "ghost = no_such_module_for_plastix:Rule")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        list_rules()
+        get_rule("stdp")  # another caller of list_rules
+    messages = [str(w.message) for w in caught if issubclass(w.category, RulePluginWarning)]
+    assert len(messages) == 1 and "'ghost'" in messages[0], messages
 
 
 def test_the_documented_rule_is_the_example_plugin_rule(example_plugin):

@@ -569,6 +569,7 @@ def test_plot_says_when_a_file_has_nothing_to_plot(tmp_path, capsys):
             h5.create_group("summary")
     assert cli.main(["plot", str(empty), "--out-dir", str(tmp_path / "f")]) == 1
     assert "nothing to plot" in capsys.readouterr().out
+    assert not (tmp_path / "f").exists()  # no empty folder left behind
 
 
 def test_git_sha_is_the_source_trees_commit_and_says_when_it_was_changed(tmp_path):
