@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from plastix.bridges.labels import check_labels
 from plastix.bridges.tangent_ensemble import NeuralTangentEnsemble, per_example_gradients
 
 Scenario = Literal["domain", "task", "class"]
@@ -574,6 +575,10 @@ def run_continual(
             f"start_task={start_task!r} needs 0 <= start_task <= {len(tasks)} and, when > 0, "
             "the partial result it resumes"
         )
+    fix = f"the model has n_outputs={n_outputs}; give class indices 0..{n_outputs - 1}"
+    for task in tasks:
+        check_labels(task.y_train, n_outputs, fix, name=f"task {task.name!r}: y_train")
+        check_labels(task.y_test, n_outputs, fix, name=f"task {task.name!r}: y_test")
     n = len(tasks)
     device = tasks[0].x_train.device
     masks = [output_mask(tasks, i, scenario, n_outputs) for i in range(n)]

@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from plastix.bridges.labels import check_labels
 from plastix.bridges.rate_networks import (
     XI_SITES,
     ConvBlock,
@@ -180,8 +181,9 @@ def check_window_data(x: Tensor, y: Tensor, n_classes: int, window: int) -> None
         raise ValueError(
             f"x: {x.shape[0]} samples is fewer than the window B = {window}; use more data"
         )
-    if y.numel() and (int(y.min()) < 0 or int(y.max()) >= n_classes):
-        raise ValueError(f"y: labels must lie in [0, {n_classes}); got {int(y.max())}")
+    check_labels(
+        y, n_classes, f"the readout has {n_classes} outputs; give class indices 0..{n_classes - 1}"
+    )
 
 
 def stream_order(n: int, window: int, generator: torch.Generator | None) -> Tensor:
@@ -479,6 +481,7 @@ def layer_hsic(net: RateNetwork, x: Tensor, y: Tensor, rule: IBRule) -> list[tup
     plane of Ma et al. 2020), with the rule's kernels."""
     sx, sy, sz = rule.sigmas
     n_classes = net.readout.out_features
+    check_window_data(x, y, n_classes, window=0)  # any number of samples
     with torch.no_grad():
         traces, _ = net.trace(x)
         kx = gaussian_kernel(x.flatten(1), sx)

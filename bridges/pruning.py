@@ -40,6 +40,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from plastix.bridges.labels import check_labels
+
 __all__ = [
     "UCB",
     "EpochResult",
@@ -768,8 +770,21 @@ def _check_scoring_inputs(x: Tensor, y: Tensor, n_models: int, score_epochs: int
         _check_int("score_epochs", score_epochs)
 
 
+def _check_labels_fit(model: nn.Module, x: Tensor, y: Tensor, device) -> None:
+    """Refuse labels outside the model's outputs, read from one forward pass on ``x[:1]``
+    (the global RNG state is restored, so later training draws the same numbers)."""
+    if y.numel() == 0:
+        return
+    cuda = [device] if torch.device(device).type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):
+        n_outputs = _logits(model, x[:1], 1, device).shape[1]
+    check_labels(
+        y, n_outputs, f"the model has {n_outputs} outputs; give class indices 0..{n_outputs - 1}"
+    )
+
+
 def _pretrain(
-    make_model,
+    model,
     make_optimizer,
     x,
     y,
@@ -780,7 +795,6 @@ def _pretrain(
     transform,
     on_batch=None,
 ):
-    model = make_model().to(device)
     optimizer = make_optimizer(model)
     loader = DataLoader(
         IndexedTensorDataset(x, y), batch_size=batch_size, shuffle=True, generator=generator
@@ -790,7 +804,7 @@ def _pretrain(
         passes += train_classifier_epoch(
             model, optimizer, loader, device=device, transform=transform, on_batch=on_batch
         ).passes
-    return model, passes
+    return passes
 
 
 def el2n_scores(
@@ -817,8 +831,10 @@ def el2n_scores(
     total = torch.zeros(x.shape[0], dtype=torch.float64)
     passes = 0
     for _ in range(n_models):
-        model, trained = _pretrain(
-            make_model, make_optimizer, x, y, score_epochs, batch_size, generator, device, transform
+        model = make_model().to(device)
+        _check_labels_fit(model, x, y, device)
+        trained = _pretrain(
+            model, make_optimizer, x, y, score_epochs, batch_size, generator, device, transform
         )
         probs = _logits(model, x, 1000, device).softmax(1)
         error = probs - F.one_hot(y.cpu(), probs.shape[1]).to(probs.dtype)
@@ -848,6 +864,7 @@ def grand_scores(
     total = torch.zeros(x.shape[0], dtype=torch.float64)
     for _ in range(n_models):
         model = make_model().to(device).eval()
+        _check_labels_fit(model, x, y, device)
         for s in range(0, x.shape[0], batch_size):
             xb, yb = x[s : s + batch_size].to(device), y[s : s + batch_size].to(device)
             norms = (_grad_norms_vmap if vectorize else _grad_norms_loop)(model, xb, yb)
@@ -927,8 +944,10 @@ def forgetting_scores(
     start = time.perf_counter()
     counter = ForgettingCounter(x.shape[0])
     generator = torch.Generator().manual_seed(seed)
-    _, passes = _pretrain(
-        make_model,
+    model = make_model().to(device)
+    _check_labels_fit(model, x, y, device)
+    passes = _pretrain(
+        model,
         make_optimizer,
         x,
         y,

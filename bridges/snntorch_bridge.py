@@ -55,6 +55,7 @@ import torch.nn.functional as F
 from brian2 import Quantity, second, volt
 from torch import Tensor, nn
 
+from plastix.bridges.labels import check_labels
 from plastix.circuits.feedforward import (
     SPIKING,
     FeedForwardSpec,
@@ -464,12 +465,15 @@ def from_snntorch(net: nn.Module, dt: Quantity | float | None = None) -> FeedFor
             )
         w = linear.weight.detach().cpu().double().numpy()
         b = linear.bias.detach().cpu().double().numpy() if linear.bias is not None else np.zeros(n)
-        beta = np.clip(_per_neuron(neuron.beta, n), 0.0, 1.0)
-        alpha = (
-            np.clip(_per_neuron(neuron.alpha, n), 0.0, 1.0)
-            if isinstance(neuron, snn.Synaptic)
-            else None
-        )
+        beta = _per_neuron(neuron.beta, n)
+        if np.any(beta <= 0):
+            raise ValueError(
+                f"net[{k + 1}].beta: decay factors must lie in (0, 1] (snntorch clips values "
+                f"above 1 to 1), got {beta}"
+            )
+        beta = np.minimum(beta, 1.0)
+        # no clipping: continuous_layer refuses (and reports) any alpha outside (0, 1)
+        alpha = _per_neuron(neuron.alpha, n) if isinstance(neuron, snn.Synaptic) else None
         threshold = _per_neuron(neuron.threshold, n) if reset != "none" else None
         layers.append(
             continuous_layer(
@@ -551,13 +555,17 @@ class BPTTConfig:
             raise ValueError(f"lr: must be > 0, got {self.lr}")
 
 
-def _check_xy(x: Tensor, y: Tensor, n_in: int) -> None:
-    if not isinstance(x, Tensor) or x.ndim != 2 or x.shape[1] != n_in:
+def _check_xy(x: Tensor, y: Tensor, spec: FeedForwardSpec) -> None:
+    if not isinstance(x, Tensor) or x.ndim != 2 or x.shape[1] != spec.n_in:
         raise ValueError(
-            f"x: expected (n, {n_in}) features in [0, 1], got {getattr(x, 'shape', x)}"
+            f"x: expected (n, {spec.n_in}) features in [0, 1], got {getattr(x, 'shape', x)}"
         )
     if not isinstance(y, Tensor) or y.dtype != torch.int64 or y.shape != (x.shape[0],):
         raise ValueError(f"y: expected {x.shape[0]} int64 labels, got {getattr(y, 'shape', y)}")
+    n_out = spec.layers[-1].n_out
+    check_labels(
+        y, n_out, f"the output layer has {n_out} neurons; give class indices 0..{n_out - 1}"
+    )
 
 
 def train_bptt(
@@ -580,7 +588,7 @@ def train_bptt(
     called after each batch's forward (a pruning sampler's ``update``). Returns ``{"loss",
     "seconds", "samples"}``.
     """
-    _check_xy(x, y, net.spec.n_in)
+    _check_xy(x, y, net.spec)
     if optimizer is None:
         params = list(net.parameters()) + ([offset] if offset is not None else [])
         optimizer = torch.optim.Adam([p for p in params if p.requires_grad], lr=cfg.lr)
@@ -624,7 +632,7 @@ def evaluate_snntorch(
 ) -> tuple[float, Tensor]:
     """``(accuracy, logits)`` on ``x, y`` with fresh :func:`bernoulli_raster` inputs, or with
     a given ``raster (T, n, d)`` (e.g. the one a Brian2 evaluation also sees)."""
-    _check_xy(x, y, net.spec.n_in)
+    _check_xy(x, y, net.spec)
     outs = []
     with torch.no_grad():
         for begin in range(0, x.shape[0], batch):

@@ -35,6 +35,7 @@ import hashlib
 import importlib
 import importlib.metadata
 import importlib.util
+import numbers
 import os
 import re
 import shutil
@@ -886,7 +887,7 @@ def _check_activate_args(
         )
     if compute_capability is not None and (
         isinstance(compute_capability, bool)
-        or not isinstance(compute_capability, (int, float))
+        or not isinstance(compute_capability, numbers.Real)
         or compute_capability < 3.5
     ):
         raise ValueError(
@@ -897,7 +898,7 @@ def _check_activate_args(
     ):
         raise ValueError(f"gpu_id: expected an int >= 0, got {gpu_id!r}")
     if cuda_runtime_version is not None and (
-        isinstance(cuda_runtime_version, bool) or not isinstance(cuda_runtime_version, (int, float))
+        isinstance(cuda_runtime_version, bool) or not isinstance(cuda_runtime_version, numbers.Real)
     ):
         raise ValueError(
             f"cuda_runtime_version: expected a number such as 13.0, got {cuda_runtime_version!r}"

@@ -477,8 +477,8 @@ def build_brian2(
     dt: Quantity,
     *,
     copies: int = 1,
-    record_spikes: bool | tuple[str, ...] = True,
-    record_membrane: bool | tuple[str, ...] = False,
+    record_spikes: bool | str | tuple[str, ...] = True,
+    record_membrane: bool | str | tuple[str, ...] = False,
     name: str = "ff",
 ) -> FeedForwardCircuit:
     """Brian2 objects for ``spec`` driven by ``inputs``; create them after choosing the device.
@@ -486,9 +486,9 @@ def build_brian2(
     ``inputs``: a 0/1 raster ``(T, n_in)`` or ``(T, copies, n_in)`` (step ``s`` at time
     ``s * dt``, fed through a ``SpikeGeneratorGroup``), or any Brian2 group with
     ``copies * n_in`` neurons that emits spikes (e.g. ``PoissonEncoder.group``).
-    ``record_spikes`` / ``record_membrane``: True for every layer or a tuple of layer names
-    (membranes are recorded at every step; LI layers have no spikes). Every object gets
-    ``dt`` as its clock step. Returns a :class:`FeedForwardCircuit` whose ``network`` holds
+    ``record_spikes`` / ``record_membrane``: True for every layer, a layer name or a tuple of
+    layer names (membranes are recorded at every step; LI layers have no spikes). Every object
+    gets ``dt`` as its clock step. Returns a :class:`FeedForwardCircuit` whose ``network`` holds
     everything; run it with ``circuit.network.run(T * dt)``.
     """
     if not isinstance(spec, FeedForwardSpec):
@@ -504,10 +504,11 @@ def build_brian2(
             return set(layer_names)
         if flag is False:
             return set()
-        unknown = set(flag) - set(layer_names)
+        names = {flag} if isinstance(flag, str) else set(flag)
+        unknown = names - set(layer_names)
         if unknown:
             raise ValueError(f"{what}: unknown layer names {sorted(unknown)}; have {layer_names}")
-        return set(flag)
+        return names
 
     spiking_names = chosen(record_spikes, "record_spikes")
     membrane_names = chosen(record_membrane, "record_membrane")
@@ -617,7 +618,7 @@ def run_raster(
     dt: Quantity,
     *,
     extra_steps: int | None = None,
-    record_membrane: bool | tuple[str, ...] = False,
+    record_membrane: bool | str | tuple[str, ...] = False,
     backend: str | None = None,
     directory=None,
     name: str = "ff",

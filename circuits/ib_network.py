@@ -105,8 +105,13 @@ class IBCircuitSpec:
             )
         for k, n in enumerate(self.hidden):
             _positive_int(n, f"hidden[{k}]")
-        if not isinstance(self.rule, IBThreeFactor):
-            raise TypeError(f"rule: expected an IBThreeFactor, got {type(self.rule).__name__}")
+        for name, kind in (("lif", LIFParams), ("timing", SampleTiming), ("rule", IBThreeFactor)):
+            value = getattr(self, name)
+            if not isinstance(value, kind):
+                raise TypeError(
+                    f"{name}: expected an instance of {kind.__name__}, got "
+                    f"{type(value).__name__}; omit it for the default {kind.__name__}()"
+                )
         for name, unit in (
             ("input_rate", Hz),
             ("w_unit", mV),

@@ -15,6 +15,7 @@ Flatten images to ``(B, d)`` before calling.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 from typing import Literal
 
@@ -76,7 +77,7 @@ def _check_window(a: Tensor, name: str) -> int:
 
 
 def _check_sigma(sigma: float, name: str) -> float:
-    if isinstance(sigma, bool) or not isinstance(sigma, int | float):
+    if isinstance(sigma, bool) or not isinstance(sigma, numbers.Real):
         raise TypeError(f"{name}: expected a positive number, got {sigma!r}")
     if not math.isfinite(sigma) or sigma <= 0:
         raise ValueError(f"{name}: must be finite and > 0, got {sigma!r}")
@@ -85,7 +86,7 @@ def _check_sigma(sigma: float, name: str) -> float:
 
 def check_gamma(gamma: float) -> float:
     """``gamma`` as a float; a bool, non-number or non-finite value is refused."""
-    if isinstance(gamma, bool) or not isinstance(gamma, int | float):
+    if isinstance(gamma, bool) or not isinstance(gamma, numbers.Real):
         raise TypeError(f"gamma: expected a number, got {gamma!r}")
     if not math.isfinite(gamma):
         raise ValueError(f"gamma: must be finite, got {gamma!r}")

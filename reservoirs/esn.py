@@ -521,6 +521,32 @@ class EchoStateNetwork(torch.nn.Module):
         """See :func:`run_esn`; noise is drawn from this network's own generator."""
         return run_esn(self.weights, inputs, initial_state, feedback, readout, self.generator)
 
+    def _check_step_operands(self, state: Tensor, inputs: Tensor, feedback: Tensor | None) -> None:
+        """Tensors of shape ``(batch, width)`` with one batch size and the weights' dtype."""
+        operands = [("state", state, self.n_units), ("inputs", inputs, self.input_weights.shape[1])]
+        if feedback is not None:
+            operands.append(("feedback", feedback, self.feedback_weights.shape[1]))
+        for name, value, width in operands:
+            if not isinstance(value, Tensor):
+                raise TypeError(f"{name}: expected a torch.Tensor, got {type(value).__name__}")
+            if value.ndim != 2 or value.shape[1] != width:
+                hint = (
+                    f"; add the batch dim: {name}.unsqueeze(0)" if value.shape == (width,) else ""
+                )
+                raise ValueError(
+                    f"{name}: shape {tuple(value.shape)} is not (batch, {width}){hint}"
+                )
+            if value.dtype != self.recurrent.dtype:
+                raise TypeError(
+                    f"{name}: dtype {value.dtype} differs from the reservoir's "
+                    f"{self.recurrent.dtype}; convert one of them (esn.to(dtype) or "
+                    f"{name}.to(dtype))"
+                )
+        batches = [value.shape[0] for _, value, _ in operands]
+        if len(set(batches)) > 1:
+            names = ", ".join(name for name, _, _ in operands)
+            raise ValueError(f"{names}: batch sizes {batches} differ; give one row per sequence")
+
     def step(self, state: Tensor, inputs: Tensor, feedback: Tensor | None = None) -> Tensor:
         """One step from ``state (batch, N)`` with ``inputs (batch, n_in)`` and, when the
         reservoir has feedback weights, ``feedback (batch, n_fb)`` (``y_{t-1}``)."""
@@ -530,6 +556,7 @@ class EchoStateNetwork(torch.nn.Module):
                 f"feedback: the reservoir has {n_fb} feedback inputs; pass feedback exactly "
                 "when it has some"
             )
+        self._check_step_operands(state, inputs, feedback)
         eps = (
             torch.randn(state.shape, generator=self.generator, dtype=state.dtype)
             if self.noise > 0.0

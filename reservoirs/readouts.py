@@ -8,6 +8,7 @@ All tensors are torch; the readouts keep the dtype they are created with.
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 from torch import Tensor
@@ -39,7 +40,7 @@ def _check_pair(features: Tensor, targets: Tensor, n_features: int, n_outputs: i
 
 
 def _check_nonneg(value: float, name: str, positive: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name}: expected a number, got {value!r}")
     value = float(value)
     if not math.isfinite(value) or value < 0 or (positive and value == 0):

@@ -65,6 +65,7 @@ MLP. Nothing is drawn from a dataset.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 from typing import Literal
 
@@ -116,7 +117,7 @@ def _int(value, name: str, minimum: int) -> int:
 
 
 def _real(value, name: str, low: float = 0.0, strict: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
         raise ValueError(f"{name}: expected a finite number, got {value!r}")
     if value < low or (strict and value == low):
         raise ValueError(f"{name}: {value} must be {'>' if strict else '>='} {low}")
@@ -500,7 +501,7 @@ class XiModulator:
         xi for it ``(S, dz)``."""
         if self._state is None:
             raise RuntimeError("reset: call reset(n_streams) before step()")
-        _check_stream(self.config, x.unsqueeze(1), y_onehot.unsqueeze(1), z.unsqueeze(1))
+        _check_step_sample(self.config, x, y_onehot, z)
         cfg = self.config
         e = self.encode(x, y_onehot, z)  # (S, dz, n_in) or (S, n_in)
         flat = e.reshape(-1, e.shape[-1])
@@ -513,6 +514,19 @@ class XiModulator:
         feats = self.expand(torch.cat([self._state, flat], -1)).reshape(*e.shape[:-1], -1)
         xi_hat = self._readout(feats, y_onehot.argmax(-1))
         return (xi_hat * cfg.xi_scale).to(z.dtype)
+
+
+def _check_step_sample(cfg: XiModulatorConfig, x: Tensor, y: Tensor, z: Tensor) -> None:
+    """One sample per stream for ``step``: ``(S, d)`` tensors, then :func:`_check_stream`."""
+    for name, a in (("x", x), ("y_onehot", y), ("z", z)):
+        if not isinstance(a, Tensor):
+            raise TypeError(f"{name}: expected a float torch.Tensor")
+        if a.ndim != 2:
+            raise ValueError(
+                f"{name}: shape {tuple(a.shape)}; step() takes (S, d) tensors with one row per "
+                f"stream (for one stream pass {name}.unsqueeze(0))"
+            )
+    _check_stream(cfg, x.unsqueeze(1), y.unsqueeze(1), z.unsqueeze(1))
 
 
 def _check_stream(cfg: XiModulatorConfig, x: Tensor, y: Tensor, z: Tensor) -> None:
@@ -699,7 +713,7 @@ class KernelMemoryModulator:
         write the sample into the memory; returns ``(S, dz)``."""
         if self._state is None:
             raise RuntimeError("reset: call reset(n_streams) before step()")
-        _check_stream(self.config, x.unsqueeze(1), y_onehot.unsqueeze(1), z.unsqueeze(1))
+        _check_step_sample(self.config, x, y_onehot, z)
         if x.shape[0] != self._state.shape[0]:
             raise ValueError(
                 f"x: {x.shape[0]} streams but reset() was called for {self._state.shape[0]}"
