@@ -180,7 +180,7 @@ class RunContext:
         """Set summary values: numbers, booleans, text, or numeric arrays (HDF5 attributes)."""
         for key, value in scalars.items():
             if isinstance(value, list | tuple) or hasattr(value, "__array__"):  # numpy, torch
-                array = np.asarray(value)
+                array = _numpy_copy(value)
                 if array.dtype.kind not in "biuf":
                     raise TypeError(
                         f"summary(): {key} holds {array.dtype} values; only numeric arrays fit "
@@ -199,13 +199,13 @@ class RunContext:
     # monitors and synapses) had its memory freed with its object.
 
     def save_array(self, name: str, array: Any) -> None:
-        self._record.arrays[name] = np.array(array)
+        self._record.arrays[name] = _numpy_copy(array)
 
     def save_weights(self, name: str, array: Any) -> None:
-        self._record.weights[name] = np.array(array)
+        self._record.weights[name] = _numpy_copy(array)
 
     def save_spikes(self, monitor: str, i: Any, t_seconds: Any) -> None:
-        self._record.spikes[monitor] = (np.array(i), np.array(t_seconds, dtype=float))
+        self._record.spikes[monitor] = (_numpy_copy(i), _numpy_copy(t_seconds).astype(float))
 
     def checkpoint(self, state: Any) -> None:
         """Save ``state`` and all logged data so an interrupted run resumes from here."""
@@ -217,6 +217,13 @@ class RunContext:
     def resume_state(self) -> Any:
         """The state passed to the last :meth:`checkpoint` of an interrupted run, or None."""
         return self._state
+
+
+def _numpy_copy(value: Any) -> np.ndarray:
+    """A numpy copy of ``value``; torch tensors may require grad or live on a GPU."""
+    if hasattr(value, "detach"):
+        value = value.detach().cpu().numpy()
+    return np.array(value)
 
 
 def default_out_path(name: str, seed: int) -> Path:

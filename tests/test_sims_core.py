@@ -80,6 +80,8 @@ def _run_bad_values(cfg: CounterConfig, ctx: RunContext) -> None:
         ctx.log(**BAD_CALLS["log"])
     for row in BAD_CALLS.get("log2", ()):
         ctx.log(**row)
+    for name, value in BAD_CALLS.get("weights", {}).items():
+        ctx.save_weights(name, value)
 
 
 def test_build_config_parses_types_and_choices():
@@ -245,6 +247,19 @@ def test_numeric_summary_values_and_arrays_are_stored(tmp_path):
     assert res.summary["loss"] == 0.25
     np.testing.assert_array_equal(res.summary["curve"], [1.0, 2.0])
     np.testing.assert_array_equal(res.summary["t"], [1, 2])
+
+
+def test_torch_tensors_that_require_grad_are_stored(tmp_path):
+    import torch
+
+    BAD_CALLS.clear()
+    weight = torch.nn.Parameter(torch.arange(6.0).reshape(2, 3))
+    BAD_CALLS["summary"] = {"loss": (weight.sum() / 60), "norms": weight.norm(dim=1)}
+    BAD_CALLS["weights"] = {"w": weight}
+    res = read_result(run_experiment("test-bad-values", {}, out=tmp_path / "g.h5"))
+    assert res.summary["loss"] == pytest.approx(0.25)
+    np.testing.assert_allclose(res.summary["norms"], weight.detach().norm(dim=1).numpy())
+    np.testing.assert_array_equal(res.weights["w"], np.arange(6.0).reshape(2, 3))
 
 
 def test_cli_reports_a_failed_run_and_where_it_is_recorded(tmp_path, capsys):
