@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from plastix.bridges.labels import check_labels
+from plastix.bridges.checks import check_labels, is_integer, plain_seed
 from plastix.bridges.tangent_ensemble import NeuralTangentEnsemble, per_example_gradients
 
 Scenario = Literal["domain", "task", "class"]
@@ -110,12 +110,13 @@ def permuted_tasks(
 ) -> list[Task]:
     """``n_tasks`` tasks sharing labels, each with its own fixed permutation of the input
     features (inputs flattened to (n, d)); task 1 keeps the original order."""
-    if not isinstance(n_tasks, int) or n_tasks < 1:
+    if not is_integer(n_tasks) or n_tasks < 1:
         raise ValueError(f"n_tasks must be a positive integer, got {n_tasks!r}")
+    n_tasks = int(n_tasks)
     xtr, ytr, xte, yte = _as_tensors(x_train, y_train, x_test, y_test)
     xtr, xte = xtr.reshape(xtr.shape[0], -1), xte.reshape(xte.shape[0], -1)
     n_classes = int(max(ytr.max(), yte.max())) + 1
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator().manual_seed(plain_seed(seed))
     tasks = []
     for t in range(n_tasks):
         perm = (
@@ -147,11 +148,12 @@ def split_tasks(
             f"class_order={list(class_order)!r} must be a permutation of the labels "
             f"{classes.tolist()}"
         )
-    if not isinstance(n_tasks, int) or n_tasks < 1 or len(order) % n_tasks:
+    if not is_integer(n_tasks) or n_tasks < 1 or len(order) % n_tasks:
         raise ValueError(
             f"n_tasks={n_tasks!r} must be a positive divisor of the number of classes "
             f"({len(order)})"
         )
+    n_tasks = int(n_tasks)
     per_task = len(order) // n_tasks
     tasks = []
     for t in range(n_tasks):
@@ -347,12 +349,12 @@ class EWCLearner(OptimizerLearner):
     ):
         if not ewc_lambda >= 0:
             raise ValueError(f"ewc_lambda must be >= 0, got {ewc_lambda!r}")
-        if not isinstance(fisher_samples, int) or fisher_samples < 1:
+        if not is_integer(fisher_samples) or fisher_samples < 1:
             raise ValueError(f"fisher_samples must be a positive integer, got {fisher_samples!r}")
         super().__init__(model, optimizer, reset_between_tasks)
         self.ewc_lambda = ewc_lambda
-        self.fisher_samples = fisher_samples
-        self.seed = seed
+        self.fisher_samples = int(fisher_samples)
+        self.seed = plain_seed(seed)
         self.per_example_method = per_example_method
         self.penalties: list[tuple[dict[str, Tensor], dict[str, Tensor]]] = []
 
@@ -568,8 +570,10 @@ def run_continual(
     if scenario not in SCENARIOS:
         raise ValueError(f"scenario={scenario!r} is not valid; choose one of {SCENARIOS}")
     for name, value in (("epochs", epochs), ("batch_size", batch_size), ("n_outputs", n_outputs)):
-        if not isinstance(value, int) or value < 1:
+        if not is_integer(value) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    epochs, batch_size, n_outputs = int(epochs), int(batch_size), int(n_outputs)
+    seed = plain_seed(seed)  # a numpy seed could also overflow in seed * 1_000_003 below
     if not 0 <= start_task <= len(tasks) or (start_task > 0 and partial is None):
         raise ValueError(
             f"start_task={start_task!r} needs 0 <= start_task <= {len(tasks)} and, when > 0, "

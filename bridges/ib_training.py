@@ -24,6 +24,7 @@ int64 class indices; inputs float tensors ``(n, *sample_shape)``.
 from __future__ import annotations
 
 import math
+import numbers
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -33,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from plastix.bridges.labels import check_labels
+from plastix.bridges.checks import check_labels
 from plastix.bridges.rate_networks import (
     XI_SITES,
     ConvBlock,
@@ -79,11 +80,18 @@ __all__ = [
 
 
 def _finite(value: float, name: str, minimum: float | None = None, strict: bool = False):
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    """``value`` as a float: any finite real number (numpy's too) but bool, above ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
         raise ValueError(f"{name}: expected a finite number, got {value!r}")
     if minimum is not None and (value <= minimum if strict else value < minimum):
         op = ">" if strict else ">="
         raise ValueError(f"{name}: must be {op} {minimum}, got {value!r}")
+    return float(value)
+
+
+def _set_finite(settings, name: str, minimum: float | None = None, strict: bool = False):
+    """Check the number field ``name`` of frozen ``settings`` and store it as a float."""
+    object.__setattr__(settings, name, _finite(getattr(settings, name), name, minimum, strict))
 
 
 @dataclass(frozen=True)
@@ -98,13 +106,20 @@ class IBRule:
     xi_site: XiSite = "norm"
 
     def __post_init__(self) -> None:
-        _finite(self.gamma, "gamma")
+        _set_finite(self, "gamma")
         if len(self.sigmas) != 3:
             raise ValueError(f"sigmas: expected (sigma_x, sigma_y, sigma_z), got {self.sigmas!r}")
-        for i, s in enumerate(self.sigmas):
-            _finite(s, f"sigmas[{i}]", 0.0, strict=True)
-        if isinstance(self.window, bool) or not isinstance(self.window, int) or self.window < 2:
+        sigmas = tuple(
+            _finite(s, f"sigmas[{i}]", 0.0, strict=True) for i, s in enumerate(self.sigmas)
+        )
+        object.__setattr__(self, "sigmas", sigmas)
+        if (
+            isinstance(self.window, bool)
+            or not isinstance(self.window, numbers.Integral)
+            or self.window < 2
+        ):
             raise ValueError(f"window: B = {self.window!r}; the rule needs B >= 2")
+        object.__setattr__(self, "window", int(self.window))
         if self.xi_method not in XI_METHODS:
             raise ValueError(f"xi_method: {self.xi_method!r} is not one of {XI_METHODS}")
         if self.xi_site not in XI_SITES:
@@ -120,8 +135,8 @@ class PHSICRule:
     sigma_z: float = 5.0
 
     def __post_init__(self) -> None:
-        _finite(self.gamma, "gamma")
-        _finite(self.sigma_z, "sigma_z", 0.0, strict=True)
+        _set_finite(self, "gamma")
+        _set_finite(self, "sigma_z", 0.0, strict=True)
 
 
 @dataclass(frozen=True)
@@ -134,9 +149,9 @@ class AdamWSettings:
     weight_decay: float = 1e-4
 
     def __post_init__(self) -> None:
-        _finite(self.lr, "lr", 0.0, strict=True)
-        _finite(self.eps, "eps", 0.0, strict=True)
-        _finite(self.weight_decay, "weight_decay", 0.0)
+        _set_finite(self, "lr", 0.0, strict=True)
+        _set_finite(self, "eps", 0.0, strict=True)
+        _set_finite(self, "weight_decay", 0.0)
         if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
             raise ValueError(f"betas: expected two numbers in [0, 1), got {self.betas!r}")
 
@@ -231,13 +246,13 @@ class _Trainer:
     def __init__(self, net: RateNetwork, optim: AdamWSettings, window: int, params=None):
         if not isinstance(net, RateNetwork):
             raise TypeError(f"net: expected a plastix RateNetwork, got {type(net).__name__}")
-        if not isinstance(window, int) or isinstance(window, bool) or window < 2:
+        if not isinstance(window, numbers.Integral) or isinstance(window, bool) or window < 2:
             raise ValueError(
                 f"window / batch: {window!r}; give an integer >= 2 (the kernels and the "
                 "minibatch steps need at least two samples)"
             )
         self.net = net
-        self.window = window
+        self.window = int(window)
         self.params = list(net.parameters() if params is None else params)
         self.optimizer = optim.build(self.params)
         self.n_classes = net.readout.out_features

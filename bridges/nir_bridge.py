@@ -28,9 +28,10 @@ into the equivalent continuous layer. ``decay="exact"`` instead reads ``tau`` as
 time constant, ``beta = exp(-dt_graph / tau)``. Exporting with this convention writes the
 per-step parameters of :func:`~plastix.bridges.snntorch_bridge.discretise` at ``dt`` in
 snntorch's encoding, so ``snntorch.import_from_nir`` rebuilds the Brian2 dynamics for LIF and
-CubaLIF layers (up to the first steps of a biased layer: snntorch starts from zero, Brian2
-from rest). snntorch 1.0 cannot import the other two: it has no LI mapping, and maps IF to
-``snn.Leaky(beta=0.9)`` and insists on ``r = 1``.
+CubaLIF layers (without biases; with them snntorch starts every layer from zero, see
+:func:`~plastix.bridges.snntorch_bridge.from_snntorch`). snntorch 1.0 cannot import the
+other two: it has no LI mapping, and maps IF to ``snn.Leaky(beta=0.9)`` and insists on
+``r = 1``.
 
 NIR has no refractory period and no subtractive reset; both are refused on export.
 """
@@ -368,11 +369,15 @@ def from_nir(
     snntorch one, ``dt`` is the Brian2 step one graph step becomes, default: the step a
     plastix export recorded in the graph's metadata, else ``dt_graph``).
 
+    A graph exported by :func:`to_nir` records its convention in its metadata; a reading that
+    contradicts it is refused. Graphs without plastix metadata are read as asked.
+
     Per-neuron arrays whose values are all equal become scalar parameters. Layers are named
     after their neuron nodes.
     """
     if convention is not None and not isinstance(convention, SnntorchConvention):
         raise TypeError(f"convention: expected SnntorchConvention or None, got {convention!r}")
+    _check_reading(graph, convention)
     if convention is None and dt is not None:
         raise ValueError("dt: only used with a SnntorchConvention; the native graph is dt-free")
     step = None
@@ -414,6 +419,47 @@ def from_nir(
     if not layers:
         raise ValueError("graph: no Affine/Linear -> neuron layer found")
     return FeedForwardSpec(n_in, tuple(layers))
+
+
+def _check_reading(graph: nir.NIRGraph, convention: SnntorchConvention | None) -> None:
+    """Refuse ``convention`` where the ``plastix_convention``, ``dt_graph`` and ``decay`` that
+    :func:`to_nir` wrote into the graph's metadata say otherwise."""
+    meta = getattr(graph, "metadata", None)
+    if not isinstance(meta, dict) or "plastix_convention" not in meta:
+        return
+
+    def text(value) -> str:
+        return value.decode() if isinstance(value, bytes) else str(value)
+
+    written = text(meta["plastix_convention"])
+    if written == "native":
+        if convention is not None:
+            raise ValueError(
+                "convention: the graph's metadata plastix_convention='native' says it holds SI "
+                "quantities, not snntorch's per-step encoding; read it with convention=None"
+            )
+        return
+    if written != "snntorch":
+        return
+    expected = SnntorchConvention(
+        dt_graph=float(meta.get("dt_graph", SNNTORCH_NIR_DT)),
+        decay=text(meta.get("decay", "euler")),
+    )
+    if convention is None:
+        raise ValueError(
+            "convention: the graph's metadata plastix_convention='snntorch' says it holds "
+            f"snntorch's per-step encoding; read it with convention={expected!r}"
+        )
+    if not math.isclose(convention.dt_graph, expected.dt_graph, rel_tol=1e-12):
+        raise ValueError(
+            f"convention: the graph's metadata records dt_graph = {expected.dt_graph} s, not "
+            f"{convention.dt_graph} s; read it with convention={expected!r}"
+        )
+    if convention.decay != expected.decay:
+        raise ValueError(
+            f"convention: the graph's metadata records decay={expected.decay!r}, not "
+            f"{convention.decay!r}; read it with convention={expected!r}"
+        )
 
 
 def graph_dt(graph: nir.NIRGraph) -> float | None:

@@ -30,6 +30,7 @@ with loss rescaling and annealing (Qin et al., ICLR 2024), and :class:`StaticPru
 from __future__ import annotations
 
 import math
+import numbers
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
@@ -40,7 +41,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from plastix.bridges.labels import check_labels
+from plastix.bridges.checks import check_labels, plain_seed
 
 __all__ = [
     "UCB",
@@ -120,10 +121,10 @@ def plan_keep_counts(
     take the leftover units). ``S`` is the scoring cost of a static method.
     """
     _check_rate(rate)
-    _check_int("n_samples", n_samples)
-    _check_int("epochs", epochs)
-    _check_int("scoring_passes", scoring_passes, minimum=0)
-    _check_int("anneal_epochs", anneal_epochs, minimum=0)
+    n_samples = _check_int("n_samples", n_samples)
+    epochs = _check_int("epochs", epochs)
+    scoring_passes = _check_int("scoring_passes", scoring_passes, minimum=0)
+    anneal_epochs = _check_int("anneal_epochs", anneal_epochs, minimum=0)
     if anneal_epochs > epochs:
         raise ValueError(
             f"anneal_epochs: {anneal_epochs} exceeds the run's {epochs} epochs; use at most "
@@ -153,7 +154,7 @@ def plan_keep_counts(
 
 
 def _check_rate(rate: float) -> None:
-    if isinstance(rate, bool) or not isinstance(rate, int | float):
+    if isinstance(rate, bool) or not isinstance(rate, numbers.Real):
         raise TypeError(f"rate: expected a float in [0, 1), got {type(rate).__name__}")
     if not (0.0 <= rate < 1.0):
         raise ValueError(
@@ -162,15 +163,17 @@ def _check_rate(rate: float) -> None:
         )
 
 
-def _check_int(name: str, value: int, minimum: int = 1) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
+def _check_int(name: str, value: int, minimum: int = 1) -> int:
+    """``value`` as a plain int; any integer (numpy's too) but bool, at least ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name}: expected an int >= {minimum}, got {type(value).__name__}")
     if value < minimum:
         raise ValueError(f"{name}: {value} must be >= {minimum}")
+    return int(value)
 
 
 def _check_fraction(name: str, value: float, *, low_open: bool, high_open: bool) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or math.isnan(value):
         raise TypeError(f"{name}: expected a float, got {value!r}")
     low_ok = value > 0.0 if low_open else value >= 0.0
     high_ok = value < 1.0 if high_open else value <= 1.0
@@ -251,7 +254,7 @@ class _MovingLoss(PruningStrategy):
         self, *, decay: float = 0.5, decay_unit: str = "epoch", anneal_epochs: int = 0
     ) -> None:
         _check_fraction("decay", decay, low_open=False, high_open=True)
-        if isinstance(anneal_epochs, bool) or not isinstance(anneal_epochs, int):
+        if isinstance(anneal_epochs, bool) or not isinstance(anneal_epochs, numbers.Integral):
             raise TypeError(
                 f"anneal_epochs: expected an int >= 0, got {type(anneal_epochs).__name__}"
             )
@@ -266,7 +269,7 @@ class _MovingLoss(PruningStrategy):
                 "stale loss by the epochs since it was measured, 'observation' per update"
             )
         self.decay = float(decay)
-        self.n_anneal = anneal_epochs
+        self.n_anneal = int(anneal_epochs)
         self.decay_unit = decay_unit
 
     def anneal_epochs(self, epochs: int) -> int:
@@ -352,7 +355,7 @@ class UCB(_MovingLoss):
 
     def __init__(self, c: float = 1.0, **moving_loss) -> None:
         super().__init__(**moving_loss)
-        if isinstance(c, bool) or not isinstance(c, int | float) or not c >= 0.0:
+        if isinstance(c, bool) or not isinstance(c, numbers.Real) or not c >= 0.0:
             raise ValueError(f"c: {c!r} must be a float >= 0 (exploration weight)")
         self.c = float(c)
 
@@ -452,7 +455,7 @@ class StaticPruning(PruningStrategy):
 
     @property
     def scoring_passes(self) -> int:
-        return self.static.passes
+        return int(self.static.passes)
 
     def reset(self, n_samples: int) -> None:
         if self.static.scores.numel() != n_samples:
@@ -540,8 +543,8 @@ class PruningSampler(Sampler[int]):
         epochs: int,
         seed: int = 0,
     ) -> None:
-        _check_int("n_samples", n_samples)
-        _check_int("epochs", epochs)
+        n_samples = _check_int("n_samples", n_samples)
+        epochs = _check_int("epochs", epochs)
         if not isinstance(strategy, PruningStrategy):
             raise TypeError(
                 f"strategy: expected a PruningStrategy (UniformDynamic(), EpsilonGreedy(), UCB(), "
@@ -553,7 +556,7 @@ class PruningSampler(Sampler[int]):
             n_samples, epochs, rate, strategy.scoring_passes, strategy.anneal_epochs(epochs)
         )
         self.n_samples, self.strategy, self.rate, self.epochs = n_samples, strategy, rate, epochs
-        self._generator = torch.Generator().manual_seed(seed)
+        self._generator = torch.Generator().manual_seed(plain_seed(seed))
         self._epoch = 0
         self._in_epoch = False
         self._current_size = 0
@@ -757,7 +760,10 @@ def evaluate_classifier(
     return float((_logits(model, x, batch_size, device).argmax(1) == y.cpu()).float().mean())
 
 
-def _check_scoring_inputs(x: Tensor, y: Tensor, n_models: int, score_epochs: int | None) -> None:
+def _check_scoring_inputs(
+    x: Tensor, y: Tensor, n_models: int, score_epochs: int | None
+) -> tuple[int, int | None]:
+    """Check the data and counts of a scoring method; returns the counts as plain ints."""
     if not isinstance(x, Tensor) or not isinstance(y, Tensor):
         raise TypeError("x, y: expected torch tensors of inputs and integer class labels")
     if y.ndim != 1 or y.shape[0] != x.shape[0] or y.dtype.is_floating_point:
@@ -765,9 +771,10 @@ def _check_scoring_inputs(x: Tensor, y: Tensor, n_models: int, score_epochs: int
             f"y: shape {tuple(y.shape)}, dtype {y.dtype}; expected integer labels of shape "
             f"({x.shape[0]},)"
         )
-    _check_int("n_models", n_models)
+    n_models = _check_int("n_models", n_models)
     if score_epochs is not None:
-        _check_int("score_epochs", score_epochs)
+        score_epochs = _check_int("score_epochs", score_epochs)
+    return n_models, score_epochs
 
 
 def _check_labels_fit(model: nn.Module, x: Tensor, y: Tensor, device) -> None:
@@ -825,9 +832,9 @@ def el2n_scores(
     Each of ``n_models`` fresh models trains ``score_epochs`` full-data epochs, then one
     forward pass scores every sample; cost ``n_models * (score_epochs + 1) * N`` passes.
     """
-    _check_scoring_inputs(x, y, n_models, score_epochs)
+    n_models, score_epochs = _check_scoring_inputs(x, y, n_models, score_epochs)
     start = time.perf_counter()
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator().manual_seed(plain_seed(seed))
     total = torch.zeros(x.shape[0], dtype=torch.float64)
     passes = 0
     for _ in range(n_models):
@@ -859,7 +866,7 @@ def grand_scores(
     (``vectorize=False``, needed for networks with custom autograd functions such as
     snntorch surrogate spikes). Cost ``n_models * N`` passes.
     """
-    _check_scoring_inputs(x, y, n_models, None)
+    n_models, _ = _check_scoring_inputs(x, y, n_models, None)
     start = time.perf_counter()
     total = torch.zeros(x.shape[0], dtype=torch.float64)
     for _ in range(n_models):
@@ -903,7 +910,7 @@ class ForgettingCounter:
     at its next (Toneva et al., ICLR 2019). ``record`` takes each trained batch."""
 
     def __init__(self, n_samples: int) -> None:
-        _check_int("n_samples", n_samples)
+        n_samples = _check_int("n_samples", n_samples)
         self.previous = torch.zeros(n_samples, dtype=torch.bool)
         self.learned = torch.zeros(n_samples, dtype=torch.bool)
         self.events = torch.zeros(n_samples, dtype=torch.float64)
@@ -940,10 +947,10 @@ def forgetting_scores(
     (:class:`ForgettingCounter`; Toneva et al., ICLR 2019). Cost ``score_epochs * N`` passes:
     the scores come from the training forward passes themselves.
     """
-    _check_scoring_inputs(x, y, 1, score_epochs)
+    _, score_epochs = _check_scoring_inputs(x, y, 1, score_epochs)
     start = time.perf_counter()
     counter = ForgettingCounter(x.shape[0])
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator().manual_seed(plain_seed(seed))
     model = make_model().to(device)
     _check_labels_fit(model, x, y, device)
     passes = _pretrain(

@@ -14,6 +14,7 @@ the readout averaged over the second half of the steps.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -41,9 +42,9 @@ __all__ = [
 
 
 def _check_positive_int(value: int, name: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
         raise ValueError(f"{name}: expected an int >= {minimum}, got {value!r}")
-    return value
+    return int(value)
 
 
 def _layer_norm(h: Tensor, dims: int) -> tuple[Tensor, Tensor]:
@@ -215,8 +216,8 @@ class RateMLP(RateNetwork):
     def __init__(
         self, n_in: int, hidden: Sequence[int], n_out: int, layer_norm: bool = True
     ) -> None:
-        _check_positive_int(n_in, "n_in")
-        _check_positive_int(n_out, "n_out")
+        n_in = _check_positive_int(n_in, "n_in")
+        n_out = _check_positive_int(n_out, "n_out")
         if not isinstance(hidden, Sequence) or not hidden:
             raise ValueError(
                 f"hidden: expected a non-empty list of layer sizes, e.g. [128, 64]; got {hidden!r}"
@@ -239,7 +240,8 @@ class RateCNN(RateNetwork):
     ) -> None:
         if len(input_shape) != 3:
             raise ValueError(f"input_shape: expected (C, H, W), got {input_shape!r}")
-        c, height, width = (_check_positive_int(v, "input_shape") for v in input_shape)
+        input_shape = tuple(_check_positive_int(v, "input_shape") for v in input_shape)
+        c, height, width = input_shape
         channels = tuple(_check_positive_int(ch, "channels") for ch in channels)
         if not channels:
             raise ValueError("channels: need at least one convolutional block")
@@ -252,7 +254,7 @@ class RateCNN(RateNetwork):
                 )
             blocks.append(ConvBlock(c, ch, layer_norm))
             c, height, width = ch, height // 2, width // 2
-        _check_positive_int(n_out, "n_out")
+        n_out = _check_positive_int(n_out, "n_out")
         super().__init__(blocks, nn.Linear(c * height * width, n_out), input_shape)
 
 
@@ -268,13 +270,14 @@ class LeakyIntegration:
     def __post_init__(self) -> None:
         for name in ("tau", "dt"):
             value = getattr(self, name)
-            if not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
+            if not isinstance(value, numbers.Real) or not math.isfinite(value) or value <= 0:
                 raise ValueError(f"{name}: must be a positive time in seconds, got {value!r}")
+            object.__setattr__(self, name, float(value))
         if self.dt > self.tau:
             raise ValueError(
                 f"dt: {self.dt} s exceeds tau = {self.tau} s; Euler steps overshoot. Use dt <= tau"
             )
-        _check_positive_int(self.steps, "steps", 2)
+        object.__setattr__(self, "steps", _check_positive_int(self.steps, "steps", 2))
 
     @property
     def rate(self) -> float:

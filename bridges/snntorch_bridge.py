@@ -16,10 +16,12 @@ units of ``theta = v_th - v_leak`` (``v_th - v_reset`` for IF; 1 volt for LI)::
     IF       beta = 1,  W' = R W / theta,  b' = R b dt / theta
     LI       as LIF without threshold (theta = 1 V)
 
-The state of layer ``k`` before step 0 is Brian2's state at step ``k``: one update after rest,
-``mem = b'`` (LIF, IF, LI) or ``mem = syn = ((1 - beta) R - kappa) b / theta`` (CubaLIF),
-followed by ``k`` bias-only steps (zero without bias). This assumes no neuron fires from its
-bias alone within those first ``k + 1`` steps, before any input can reach it.
+The state of layer ``k`` before step 0 is Brian2's state after its step ``k``, before any
+input can reach it: one update after rest, ``mem = b'`` (LIF, IF, LI) or
+``mem = syn = ((1 - beta) R - kappa) b / theta`` (CubaLIF), then ``k`` steps driven by
+``W' s + b'``, ``s`` the spikes layer ``k - 1`` emitted in its own steps ``0..k - 1`` — all
+run through the layer's snntorch neuron, with threshold and reset, so a neuron that fires
+from its bias before any input does so as in Brian2 and passes the spikes on.
 
 Threshold 1; ``reset="value"`` -> ``reset_mechanism="zero"`` (requires ``v_reset = v_leak``),
 ``"subtract"`` -> ``"subtract"``; ``reset_delay=False`` (reset in the step of the spike, as
@@ -29,11 +31,13 @@ spike in the step it is emitted, after the postsynaptic threshold test and reset
 
 **Timing.** snntorch passes a spike to the next layer within the same step; Brian2 one step
 later. With the same input raster, Brian2 layer ``k`` (0-based) at step ``n + k + 1`` equals
-snntorch layer ``k`` at step ``n`` (spikes, and membranes at threshold time).
+snntorch layer ``k`` at step ``n``: spikes, and membranes at threshold time (before the
+reset; snntorch records ``beta mem[n-1] + W' s[n] + b'``, Synaptic ``beta mem[n-1] + syn[n]``).
 
-**Where the two are identical** (checked in ``tests/test_bridges.py``): every model with
-``reset="value"``; with ``reset="subtract"`` as long as no membrane is still above threshold
-after its reset (one step's input below one threshold). Otherwise snntorch's
+**Where the two are identical** (checked in ``tests/test_bridges.py`` and
+``tests/test_bridge_fidelity.py``): every model with ``reset="value"``; with
+``reset="subtract"`` as long as no membrane is still above threshold after its reset (one
+step's input below one threshold). Otherwise snntorch's
 ``reset_delay=False`` bookkeeping withholds the next spike while Brian2 fires, and only spike
 counts stay close. Ties at threshold could split float64 rounding either way. snntorch
 neurons have no refractory period: ``refractory > 0`` is refused unless
@@ -43,6 +47,7 @@ neurons have no refractory period: ``refractory > 0`` is refused unless
 from __future__ import annotations
 
 import math
+import numbers
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -55,7 +60,7 @@ import torch.nn.functional as F
 from brian2 import Quantity, second, volt
 from torch import Tensor, nn
 
-from plastix.bridges.labels import check_labels
+from plastix.bridges.checks import check_labels
 from plastix.circuits.feedforward import (
     SPIKING,
     FeedForwardSpec,
@@ -281,8 +286,9 @@ def continuous_layer(
 
 @dataclass
 class SnnTorchRecord:
-    """Per layer: ``spikes (T, B, n)`` (None for LI) and ``membranes (T, B, n)`` in units of
-    the layer's ``v_scale`` above ``v_offset`` (threshold 1)."""
+    """Per layer: ``spikes (T, B, n)`` (None for LI) and ``membranes (T, B, n)`` at threshold
+    time (before the reset) in units of the layer's ``v_scale`` above ``v_offset``
+    (threshold 1)."""
 
     spikes: list[Tensor | None]
     membranes: list[Tensor]
@@ -338,19 +344,18 @@ class SnnTorchFeedForward(nn.Module):
             )
         x = x.to(self.linears[0].weight.dtype)
         batch = x.shape[1]
-        state = [
-            [s.expand(batch, -1) for s in self._initial_state(k)] for k in range(len(self.linears))
-        ]
+        state = [[s.expand(batch, -1) for s in layer] for layer in self._initial_states()]
         spikes: list[list[Tensor]] = [[] for _ in self.linears]
         membranes: list[list[Tensor]] = [[] for _ in self.linears]
         for step in range(x.shape[0]):
             s = x[step]
             for k, (linear, neuron) in enumerate(zip(self.linears, self.neurons, strict=True)):
-                out = neuron(linear(s), *state[k])
+                current = linear(s)
+                out = neuron(current, *state[k])
+                membranes[k].append(self._threshold_time(k, current, state[k][-1], out))
                 # snntorch's spike function returns float32 whatever the state dtype
                 s, state[k] = out[0].to(x.dtype), list(out[1:])
                 spikes[k].append(s)
-                membranes[k].append(state[k][-1])
         return SnnTorchRecord(
             spikes=[
                 torch.stack(sp) if d.reset != "none" else None
@@ -359,22 +364,33 @@ class SnnTorchFeedForward(nn.Module):
             membranes=[torch.stack(m) for m in membranes],
         )
 
-    def _initial_state(self, k: int) -> list[Tensor]:
-        """Layer ``k``'s state before step 0 (module docstring): ``[mem]`` or ``[syn, mem]``."""
-        bias = self.linears[k].bias
-        mem = bias * getattr(self, f"init_gain{k}")
-        d = self.discrete[k]
-        beta = torch.as_tensor(d.beta, dtype=bias.dtype, device=bias.device)
-        if d.alpha is None:
-            for _ in range(k):
-                mem = beta * mem + bias
-            return [mem]
-        alpha = torch.as_tensor(d.alpha, dtype=bias.dtype, device=bias.device)
-        syn = mem
-        for _ in range(k):
-            syn = alpha * syn + bias
-            mem = beta * mem + syn
-        return [syn, mem]
+    def _initial_states(self) -> list[list[Tensor]]:
+        """Every layer's state before step 0, ``[mem]`` or ``[syn, mem]`` (module docstring):
+        layer ``k``'s neuron run from zero through Brian2's steps ``0..k``, driven by
+        ``init_gain * b'`` at step 0 and then by the spikes layer ``k - 1`` emitted in its
+        steps ``0..k - 1``."""
+        states: list[list[Tensor]] = []
+        passed: list[Tensor] = []
+        for k, (linear, neuron) in enumerate(zip(self.linears, self.neurons, strict=True)):
+            zero = torch.zeros_like(linear.bias)
+            rest = [zero] if self.discrete[k].alpha is None else [zero, zero]
+            out = neuron(linear.bias * getattr(self, f"init_gain{k}"), *rest)
+            emitted = [out[0].to(zero.dtype)]
+            for s in passed:
+                out = neuron(linear(s), *out[1:])
+                emitted.append(out[0].to(zero.dtype))
+            states.append(list(out[1:]))
+            passed = emitted
+        return states
+
+    def _threshold_time(self, k: int, current: Tensor, mem_prev: Tensor, out) -> Tensor:
+        """Layer ``k``'s membrane after the step's update, before any reset:
+        ``beta mem[n-1] + I[n]`` (Leaky; Synaptic: ``+ syn[n]``), Brian2's ``v`` at threshold
+        time given the same state before the step."""
+        if self.discrete[k].reset == "none":
+            return out[-1]
+        drive = current if self.discrete[k].alpha is None else out[1]
+        return self.neurons[k].beta.clamp(0, 1) * mem_prev + drive
 
     def to_spec(self) -> FeedForwardSpec:
         """The :class:`FeedForwardSpec` with this network's current weights and biases."""
@@ -420,11 +436,18 @@ def from_snntorch(net: nn.Module, dt: Quantity | float | None = None) -> FeedFor
     or an ``nn.Sequential`` of ``nn.Linear`` followed by ``snn.Leaky`` / ``snn.Synaptic``
     (optionally ``nn.Flatten`` first), built with ``reset_delay=False`` (snntorch's default
     ``True`` resets one step late, which no Brian2 reset reproduces) and without
-    ``init_hidden``. snntorch's dimensionless membrane is read as volts
-    (rest 0 V, threshold ``threshold`` V); ``Leaky(beta=1)`` becomes IF, a last
-    ``Leaky(reset_mechanism="none")`` becomes LI. snntorch starts ``Synaptic`` at ``syn = 0``
-    while the Brian2 form starts at rest, so a CubaLIF layer with a bias differs in its first
-    steps.
+    ``init_hidden``; ``graded_spikes_factor != 1``, ``inhibition`` and ``state_quant`` are
+    refused. snntorch's dimensionless membrane is read as volts (rest 0 V, threshold
+    ``threshold`` V); ``Leaky(beta=1)`` becomes IF, a last ``Leaky(reset_mechanism="none")``
+    becomes LI.
+
+    Without biases the Brian2 form runs exactly as the Sequential started from zero (within
+    the limits of the module docstring). With a bias it does not: the Sequential starts layer
+    ``k`` at ``mem = syn = 0`` at its step 0, where the Brian2 form has already integrated
+    ``k + 1`` bias-only steps from rest (the state :class:`SnnTorchFeedForward` starts from).
+    The membrane offset decays as ``beta**n`` (and ``alpha**n`` for Synaptic), never for
+    ``Leaky(beta=1)`` with ``reset_mechanism="subtract"``; a spike it moves changes all that
+    follows (a neuron firing from its bias alone stays a step ahead for good).
     """
     if isinstance(net, SnnTorchFeedForward):
         if dt is not None and not math.isclose(_dt_seconds(dt), net.dt, rel_tol=1e-12):
@@ -438,7 +461,8 @@ def from_snntorch(net: nn.Module, dt: Quantity | float | None = None) -> FeedFor
     if dt is None:
         raise ValueError("dt: a plain snntorch network has no time step; pass dt (e.g. 1*ms)")
     step = _dt_seconds(dt)
-    modules = [m for m in net if not isinstance(m, nn.Flatten | nn.Identity)]
+    where = [i for i, m in enumerate(net) if not isinstance(m, nn.Flatten | nn.Identity)]
+    modules = [net[i] for i in where]
     if len(modules) % 2 or not modules:
         raise ValueError(
             "net: expected alternating nn.Linear and snn.Leaky/snn.Synaptic modules, got "
@@ -447,9 +471,10 @@ def from_snntorch(net: nn.Module, dt: Quantity | float | None = None) -> FeedFor
     layers = []
     for k in range(0, len(modules), 2):
         linear, neuron = modules[k], modules[k + 1]
+        at = where[k + 1]  # the neuron's index in net
         if not isinstance(linear, nn.Linear) or not isinstance(neuron, snn.Leaky | snn.Synaptic):
             raise ValueError(
-                f"net[{k}], net[{k + 1}]: expected nn.Linear then snn.Leaky/snn.Synaptic, got "
+                f"net[{where[k]}], net[{at}]: expected nn.Linear then snn.Leaky/snn.Synaptic, got "
                 f"{type(linear).__name__}, {type(neuron).__name__}"
             )
         n = linear.out_features
@@ -460,15 +485,38 @@ def from_snntorch(net: nn.Module, dt: Quantity | float | None = None) -> FeedFor
             and (reset == "subtract" or isinstance(neuron, snn.Synaptic))
         ):
             raise ValueError(
-                f"net[{k + 1}]: reset_delay=True with reset_mechanism={reset!r} resets one step "
+                f"net[{at}]: reset_delay=True with reset_mechanism={reset!r} resets one step "
                 "late, which no Brian2 reset reproduces; build it with reset_delay=False"
             )
+        graded = _per_neuron(neuron.graded_spikes_factor, n)
+        for setting, used, why in (
+            (
+                "graded_spikes_factor",
+                np.any(graded != 1),
+                f"= {graded[0] if np.all(graded == graded[0]) else graded} scales the spikes, "
+                "Brian2's have height 1; build it with 1 (scale the next layer's weights instead)",
+            ),
+            (
+                "inhibition",
+                neuron.inhibition,
+                "= True lets only the largest membrane of a sample spike, which no Brian2 layer "
+                "does; build it with inhibition=False",
+            ),
+            (
+                "state_quant",
+                neuron.state_quant not in (False, None),
+                "quantises the state every step, which the Brian2 form does not; build it "
+                "without state_quant",
+            ),
+        ):
+            if used:
+                raise ValueError(f"net[{at}] (layer{k // 2}): {setting} {why}")
         w = linear.weight.detach().cpu().double().numpy()
         b = linear.bias.detach().cpu().double().numpy() if linear.bias is not None else np.zeros(n)
         beta = _per_neuron(neuron.beta, n)
         if np.any(beta <= 0):
             raise ValueError(
-                f"net[{k + 1}].beta: decay factors must lie in (0, 1] (snntorch clips values "
+                f"net[{at}].beta: decay factors must lie in (0, 1] (snntorch clips values "
                 f"above 1 to 1), got {beta}"
             )
         beta = np.minimum(beta, 1.0)
@@ -507,9 +555,9 @@ def bernoulli_raster(
         )
     if not 0.0 < p_max <= 1.0:
         raise ValueError(f"p_max: spike probability per step must lie in (0, 1], got {p_max}")
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1:
         raise ValueError(f"steps: expected an int >= 1, got {steps!r}")
-    p = (x * p_max).expand(steps, *x.shape)
+    p = (x * p_max).expand(int(steps), *x.shape)
     return torch.bernoulli(p, generator=generator)
 
 
@@ -545,10 +593,16 @@ class BPTTConfig:
     def __post_init__(self) -> None:
         for name in ("steps", "batch"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
                 raise ValueError(f"{name}: expected an int >= 1, got {value!r}")
-        if not 0 <= self.settle < self.steps:
+            object.__setattr__(self, name, int(value))
+        if (
+            isinstance(self.settle, bool)
+            or not isinstance(self.settle, numbers.Integral)
+            or not 0 <= self.settle < self.steps
+        ):
             raise ValueError(f"settle: must lie in [0, steps={self.steps}), got {self.settle}")
+        object.__setattr__(self, "settle", int(self.settle))
         if not 0.0 < self.p_max <= 1.0:
             raise ValueError(f"p_max: must lie in (0, 1], got {self.p_max}")
         if not self.lr > 0:

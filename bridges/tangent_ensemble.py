@@ -33,6 +33,7 @@ break the posterior reading of the update.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal
 
@@ -203,8 +204,9 @@ class NeuralTangentEnsemble(torch.optim.Optimizer):
             raise ValueError(f"zeros={zeros!r} is not valid; choose one of {_ZERO_POLICIES}")
         _check_positive("init_noise", init_noise, "e.g. init_noise=1e-3")
         _check_positive("zero_noise", zero_noise, "e.g. zero_noise=1e-3")
-        if not isinstance(seed, int) or isinstance(seed, bool):
+        if not isinstance(seed, numbers.Integral) or isinstance(seed, bool):
             raise TypeError(f"seed must be an int, got {seed!r}")
+        seed = int(seed)
         self._initialised = False
         self._buffers: dict[int, Tensor] = {}
         self._zeros: dict[tuple[torch.dtype, torch.device], Tensor] = {}
@@ -310,8 +312,13 @@ class NeuralTangentEnsemble(torch.optim.Optimizer):
         ``p.grad`` is read as the gradient of the *mean* loss over ``batch_size`` examples (the
         torch default); with ``batch_size=1`` the batch counts as one observation.
         """
-        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        if (
+            not isinstance(batch_size, numbers.Integral)
+            or isinstance(batch_size, bool)
+            or batch_size < 1
+        ):
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        batch_size = int(batch_size)
         loss = None
         if closure is not None:
             with torch.enable_grad():
@@ -389,8 +396,13 @@ class NeuralTangentEnsemble(torch.optim.Optimizer):
         """
         if method not in _METHODS:
             raise ValueError(f"method={method!r} is not valid; choose one of {_METHODS}")
-        if not isinstance(chunk_size, int) or isinstance(chunk_size, bool) or chunk_size < 1:
+        if (
+            not isinstance(chunk_size, numbers.Integral)
+            or isinstance(chunk_size, bool)
+            or chunk_size < 1
+        ):
             raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+        chunk_size = int(chunk_size)
         if inputs.shape[0] != targets.shape[0] or inputs.shape[0] == 0:
             raise ValueError(
                 f"inputs and targets must share a non-empty batch axis, got {inputs.shape[0]} "
@@ -504,7 +516,7 @@ def _exp(x: Tensor, *, out: Tensor) -> Tensor:
 
 
 def _check_positive(name: str, value: Any, hint: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > 0:
         raise ValueError(f"{name} must be a positive number, got {value!r}; {hint}")
     if not math.isfinite(value):
         raise ValueError(f"{name} must be finite, got {value!r}; {hint}")

@@ -875,7 +875,7 @@ def _check_activate_args(
         raise ValueError("directory/cache_root: give one of them, not both")
     if cache_key is not None and cache_root is None:
         raise ValueError("cache_key: needs cache_root (the folder that holds cached builds)")
-    if isinstance(openmp_threads, bool) or not isinstance(openmp_threads, int):
+    if isinstance(openmp_threads, bool) or not isinstance(openmp_threads, numbers.Integral):
         raise TypeError(f"openmp_threads: expected an int >= 0, got {openmp_threads!r}")
     if openmp_threads < 0:
         raise ValueError(f"openmp_threads: must be >= 0 (0 = no OpenMP), got {openmp_threads}")
@@ -894,7 +894,7 @@ def _check_activate_args(
             f"compute_capability: expected a number >= 3.5 such as 9.0, got {compute_capability!r}"
         )
     if gpu_id is not None and (
-        isinstance(gpu_id, bool) or not isinstance(gpu_id, int) or gpu_id < 0
+        isinstance(gpu_id, bool) or not isinstance(gpu_id, numbers.Integral) or gpu_id < 0
     ):
         raise ValueError(f"gpu_id: expected an int >= 0, got {gpu_id!r}")
     if cuda_runtime_version is not None and (
@@ -948,6 +948,8 @@ def activate_backend(
         gpu_id,
         cuda_runtime_version,
     )
+    openmp_threads = int(openmp_threads)
+    gpu_id = None if gpu_id is None else int(gpu_id)
     if not isinstance(build_on_run, bool):
         raise TypeError(f"build_on_run: expected a bool, got {build_on_run!r}")
 

@@ -14,6 +14,7 @@ in [0, 1]); this is rate coding with inhomogeneous Poisson spike trains (Gerstne
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 from math import gcd
 
@@ -140,8 +141,13 @@ class PoissonEncoder:
         rate_min: Quantity = 0 * Hz,
         name: str = "input",
     ):
-        if isinstance(n_channels, bool) or not isinstance(n_channels, int) or n_channels < 1:
+        if (
+            isinstance(n_channels, bool)
+            or not isinstance(n_channels, numbers.Integral)
+            or n_channels < 1
+        ):
             raise ValueError(f"n_channels: expected an int >= 1, got {n_channels!r}")
+        n_channels = int(n_channels)
         for label, rate in (("rate_max", rate_max), ("rate_min", rate_min)):
             if not isinstance(rate, Quantity) or not rate.has_same_dimensions(Hz):
                 raise TypeError(f"{label}: expected a Brian2 rate such as 100*Hz, got {rate!r}")

@@ -22,8 +22,8 @@ A spike through weight ``w`` therefore moves ``v`` by ``R w / tau_mem`` (LIF, LI
 ``v = v_reset`` (``reset="value"``) or ``v -= v_th - v_reset`` (``reset="subtract"``), then
 ``v`` is held for ``refractory`` (Brian2's clamp: synaptic input to ``v`` arriving in the
 spike's step or during the refractory period is discarded; CubaLIF's ``I_s`` keeps
-integrating). Neurons start at rest: ``v = v_leak`` (``v_reset`` for IF),
-``I_s = 0``.
+integrating; a layer's refractory periods are all 0 or all > 0). Neurons start at rest:
+``v = v_leak`` (``v_reset`` for IF), ``I_s = 0``.
 
 The Brian2 form integrates these linear equations exactly and delivers spikes in the step in
 which they were emitted, after the postsynaptic threshold test and reset (slot
@@ -34,6 +34,7 @@ discrete-time equivalent).
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
@@ -144,6 +145,14 @@ class NeuronParams:
                 raise ValueError(f"{name}: must be > 0, got {getattr(self, name)!r}")
         if np.any(values["refractory"] < 0):
             raise ValueError(f"refractory: must be >= 0, got {self.refractory!r}")
+        held = values["refractory"] > 0
+        if self.model in SPIKING and held.any() and not held.all():
+            raise ValueError(
+                f"refractory: {self.refractory!r} mixes 0 and > 0 in one layer; Brian2's "
+                "refractory clamp covers the whole group and would hold the zero ones for the "
+                "step of each spike too — give every neuron of the layer a refractory period "
+                "> 0, or none"
+            )
         if self.model in SPIKING and np.any(values["v_reset"] >= values["v_th"]):
             raise ValueError(
                 f"v_reset: {self.v_reset!r} must lie below v_th {self.v_th!r}, otherwise the "
@@ -258,7 +267,7 @@ class FeedForwardSpec:
     layers: tuple[LayerSpec, ...]
 
     def __post_init__(self) -> None:
-        if isinstance(self.n_in, bool) or not isinstance(self.n_in, int | np.integer):
+        if isinstance(self.n_in, bool) or not isinstance(self.n_in, numbers.Integral):
             raise TypeError(f"n_in: expected an int, got {self.n_in!r}")
         if self.n_in < 1:
             raise ValueError(f"n_in: expected >= 1 input channels, got {self.n_in}")
@@ -383,9 +392,10 @@ _BRIAN_NAME = {"refractory": "t_ref"}
 def _equations(params: NeuronParams, equal_taus: bool, refractory: bool) -> str:
     """Brian2 model string; every parameter is a per-neuron constant, ``b`` is the bias.
 
-    ``(unless refractory)`` only where some neuron has a refractory period: Brian2 also
-    discards synaptic increments of such a variable while the target is refractory, which
-    includes the step of the spike itself even for a zero refractory period.
+    ``(unless refractory)`` only for a layer with refractory periods (all > 0: NeuronParams
+    refuses a mix with 0): Brian2 also discards synaptic increments of such a variable while
+    the target is refractory, which includes the step of the spike itself even for a zero
+    refractory period.
     """
     model = params.model
     unless = " (unless refractory)" if refractory else ""
@@ -466,7 +476,7 @@ class FeedForwardCircuit:
 
 
 def _positive_int(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise ValueError(f"{name}: expected an int >= 1, got {value!r}")
     return int(value)
 
@@ -637,9 +647,9 @@ def run_raster(
     if raster.ndim != 3:
         raise ValueError(f"raster: expected (T, copies, n_in), got shape {raster.shape}")
     extra = len(spec.layers) if extra_steps is None else extra_steps
-    if isinstance(extra, bool) or not isinstance(extra, int) or extra < 0:
+    if isinstance(extra, bool) or not isinstance(extra, numbers.Integral) or extra < 0:
         raise ValueError(f"extra_steps: expected an int >= 0, got {extra_steps!r}")
-    n_steps = raster.shape[0] + extra
+    n_steps = raster.shape[0] + int(extra)
 
     def simulate(run) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         circuit = build_brian2(

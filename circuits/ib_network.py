@@ -18,6 +18,7 @@ Weights are exchanged as :class:`CircuitWeights` in the ``torch.nn.Linear`` layo
 from __future__ import annotations
 
 import gc
+import numbers
 import time
 from dataclasses import dataclass, field, replace
 
@@ -64,7 +65,7 @@ __all__ = [
 
 
 def _positive_int(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise ValueError(f"{name}: expected an int >= 1, got {value!r}")
     return int(value)
 
@@ -95,16 +96,16 @@ class IBCircuitSpec:
     plastic: bool = True
 
     def __post_init__(self) -> None:
-        _positive_int(self.n_input, "n_input")
-        _positive_int(self.n_classes, "n_classes")
+        object.__setattr__(self, "n_input", _positive_int(self.n_input, "n_input"))
+        object.__setattr__(self, "n_classes", _positive_int(self.n_classes, "n_classes"))
         if self.n_classes < 2:
             raise ValueError(f"n_classes: need >= 2, got {self.n_classes!r}")
         if not isinstance(self.hidden, tuple) or not self.hidden:
             raise ValueError(
                 f"hidden: expected a non-empty tuple of layer sizes, got {self.hidden!r}"
             )
-        for k, n in enumerate(self.hidden):
-            _positive_int(n, f"hidden[{k}]")
+        hidden = tuple(_positive_int(n, f"hidden[{k}]") for k, n in enumerate(self.hidden))
+        object.__setattr__(self, "hidden", hidden)
         for name, kind in (("lif", LIFParams), ("timing", SampleTiming), ("rule", IBThreeFactor)):
             value = getattr(self, name)
             if not isinstance(value, kind):
@@ -771,8 +772,13 @@ class XiSettings:
     def __post_init__(self) -> None:
         from plastix.plasticity.hsic import XI_METHODS, check_gamma, check_sigmas
 
-        if isinstance(self.window, bool) or not isinstance(self.window, int) or self.window < 2:
+        if (
+            isinstance(self.window, bool)
+            or not isinstance(self.window, numbers.Integral)
+            or self.window < 2
+        ):
             raise ValueError(f"window: B = {self.window!r}; the IB rule needs B >= 2")
+        object.__setattr__(self, "window", int(self.window))
         if self.site not in ("norm", "rate"):
             raise ValueError(f"site: {self.site!r} is not one of 'norm', 'rate'")
         if self.method not in XI_METHODS:

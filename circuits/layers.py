@@ -18,6 +18,7 @@ divided by the window length.
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -179,8 +180,9 @@ class LIFLayer:
         extra_equations: str = "",
         extra_namespace: dict | None = None,
     ):
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
             raise ValueError(f"n: layer size must be an int >= 1, got {n!r}")
+        n = int(n)
         if not isinstance(params, LIFParams) or not isinstance(timing, SampleTiming):
             raise TypeError("params, timing: expected a LIFParams and a SampleTiming")
         for label, value, unit, example in (
@@ -254,8 +256,9 @@ class RateReadout:
         label: TimedArray,
         name: str = "readout",
     ):
-        if isinstance(n, bool) or not isinstance(n, int) or n < 2:
+        if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 2:
             raise ValueError(f"n: a readout needs an int >= 2 classes, got {n!r}")
+        n = int(n)
         self.n = n
         self.timing = timing
         self.namespace = {**timing.namespace(learn), "label": label}

@@ -162,10 +162,11 @@ def centering_matrix(
     window: int, dtype: torch.dtype | None = None, device: torch.device | str | None = None
 ) -> Tensor:
     """``H = I_B - 1 1^T / B``, the centring matrix of a window of ``B`` samples."""
-    if isinstance(window, bool) or not isinstance(window, int):
+    if isinstance(window, bool) or not isinstance(window, numbers.Integral):
         raise TypeError(f"window: expected an int >= 2, got {window!r}")
     if window < 2:
         raise ValueError(f"window: B = {window}; need B >= 2")
+    window = int(window)
     eye = torch.eye(window, dtype=dtype, device=device)
     return eye - torch.full_like(eye, 1.0 / window)
 
@@ -325,8 +326,9 @@ def sliding_windows(stream: Tensor | np.ndarray, window: int) -> Tensor:
         stream = torch.as_tensor(stream)
     if not isinstance(stream, Tensor):
         raise TypeError(f"stream: expected a torch.Tensor or numpy array, got {type(stream)}")
-    if isinstance(window, bool) or not isinstance(window, int) or window < 2:
+    if isinstance(window, bool) or not isinstance(window, numbers.Integral) or window < 2:
         raise ValueError(f"window: B = {window!r}; need an int >= 2")
+    window = int(window)
     if stream.ndim < 1 or stream.shape[0] < window:
         raise ValueError(
             f"stream: {tuple(stream.shape)} holds fewer than window = {window} samples"

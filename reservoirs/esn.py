@@ -20,6 +20,7 @@ input ``t`` has entered.
 from __future__ import annotations
 
 import math
+import numbers
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -50,7 +51,7 @@ _SPARSE_MAX_DENSITY = 0.25  # ... and at most this fraction of non-zero weights
 
 
 def _check_positive_int(value: object, name: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name}: expected an int >= {minimum}, got {value!r}")
     if value < minimum:
         raise ValueError(f"{name}: {value} is below the minimum {minimum}")
@@ -102,9 +103,10 @@ class ESNConfig:
     recurrent_init: RecurrentInit = "sparse_normal"
 
     def __post_init__(self) -> None:
-        _check_positive_int(self.n_inputs, "n_inputs")
-        _check_positive_int(self.n_units, "n_units")
-        _check_positive_int(self.n_feedback, "n_feedback", minimum=0)
+        object.__setattr__(self, "n_inputs", _check_positive_int(self.n_inputs, "n_inputs"))
+        object.__setattr__(self, "n_units", _check_positive_int(self.n_units, "n_units"))
+        n_feedback = _check_positive_int(self.n_feedback, "n_feedback", minimum=0)
+        object.__setattr__(self, "n_feedback", n_feedback)
         _check_real(self.spectral_radius, "spectral_radius", low=0.0)
         _check_real(self.connectivity, "connectivity", low=0.0, high=1.0, low_open=True)
         _check_real(self.input_connectivity, "input_connectivity", low=0.0, high=1.0, low_open=True)

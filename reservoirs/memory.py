@@ -12,6 +12,7 @@ inflate the capacity (a linear reservoir with well-conditioned weights then come
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 
 import numpy as np
@@ -67,9 +68,13 @@ def delayed_inputs(inputs: Tensor, delays: np.ndarray) -> Tensor:
 
 def _check_delays(delays, max_delay: int | None) -> np.ndarray:
     if delays is None:
-        if isinstance(max_delay, bool) or not isinstance(max_delay, int) or max_delay < 1:
+        if (
+            isinstance(max_delay, bool)
+            or not isinstance(max_delay, numbers.Integral)
+            or max_delay < 1
+        ):
             raise ValueError(f"max_delay: expected an int >= 1, got {max_delay!r}")
-        return np.arange(1, max_delay + 1)
+        return np.arange(1, int(max_delay) + 1)
     arr = np.asarray(delays)
     if arr.ndim != 1 or arr.size == 0 or not np.issubdtype(arr.dtype, np.integer) or arr.min() < 0:
         raise ValueError(f"delays: expected a 1-D list of non-negative ints, got {delays!r}")
@@ -99,9 +104,9 @@ def memory_curve(
         )
     if not 0.0 < train_fraction < 1.0:
         raise ValueError(f"train_fraction: {train_fraction} must be in (0, 1)")
-    if isinstance(washout, bool) or not isinstance(washout, int) or washout < 0:
+    if isinstance(washout, bool) or not isinstance(washout, numbers.Integral) or washout < 0:
         raise ValueError(f"washout: expected an int >= 0, got {washout!r}")
-    start = max(washout, int(delays_arr.max()))
+    start = max(int(washout), int(delays_arr.max()))
     usable = states.shape[0] - start
     n_train = int(usable * train_fraction)
     if n_train < states.shape[1] + 2 or usable - n_train < 10:
@@ -140,14 +145,16 @@ def memory_capacity(
         )
     if weights.n_feedback:
         raise ValueError("weights: memory capacity is defined without output feedback")
-    if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 1:
+    if isinstance(n_steps, bool) or not isinstance(n_steps, numbers.Integral) or n_steps < 1:
         raise ValueError(f"n_steps: expected an int >= 1, got {n_steps!r}")
+    n_steps = int(n_steps)
     if not input_range > 0:
         raise ValueError(f"input_range: {input_range} must be > 0")
     if delays is None and max_delay is None:
         max_delay = 2 * weights.n_units
     delays = _check_delays(delays, max_delay)
-    gen = torch.Generator().manual_seed(seed)
+    # torch generators refuse numpy integers; other values reach torch unchanged, as before
+    gen = torch.Generator().manual_seed(int(seed) if isinstance(seed, numbers.Integral) else seed)
     u = (2 * torch.rand(n_steps, 1, generator=gen, dtype=torch.float64) - 1) * input_range
     states, _ = run_esn(weights, u.to(weights.dtype), generator=gen)
     return memory_curve(states, u[:, 0], delays=delays, washout=washout, ridge=ridge)

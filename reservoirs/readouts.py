@@ -49,9 +49,9 @@ def _check_nonneg(value: float, name: str, positive: bool = False) -> float:
 
 
 def _check_count(value: int, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise ValueError(f"{name}: expected an int >= 1, got {value!r}")
-    return value
+    return int(value)
 
 
 def ridge_regression(
@@ -88,8 +88,8 @@ class RidgeReadout:
         self.ridge = _check_nonneg(ridge, "ridge")
         self.fit_bias = bool(fit_bias)
         self.dtype = dtype
-        self.weight = torch.zeros(n_outputs, n_features, dtype=dtype)
-        self.bias = torch.zeros(n_outputs, dtype=dtype)
+        self.weight = torch.zeros(self.n_outputs, self.n_features, dtype=dtype)
+        self.bias = torch.zeros(self.n_outputs, dtype=dtype)
         self.reset()
 
     def reset(self) -> None:
@@ -169,8 +169,8 @@ class LMSReadout:
         self.lr = _check_nonneg(lr, "lr", positive=True)
         self.normalized = bool(normalized)
         self.fit_bias = bool(fit_bias)
-        self.weight = torch.zeros(n_outputs, n_features, dtype=dtype)
-        self.bias = torch.zeros(n_outputs, dtype=dtype)
+        self.weight = torch.zeros(self.n_outputs, self.n_features, dtype=dtype)
+        self.bias = torch.zeros(self.n_outputs, dtype=dtype)
 
     def predict(self, features: Tensor) -> Tensor:
         _check_features(features, self.n_features)
@@ -219,9 +219,9 @@ class RLSReadout:
         if self.forgetting > 1.0:
             raise ValueError(f"forgetting: {forgetting} must be in (0, 1]")
         self.fit_bias = bool(fit_bias)
-        size = n_features + int(self.fit_bias)
+        size = self.n_features + int(self.fit_bias)
         self.P = torch.eye(size, dtype=dtype) / self.alpha
-        self._weight = torch.zeros(n_outputs, size, dtype=dtype)
+        self._weight = torch.zeros(self.n_outputs, size, dtype=dtype)
 
     @property
     def weight(self) -> Tensor:

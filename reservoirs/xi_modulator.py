@@ -111,9 +111,14 @@ __all__ = [
 
 
 def _int(value, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
         raise ValueError(f"{name}: expected an int >= {minimum}, got {value!r}")
-    return value
+    return int(value)
+
+
+def _set_int(config, name: str, minimum: int) -> None:
+    """Check the integer field ``name`` of a frozen config and store it as a plain int."""
+    object.__setattr__(config, name, _int(getattr(config, name), name, minimum))
 
 
 def _real(value, name: str, low: float = 0.0, strict: bool = False) -> float:
@@ -168,9 +173,9 @@ class XiModulatorConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        _int(self.n_neurons, "n_neurons", 1)
-        _int(self.n_classes, "n_classes", 2)
-        _int(self.window, "window", 2)
+        _set_int(self, "n_neurons", 1)
+        _set_int(self, "n_classes", 2)
+        _set_int(self, "window", 2)
         _real(self.gamma, "gamma", low=-math.inf)
         if len(self.sigmas) != 3:
             raise ValueError(f"sigmas: expected (sigma_x, sigma_y, sigma_z), got {self.sigmas!r}")
@@ -192,18 +197,23 @@ class XiModulatorConfig:
                 f"xi_method: {self.xi_method!r} needs architecture='kernel-memory'; the "
                 f"{self.architecture!r} readout is fitted to the exact xi (set xi_method='exact')"
             )
-        _int(self.n_units, "n_units", 1)
-        _int(self.x_projection, "x_projection", 1)
+        _set_int(self, "n_units", 1)
+        _set_int(self, "x_projection", 1)
         _real(self.ridge, "ridge")
-        _int(self.n_streams, "n_streams", 1)
-        _int(self.n_chunks, "n_chunks", 1)
-        _int(self.train_neurons, "train_neurons", 1)
+        _set_int(self, "n_streams", 1)
+        _set_int(self, "n_chunks", 1)
+        _set_int(self, "train_neurons", 1)
         _real(self.class_strength, "class_strength")
-        _int(self.seed, "seed", 0)
-        if self.stream_length < self.window + 1 or isinstance(self.stream_length, bool):
+        _set_int(self, "seed", 0)
+        if (
+            isinstance(self.stream_length, bool)
+            or not isinstance(self.stream_length, numbers.Integral)
+            or self.stream_length < self.window + 1
+        ):
             raise ValueError(
                 f"stream_length: {self.stream_length!r} must be an int > window = {self.window}"
             )
+        object.__setattr__(self, "stream_length", int(self.stream_length))
         # the reservoir's own checks (radius, leak, connectivity, scaling, activation)
         self.esn_config()
 
@@ -491,7 +501,7 @@ class XiModulator:
     # -- online -----------------------------------------------------------------------
     def reset(self, n_streams: int = 1) -> None:
         """Zero the reservoir state for ``n_streams`` parallel streams."""
-        _int(n_streams, "n_streams", 1)
+        n_streams = _int(n_streams, "n_streams", 1)
         cfg = self.config
         rows = n_streams * cfg.n_neurons if cfg.architecture == "factorised" else n_streams
         self._state = torch.zeros(rows, cfg.n_units, dtype=self.weights.dtype)
@@ -705,7 +715,7 @@ class KernelMemoryModulator:
 
     def reset(self, n_streams: int = 1) -> None:
         """Empty the memory of ``n_streams`` parallel streams."""
-        _int(n_streams, "n_streams", 1)
+        n_streams = _int(n_streams, "n_streams", 1)
         self._state = torch.zeros(n_streams, self.weights.n_units, dtype=self.weights.dtype)
 
     def step(self, x: Tensor, y_onehot: Tensor, z: Tensor) -> Tensor:

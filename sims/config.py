@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import numbers
 import tomllib
 import types
 import typing
@@ -124,8 +125,8 @@ def _parse_scalar(key: str, tp: Any, value: Any) -> Any:
     if tp is int:
         if isinstance(value, bool):
             raise ConfigError(f"{key}: expected an integer, got {value!r}")
-        if isinstance(value, int):
-            return value
+        if isinstance(value, numbers.Integral):  # numpy integers too (a grid from np.arange)
+            return int(value)
         if isinstance(value, float) and value.is_integer():
             return int(value)
         if isinstance(value, str):
@@ -138,7 +139,7 @@ def _parse_scalar(key: str, tp: Any, value: Any) -> Any:
         if isinstance(value, bool):
             raise ConfigError(f"{key}: expected a number, got {value!r}")
         number = None
-        if isinstance(value, int | float):
+        if isinstance(value, numbers.Real):  # numpy numbers too
             number = float(value)
         elif isinstance(value, str):
             try:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import numbers
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -45,6 +46,21 @@ def parse_grid(items: Sequence[str] | None) -> dict[str, list[str]]:
             raise ConfigError(f"--grid: key {key!r} given twice; list all its values once")
         grid[key] = choices
     return grid
+
+
+def _is_int(value: Any) -> bool:
+    """An integer (Python or numpy), not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _plain_number(value: Any) -> Any:
+    """A numpy number (a grid from ``np.arange``, say) as a Python int or float, as it goes
+    into run ids and ``index.json``; any other value unchanged."""
+    if _is_int(value):
+        return int(value)
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        return float(value)
+    return value
 
 
 def _run_id(overrides: Mapping[str, Any], seed: int) -> str:
@@ -105,9 +121,15 @@ def plan_sweep(
 
     import_modules(imports)
     get_experiment(experiment)  # an unknown experiment is refused before anything else
-    seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
-    if not seed_list or any((not isinstance(s, int)) or s < 0 for s in seed_list):
+    if isinstance(seeds, bool):
+        seed_list: list[Any] = []  # refused below, as any count that is not an int
+    elif _is_int(seeds):
+        seed_list = list(range(seeds))
+    else:
+        seed_list = list(seeds)
+    if not seed_list or any(not _is_int(s) or s < 0 for s in seed_list):
         raise ConfigError(f"--seeds must be a positive count, got {seeds!r}")
+    seed_list = [int(s) for s in seed_list]
     if Path(out_dir).exists() and not Path(out_dir).is_dir():
         raise ConfigError(f"--out-dir {str(out_dir)!r} exists and is not a folder")
     index_path = Path(out_dir) / INDEX_NAME
@@ -125,7 +147,7 @@ def plan_sweep(
     planned = []
     seen: dict[str, dict[str, Any]] = {}
     for combo in itertools.product(*(grid[k] for k in keys)):
-        overrides = dict(zip(keys, combo, strict=True))
+        overrides = {k: _plain_number(v) for k, v in zip(keys, combo, strict=True)}
         # config, device, dataset (files and sizes) and output checks for every grid point
         cfg = prepare_run(
             experiment,

@@ -1,0 +1,33 @@
+"""Argument checks shared by the torch-side modules: class labels, integers, seeds."""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+from torch import Tensor
+
+__all__ = ["check_labels", "is_integer", "plain_seed"]
+
+
+def check_labels(y: Tensor, n_classes: int, fix: str, name: str = "y") -> None:
+    """Refuse class labels outside ``[0, n_classes)``: ValueError naming the offending value
+    (the smallest if negative, else the largest) and ``fix``."""
+    if y.numel() == 0:
+        return
+    low, high = int(y.min()), int(y.max())
+    if low < 0 or high >= n_classes:
+        raise ValueError(
+            f"{name}: labels must lie in [0, {n_classes}); got {low if low < 0 else high}; {fix}"
+        )
+
+
+def is_integer(value: Any) -> bool:
+    """An integer, Python's or numpy's, but not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def plain_seed(seed: Any) -> Any:
+    """A numpy integer seed as a Python int (torch generators refuse numpy scalars); any other
+    value is passed on unchanged, for torch to accept or refuse."""
+    return int(seed) if is_integer(seed) else seed
