@@ -39,6 +39,7 @@ NIR has no refractory period and no subtractive reset; both are refused on expor
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 from typing import Literal
 
@@ -70,8 +71,11 @@ class SnntorchConvention:
     decay: Literal["euler", "exact"] = "euler"
 
     def __post_init__(self) -> None:
-        if not isinstance(self.dt_graph, int | float) or not self.dt_graph > 0:
-            raise ValueError(f"dt_graph: must be a positive time in seconds, got {self.dt_graph}")
+        dt_graph = self.dt_graph
+        is_number = isinstance(dt_graph, numbers.Real) and not isinstance(dt_graph, bool)
+        if not (is_number and math.isfinite(dt_graph) and dt_graph > 0):
+            raise ValueError(f"dt_graph: must be a positive time in seconds, got {dt_graph!r}")
+        object.__setattr__(self, "dt_graph", float(dt_graph))
         if self.decay not in ("euler", "exact"):
             raise ValueError(f"decay: {self.decay!r} is not one of ('euler', 'exact')")
 

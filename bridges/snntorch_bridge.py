@@ -90,7 +90,7 @@ def _dt_seconds(dt: Quantity | float, name: str = "dt") -> float:
         if not dt.has_same_dimensions(second):
             raise TypeError(f"{name}: expected a time such as 1*ms, got {dt!r}")
         value = float(dt)
-    elif isinstance(dt, int | float) and not isinstance(dt, bool):
+    elif isinstance(dt, numbers.Real) and not isinstance(dt, bool):
         value = float(dt)
     else:
         raise TypeError(f"{name}: expected a Brian2 time or seconds as a float, got {dt!r}")

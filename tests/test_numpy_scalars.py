@@ -23,6 +23,7 @@ from plastix.bridges.continual import (
     split_tasks,
 )
 from plastix.bridges.ib_training import AdamWSettings, IBRule, PHSICRule, make_trainer
+from plastix.bridges.nir_bridge import SnntorchConvention
 from plastix.bridges.pruning import (
     UCB,
     EpsilonGreedy,
@@ -35,7 +36,7 @@ from plastix.bridges.pruning import (
     plan_keep_counts,
 )
 from plastix.bridges.rate_networks import LeakyIntegration, RateCNN, RateMLP
-from plastix.bridges.snntorch_bridge import BPTTConfig, bernoulli_raster
+from plastix.bridges.snntorch_bridge import BPTTConfig, bernoulli_raster, to_snntorch
 from plastix.bridges.tangent_ensemble import NeuralTangentEnsemble
 from plastix.circuits.backend import activate_backend
 from plastix.circuits.encoders import PoissonEncoder, make_schedule
@@ -109,6 +110,11 @@ def test_real_valued_settings_take_numpy_floats(np_float):
     sampler = PruningSampler(100, UCB(c=np_float(1.0)), rate=np_float(0.5), epochs=2)
     assert len(list(sampler)) == 50
     assert EpsilonGreedy(epsilon=np_float(0.5)).epsilon == 0.5
+    assert type(SnntorchConvention(dt_graph=np_float(0.5)).dt_graph) is float
+    with pytest.raises(ValueError, match="dt_graph"):
+        SnntorchConvention(dt_graph=True)
+    spec = FeedForwardSpec(2, (LayerSpec(np.ones((2, 2)), neuron=NeuronParams(model="LI")),))
+    assert to_snntorch(spec, np_float(0.5)).dt == 0.5  # seconds
 
 
 @pytest.mark.parametrize("method", ["ib", "backprop", "phsic"])
