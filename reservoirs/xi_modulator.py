@@ -45,10 +45,11 @@ selection by the current label ``c`` and products of counts with sums. Architect
   compare the current code with each decoded one: ``K_X[B, j]``, ``K_Y[B, j]``, ``K_Z[B, j]``;
   the weights ``w_j`` follow ``xi_method`` (``"row-centred"``: the current row only;
   ``"exact"`` / ``"diagonal"`` also need the pairs among remembered samples), and
-  ``xi = -(2 / s_z) / (B - 1)^2 sum_j w_j K_Z[B, j] (u^z_B - u^z_j)``, which equals
-  :func:`~plastix.plasticity.hsic.modulatory_signal` on ``(P x, y, z)`` when the decoding is
-  exact (and on ``(x, y, z)`` when ``P`` is an isometry, ``x_projection >= dim(x)``). Nothing
-  is learnt about xi: only the memory readout is fitted.
+  ``xi = -(2 / s_z) / (B - 1)^2 sum_j w_j K_Z[B, j] (u^z_B - u^z_j)``. When the decoding is
+  exact this is :func:`~plastix.plasticity.hsic.modulatory_signal` with the x-kernel taken on
+  the projected distances ``||P (x_i - x_j)||`` at the bandwidth of the original dimension,
+  ``sigma_x sqrt(dim x)`` (so equal to it on ``(x, y, z)`` when ``P`` is an isometry,
+  ``x_projection >= dim(x)``). Nothing is learnt about xi: only the memory readout is fitted.
 
 ``gated=True`` makes the readout label-gated: one ridge readout per current label (the
 teaching signal selects the readout weights: a linear readout of ``features (x) y``).
