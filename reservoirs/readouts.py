@@ -174,7 +174,7 @@ class LMSReadout:
 
     def predict(self, features: Tensor) -> Tensor:
         _check_features(features, self.n_features)
-        return features @ self.weight.T + self.bias
+        return features.to(self.weight.dtype) @ self.weight.T + self.bias
 
     def step(self, features: Tensor, targets: Tensor) -> Tensor:
         """Update on ``features (..., F)``, ``targets (..., O)``; returns the a-priori error

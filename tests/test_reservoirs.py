@@ -56,6 +56,13 @@ def test_run_esn_leaves_the_initial_state_it_was_given_untouched():
     torch.testing.assert_close(last, kept, rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("readout_class", [RidgeReadout, LMSReadout, RLSReadout])
+def test_readouts_predict_features_of_another_dtype_in_their_own(readout_class):
+    readout = readout_class(3, 2, dtype=torch.float64)
+    prediction = readout.predict(torch.ones(4, 3, dtype=torch.float32))
+    assert prediction.shape == (4, 2) and prediction.dtype == torch.float64
+
+
 def test_orthogonal_weights_have_all_eigenvalues_on_the_circle():
     w = orthogonal_recurrent_weights(40, 0.7, _gen(2))
     moduli = np.abs(np.linalg.eigvals(w.numpy()))
