@@ -155,14 +155,15 @@ class BCM(Rule):
         return Brian2Form(
             model=_code(
                 "w : 1",
-                "theta = post_slow**2 / r_target : Hz",
                 "dpre_trace/dt = -pre_trace / tau_rate : Hz (event-driven)",
                 "dpost_trace/dt = -post_trace / tau_rate : Hz (event-driven)",
                 "dpost_slow/dt = -post_slow / tau_theta : Hz (event-driven)",
             ),
             on_pre="pre_trace += 1 / tau_rate",
             on_post=_code(
-                "w += eta * pre_trace * (post_trace - theta) / r_target",
+                # theta = post_slow**2 / r_target inline: as a model subexpression Brian2
+                # reads post_slow as last written, not decayed to the spike time
+                "w += eta * pre_trace * (post_trace - post_slow**2 / r_target) / r_target",
                 bound,
                 "post_trace += 1 / tau_rate",
                 "post_slow += 1 / tau_theta",

@@ -403,6 +403,25 @@ def test_pair_stdp_window_matches_analytic_curve(mu):
     np.testing.assert_allclose(rule.pair_window(DELTAS_MS * ms, w0), analytic, rtol=1e-12)
 
 
+def test_bcm_threshold_uses_the_slow_trace_at_the_spike_time():
+    """Post spikes at 10 and 110 ms, a pre spike at 100 ms: the second post spike changes w by
+    eta a_pre (a_post - abar^2 / r_target) / r_target with every trace decayed to 110 ms (the
+    threshold read the slow trace as last written, 5 Hz instead of 3.03 Hz)."""
+    eta, tau_rate, tau_theta, r_target = 1e-4, 0.02, 0.2, 10.0
+    rule = get_rule(
+        "bcm",
+        eta=eta * second,
+        tau_rate=tau_rate * second,
+        tau_theta=tau_theta * second,
+        r_target=r_target * Hz,
+    )
+    _, w_end = spike_pairs([np.array([0.1]) * second], [np.array([0.01, 0.11]) * second], rule)
+    a_pre = np.exp(-0.01 / tau_rate) / tau_rate
+    a_post = np.exp(-0.1 / tau_rate) / tau_rate
+    theta = (np.exp(-0.1 / tau_theta) / tau_theta) ** 2 / r_target
+    np.testing.assert_allclose(w_end - 0.5, eta * a_pre * (a_post - theta) / r_target, rtol=1e-6)
+
+
 def test_triplet_stdp_pairs_and_triplets_match_analytic_values():
     p = {"A2_plus": 5e-3, "A3_plus": 6.2e-3, "A2_minus": 7e-3, "A3_minus": 2.3e-3}
     rule = get_rule("triplet-stdp", **p)
