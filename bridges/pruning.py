@@ -17,7 +17,8 @@ After every batch the training loop reports the per-sample losses back::
 The pruning **rate** is the share of per-sample passes saved over the whole run, counted
 against ``epochs * n_samples`` full-data passes; full-data annealing epochs and the passes a
 static score spends on scoring are included (InfoBatch, Qin et al. 2024, Table 1 convention).
-Every per-sample forward, with or without a backward, counts as one pass.
+Every per-sample forward, with or without a backward, counts as one pass; the sampler counts
+the samples reported to ``update`` (those trained), not the indices drawn.
 
 Strategies: :class:`UniformDynamic` (random subset every epoch; Raju et al. 2021, RS2 by
 Okanovic et al. 2023), :class:`EpsilonGreedy` and :class:`UCB` over moving-average per-sample
@@ -244,10 +245,11 @@ class _MovingLoss(PruningStrategy):
     so a loss measured many epochs (and model updates) ago is discounted as the time passed
     rather than as one observation; ``decay_unit="observation"``: ``g = 1`` (plain EMA per
     observation, as in Raju et al. 2021). The first observation sets ``mu = l``. Unseen
-    samples score ``+inf`` (optimistic start), so the first epochs cover the data set before
-    any sample is revisited. The last ``anneal_epochs`` epochs train on all samples
-    (InfoBatch-style annealing, Qin et al. 2024); the sampler prunes the earlier epochs
-    harder so that the whole run still saves ``rate`` of the passes.
+    samples score ``+inf`` (optimistic start, this package's choice; Raju et al. start from a
+    constant), so the first epochs cover the data set before any sample is revisited. The
+    last ``anneal_epochs`` epochs train on all samples (InfoBatch-style annealing, Qin et al.
+    2024); the sampler prunes the earlier epochs harder so that the whole run still saves
+    ``rate`` of the passes.
     """
 
     def __init__(
@@ -315,7 +317,9 @@ class EpsilonGreedy(_MovingLoss):
     """Keep the ``(1 - eps) K`` highest moving-average losses plus ``eps K`` random others.
 
     Raju, Daruwalla & Lipasti (2021), arXiv 2111.12621: greedy exploitation of the running
-    loss with an ``eps`` share of uniform exploration; no loss rescaling. ``eps`` may decay
+    loss with an ``eps`` share of uniform exploration; no loss rescaling. While unseen samples
+    (score ``+inf``) remain, those left over by the greedy share fill the exploration share
+    first, which keeps the optimistic start's coverage. ``eps`` may decay
     per epoch, ``eps_e = eps * epsilon_decay**e``. ``moving_loss``: ``decay``, ``decay_unit``,
     ``anneal_epochs`` of :class:`_MovingLoss`. The paper's values of ``eps`` and the decay
     were not available; the defaults are this package's choice.
@@ -339,6 +343,8 @@ class EpsilonGreedy(_MovingLoss):
         rest[greedy] = False
         candidates = rest.nonzero().squeeze(1)
         explore = candidates[torch.randperm(candidates.numel(), generator=generator)]
+        if not self.seen.all():  # unseen first, each group in random order
+            explore = explore[torch.argsort(self.seen[explore].byte(), stable=True)]
         return torch.cat([greedy, explore[: n_keep - n_greedy]])
 
 
@@ -525,13 +531,16 @@ class PruningStats:
 class PruningSampler(Sampler[int]):
     """Sampler whose every iteration is one epoch over the samples its strategy keeps.
 
-    ``len(sampler)`` is the size of the epoch in progress, or, once all of its indices have
-    been drawn, of the next epoch, whose selection is then made (DataLoader asks before
-    iterating). Passes done are the indices drawn. The number kept per epoch follows
-    :func:`plan_keep_counts`, so after ``epochs`` epochs exactly ``rate`` of the full-data
-    passes have been saved.
+    Each iteration selects its epoch's samples when it starts, after the losses of the
+    previous epoch have been reported. ``len(sampler)`` is the size of the epoch in progress,
+    or, once all of its indices have been drawn or its iteration was closed early, the planned
+    size of the next epoch (0 after the last); it never selects. The number kept per epoch
+    follows :func:`plan_keep_counts`, so after ``epochs`` epochs exactly ``rate`` of the
+    full-data passes have been saved.
     ``update(indices, per_sample_loss)`` must follow each trained batch; it returns the loss
-    weights (InfoBatch rescaling, ones otherwise) to multiply into the per-sample loss.
+    weights (InfoBatch rescaling, ones otherwise) to multiply into the per-sample loss. Passes
+    done are the samples reported there, so indices drawn but not trained (``drop_last``, an
+    epoch left early) are not counted.
     """
 
     def __init__(
@@ -560,7 +569,6 @@ class PruningSampler(Sampler[int]):
         self._epoch = 0
         self._in_epoch = False
         self._current_size = 0
-        self._pending: tuple[Tensor, Tensor | None] | None = None
         self._served = torch.zeros(n_samples, dtype=torch.bool)
         self._weights = torch.ones(n_samples, dtype=torch.float64)
         self._training_passes = 0
@@ -570,31 +578,25 @@ class PruningSampler(Sampler[int]):
         """Number of epochs started so far."""
         return self._epoch
 
-    def _prepare(self) -> tuple[Tensor, Tensor | None]:
-        if self._pending is None:
-            if self._epoch >= self.epochs:
-                raise RuntimeError(
-                    f"epochs: the sampler was planned for {self.epochs} epochs and all have "
-                    "run; create a new PruningSampler with more epochs"
-                )
-            n_keep = self.keep_counts[self._epoch]
-            indices, weights = self.strategy.select(self._epoch, n_keep, self._generator)
-            if indices.numel() != n_keep:
-                raise RuntimeError(
-                    f"strategy {self.strategy.name!r} selected {indices.numel()} samples, "
-                    f"expected {n_keep}"
-                )
-            self._pending = (indices.long(), weights)
-        return self._pending
-
     def __len__(self) -> int:
         if self._in_epoch:
             return self._current_size
-        return self._prepare()[0].numel()
+        return self.keep_counts[self._epoch] if self._epoch < self.epochs else 0
 
     def __iter__(self) -> Iterator[int]:
-        indices, weights = self._prepare()
-        self._pending = None
+        if self._epoch >= self.epochs:
+            raise RuntimeError(
+                f"epochs: the sampler was planned for {self.epochs} epochs and all have "
+                "run; create a new PruningSampler with more epochs"
+            )
+        n_keep = self.keep_counts[self._epoch]
+        indices, weights = self.strategy.select(self._epoch, n_keep, self._generator)
+        if indices.numel() != n_keep:
+            raise RuntimeError(
+                f"strategy {self.strategy.name!r} selected {indices.numel()} samples, "
+                f"expected {n_keep}"
+            )
+        indices = indices.long()
         self._epoch += 1
         self._in_epoch = True
         self._current_size = indices.numel()
@@ -607,11 +609,12 @@ class PruningSampler(Sampler[int]):
         return self._serve(order.tolist(), self._epoch)
 
     def _serve(self, order: list[int], epoch: int) -> Iterator[int]:
-        for index in order:
-            self._training_passes += 1
-            yield index
-        if self._epoch == epoch:
-            self._in_epoch = False
+        """Yield ``order``; the epoch ends when it is exhausted or closed (a loop left early)."""
+        try:
+            yield from order
+        finally:
+            if self._epoch == epoch:
+                self._in_epoch = False
 
     def update(self, indices: Tensor, per_sample_loss: Tensor) -> Tensor:
         """Record the un-reduced loss of a trained batch; return its loss weights.
@@ -669,6 +672,7 @@ class PruningSampler(Sampler[int]):
         if not torch.isfinite(loss).all():
             raise ValueError("per_sample_loss: contains NaN or inf; training has diverged")
         self.strategy.observe(idx, loss)
+        self._training_passes += idx.numel()
         return self._weights[idx].to(per_sample_loss.device, per_sample_loss.dtype)
 
     def stats(self) -> PruningStats:

@@ -21,9 +21,13 @@ in log space. A mini-batch is a product of per-example likelihoods (sum of the l
 (``torch.func.functional_call`` + ``vmap(grad)``); :meth:`NeuralTangentEnsemble.step` is the
 cheaper batch form, which reads the ordinary mean gradient ``ḡ`` in ``p.grad`` and uses
 ``B · log1p(−η · sign · ḡ)`` for a batch of B examples. Both agree to first order in η (the
-per-example sum equals ``−η·sign·Σ_k g_k + O(η²)``) and exactly when B = 1. The batch form
-refuses a step whose log factors are not all finite (a log1p argument ≤ −1 at the parameters'
-precision, or a NaN / infinite gradient) before it changes anything.
+per-example sum equals ``−η·sign·Σ_k g_k + O(η²)``) and exactly when B = 1. Both refuse a
+step whose log factors are not all finite (a log1p argument ≤ −1 at the state's precision, or
+a NaN / infinite gradient) before they change anything.
+
+The state (sign, log|Δw|) and the log factors are kept in at least float32 (float64 for
+float64 parameters): a bfloat16 / float16 parameter is only the rounded copy written after each
+step, so per-step changes below its resolution still accumulate in the state.
 
 Because the clip acts after the projection, ``Σ|Δw|`` equals z after a step where nothing is
 clipped and is below z otherwise (as in the authors' code). No momentum, no weight decay: both
@@ -47,9 +51,20 @@ PerExampleMethod = Literal["vmap", "loop"]
 _EXPANSIONS = ("origin", "init")
 _ZERO_POLICIES = ("noise", "keep", "error")
 _METHODS = ("vmap", "loop")
+_NOT_POSITIVE = (
+    "NeuralTangentEnsemble: an expert likelihood 1 - lr*sign*grad is not positive at "
+    "floating-point precision (log1p argument <= -1) or a gradient is infinite; lower "
+    "lr (the likelihood scale / inverse temperature) so that lr*|grad| < 1, or check "
+    "the loss"
+)
 
 
 # --- pure maths ------------------------------------------------------------------------------
+
+
+def _state_dtype(dtype: torch.dtype) -> torch.dtype:
+    """Precision of the optimizer state for parameters of ``dtype``: at least float32."""
+    return torch.promote_types(dtype, torch.float32)
 
 
 def likelihood_log_factor(sign: Tensor, grad: Tensor, lr: float) -> Tensor:
@@ -176,8 +191,9 @@ class NeuralTangentEnsemble(torch.optim.Optimizer):
     Constructing the optimizer may change the parameters (noise, see above). Afterwards the
     optimizer owns them: each step writes ``w = w0 + sign·exp(log|Δw|)``. Parameters whose
     ``grad`` is None in :meth:`step` get likelihood 1 (unchanged log|Δw|) but still take part in
-    the projection. State per parameter: ``sign``, ``log_magnitude`` and (init expansion)
-    ``seed``; z is in ``state["ensemble"]``. Like torch's own optimizers, ``state_dict()``
+    the projection. State per parameter: ``sign``, ``log_magnitude`` (both in at least
+    float32, whatever the parameter dtype) and (init expansion) ``seed``; z is in
+    ``state["ensemble"]``. Like torch's own optimizers, ``state_dict()``
     returns the live tensors, which later steps update in place: deep-copy it for a snapshot.
     """
 
@@ -245,11 +261,12 @@ class NeuralTangentEnsemble(torch.optim.Optimizer):
         generator = torch.Generator(device=params[0].device).manual_seed(seed)
         deltas = []
         for p in params:
+            dtype = _state_dtype(p.dtype)
             if expansion == "origin":
-                delta = p.detach().clone()
+                delta = p.detach().to(dtype, copy=True)
             else:
                 delta = init_noise * torch.randn(
-                    p.shape, generator=generator, device=p.device, dtype=p.dtype
+                    p.shape, generator=generator, device=p.device, dtype=dtype
                 )
             is_zero = delta == 0
             if bool(is_zero.any()):
@@ -262,7 +279,7 @@ class NeuralTangentEnsemble(torch.optim.Optimizer):
                     )
                 if zeros == "noise":
                     noise = zero_noise * torch.randn(
-                        p.shape, generator=generator, device=p.device, dtype=p.dtype
+                        p.shape, generator=generator, device=p.device, dtype=dtype
                     )
                     delta = torch.where(is_zero, noise, delta)
             deltas.append(delta)
@@ -295,13 +312,24 @@ class NeuralTangentEnsemble(torch.optim.Optimizer):
                 p.copy_(delta)
         self.state["ensemble"] = {"log_l1_norm": math.log(l1)}
 
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """As torch's, but ``sign`` and ``log_magnitude`` keep their precision (torch casts
+        floating-point state to the parameter dtype, which would round a bfloat16 model's)."""
+        super().load_state_dict(state_dict)
+        saved_ids = [i for g in state_dict["param_groups"] for i in g["params"]]
+        params = [p for g in self.param_groups for p in g["params"]]
+        for p, saved_id in zip(params, saved_ids, strict=True):
+            saved, state = state_dict["state"][saved_id], self.state[p]
+            for key in ("sign", "log_magnitude"):
+                state[key] = saved[key].to(p.device, _state_dtype(p.dtype), copy=True)
+
     @property
     def l1_norm(self) -> float:
         """z, the L1 norm of Δw over all parameters that the projection restores."""
         return math.exp(self.state["ensemble"]["log_l1_norm"])
 
     def displacement(self, param: Tensor) -> Tensor:
-        """Δw of one parameter, ``sign · exp(log|Δw|)``."""
+        """Δw of one parameter, ``sign · exp(log|Δw|)``, at the state's precision."""
         state = self.state[param]
         return state["sign"] * state["log_magnitude"].exp()
 
@@ -368,12 +396,7 @@ class NeuralTangentEnsemble(torch.optim.Optimizer):
             for p in group["params"]:
                 if p.grad is not None:
                     _check_likelihoods(p.grad * self.state[p]["sign"], group["lr"])
-        raise ValueError(
-            "NeuralTangentEnsemble: an expert likelihood 1 - lr*sign*grad is not positive at "
-            "floating-point precision (log1p argument <= -1) or a gradient is infinite; lower "
-            "lr (the likelihood scale / inverse temperature) so that lr*|grad| < 1, or check "
-            "the loss"
-        )
+        raise ValueError(_NOT_POSITIVE)
 
     @torch.no_grad()
     def step_per_example(
@@ -432,6 +455,8 @@ class NeuralTangentEnsemble(torch.optim.Optimizer):
                                 self.state[p]["sign"], grads[name], group["lr"]
                             ).sum(0)
                             sums[name] = factor if name not in sums else sums[name].add_(factor)
+        if not math.isfinite(sum(float(s.sum()) for s in sums.values())):
+            raise ValueError(_NOT_POSITIVE)  # e.g. 1 - η·sign·g rounds to 0, or g = ±inf
         for group in self.param_groups:
             for p in group["params"]:
                 self.state[p]["log_magnitude"].add_(sums[names[id(p)]], alpha=group["exponent"])
@@ -439,10 +464,19 @@ class NeuralTangentEnsemble(torch.optim.Optimizer):
         return torch.cat(losses).mean()
 
     def _scratch(self, p: Tensor) -> Tensor:
-        """A work tensor shaped like ``p``, kept between steps (not part of the state)."""
+        """A work tensor like ``p``'s log|Δw| (state precision), kept between steps (not
+        part of the state)."""
+        log_mag = self.state[p]["log_magnitude"]
         buf = self._buffers.get(id(p))
-        if buf is None or buf.shape != p.shape or buf.dtype != p.dtype or buf.device != p.device:
-            buf = self._buffers[id(p)] = torch.empty_like(p, memory_format=torch.contiguous_format)
+        if (
+            buf is None
+            or buf.shape != log_mag.shape
+            or buf.dtype != log_mag.dtype
+            or buf.device != log_mag.device
+        ):
+            buf = self._buffers[id(p)] = torch.empty_like(
+                log_mag, memory_format=torch.contiguous_format
+            )
         return buf
 
     def _zero(self, p: Tensor) -> Tensor:
@@ -492,7 +526,8 @@ class NeuralTangentEnsemble(torch.optim.Optimizer):
             self._write(p, _exp(log_mag, out=self._scratch(p)), 1.0)
 
     def _write(self, p: Tensor, magnitude: Tensor, scale: float) -> None:
-        """``p = w0 + sign · scale · magnitude`` in one pass (w0 = 0 about the origin)."""
+        """``p = w0 + sign · scale · magnitude`` in one pass (w0 = 0 about the origin),
+        computed at the state's precision and rounded once to ``p``'s dtype."""
         state = self.state[p]
         seed = state.get("seed")
         torch.addcmul(
@@ -510,7 +545,8 @@ def _exp(x: Tensor, *, out: Tensor) -> Tensor:
     3× slower than its ``exp2`` (measured, 1.8M float32 entries: 1.08 against 0.39 ms with the
     multiply). Rounding ``x · log2 e`` adds a relative error of about ``|x| / 2`` ulp (≈ 2 ulp
     in float32 at ``|Δw| ≈ 0.02``, measured ≤ 8 ulp on a 1.8M-parameter MLP) to the written
-    parameters; the state ``log|Δw|`` is exact, so the error does not accumulate over steps.
+    parameters; the state ``log|Δw|`` (at least float32) is never read back from them, so the
+    error does not accumulate over steps.
     """
     return torch.exp2(torch.mul(x, _LOG2_E, out=out), out=out)
 

@@ -646,6 +646,13 @@ class IBCircuit:
         self.readout_projection.synapses.w[:] = self.readout_projection.to_flat(weights.readout)
         self.readout.group.b[:] = weights.bias
 
+    def run_duration(self, n_slots: int) -> Quantity:
+        """Simulated time for ``n_slots`` samples. With in-simulation ξ a sample's hidden
+        update runs at the next slot boundary, so the run goes one step past the last slot
+        for the last sample's update to happen."""
+        duration = n_slots * self.spec.timing.slot
+        return duration + self.spec.timing.dt if self.modulators else duration
+
     def get_weights(self) -> CircuitWeights:
         hidden = [p.to_matrix(p.synapses.w[:]) for p in self.projections]
         readout = self.readout_projection.to_matrix(self.readout_projection.synapses.w[:])
@@ -1134,7 +1141,7 @@ class _StandaloneCircuit:
                 xi_modulators=xi_modulators,
             )
             self.seed_group = self.sim.add_run_seed(self.circuit.network)
-            duration = n_slots * spec.timing.slot
+            duration = self.circuit.run_duration(n_slots)
             self.sim.run_network(self.circuit.network, duration, namespace={})
             self.sim.build(run=False)
         except BaseException:
@@ -1318,7 +1325,7 @@ class CompiledEpochTrainer(_CircuitTrainer):
             start = time.perf_counter()
             gc.freeze()
             try:
-                sim.run_network(circuit.network, len(x) * self.spec.timing.slot, namespace={})
+                sim.run_network(circuit.network, circuit.run_duration(len(x)), namespace={})
             finally:
                 gc.unfreeze()
             self.last_run_s = time.perf_counter() - start

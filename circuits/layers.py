@@ -221,7 +221,8 @@ class LIFLayer:
         )
         self.group.run_on_event(
             "sample_end",
-            "z_last = n_spikes * z_scale\nn_spikes = 0\nv = v_rest\nI_syn = 0 * volt\nrtrace = 0",
+            "z_last = n_spikes * z_scale\nn_spikes = 0\nv = v_rest\nI_syn = 0 * volt\nrtrace = 0\n"
+            "lastspike = -1e4 * second\nnot_refractory = True",  # as at the start of a run
             when="after_resets",
         )
         self.group.v = params.v_rest

@@ -361,7 +361,6 @@ def run_pruning(cfg: PruningConfig, ctx: RunContext) -> None:
         k: np.full((len(cfg.strategies), len(cfg.rates)), np.nan)
         for k in ("accuracy", "saved_fraction", "train_wall_s")
     }
-    step = sum(cfg.epochs for _ in state["done"])
     for run_index, (name, rate) in enumerate(ctx.progress(runs, desc="run")):
         if run_index < len(state["done"]):
             outcome = state["done"][run_index]
@@ -372,7 +371,7 @@ def run_pruning(cfg: PruningConfig, ctx: RunContext) -> None:
                 name,
                 rate,
                 run_index,
-                step,
+                run_index * cfg.epochs,  # first step: runs log cfg.epochs steps each
                 factory,
                 make_optimizer,
                 transform,
@@ -381,7 +380,6 @@ def run_pruning(cfg: PruningConfig, ctx: RunContext) -> None:
             state["done"].append(outcome)
             ctx.log(run=run_index, **outcome)
             ctx.checkpoint(state)
-        step += cfg.epochs
         row = cfg.strategies.index(name)
         cols = range(len(cfg.rates)) if name == "full" else [cfg.rates.index(rate)]
         for col in cols:

@@ -113,6 +113,29 @@ def test_lif_f_i_curve_matches_theory():
     assert np.all(np.diff(counts) >= 0)
 
 
+def test_every_sample_starts_from_the_same_state_refractory_state_included():
+    """The second sample of a run starts as a fresh one-sample run (as standalone runs do):
+    neurons that spiked in the last t_ref of the first sample are not still refractory."""
+    from brian2 import StateMonitor
+
+    timing = SampleTiming(presentation=20 * ms, settle=5 * ms, dt=0.5 * ms)
+    drive = np.linspace(16, 40, 50) * mV
+
+    def membranes(n_samples, name):
+        with activate_backend("numpy"):
+            layer = LIFLayer(
+                50, LIFParams(), timing, learn_schedule([1] * n_samples, timing), name=name
+            )
+            layer.group.I_ext = drive
+            monitor = StateMonitor(layer.group, "v", record=True)
+            Network(layer.group, monitor).run(n_samples * timing.slot)
+            return np.asarray(monitor.v_)
+
+    second_sample = membranes(2, "two")[:, timing.slot_steps :]
+    fresh = membranes(1, "one")
+    np.testing.assert_allclose(second_sample, fresh, rtol=0, atol=1e-12)
+
+
 def test_lif_params_validation():
     with pytest.raises(ValueError, match="v_th"):
         LIFParams(v_th=-70 * mV)
@@ -358,6 +381,27 @@ def test_compiled_epoch_learns_inside_the_simulation_only_where_told():
     np.testing.assert_array_equal(frozen.readout, w0.readout)
     with pytest.raises(ValueError, match="xi_modulators"):
         CompiledEpochTrainer(spec, w0, 4, 0, xi_source="reservoir")
+
+
+def test_compiled_epoch_applies_the_last_samples_hidden_update():
+    """A sample's hidden update runs at the next slot boundary; for the last sample of a run
+    that boundary is the end of the run, which the run must reach (it stopped one step short:
+    a one-sample epoch left W unchanged and its eligibility unused)."""
+    from plastix.reservoirs.xi_modulator import XiModulatorConfig, fit_xi_modulator
+
+    x, y, _, _ = _digits(1, 1)
+    spec = _small_spec(hidden=(12,))
+    w0 = init_weights(spec, np.random.default_rng(0), mean=0.7, spread=0.7)
+    config = XiModulatorConfig(
+        n_neurons=12, n_units=30, n_chunks=1, window_products=False, stream_length=64
+    )
+    with CompiledEpochTrainer(
+        spec, w0, 1, 0, xi_source="reservoir", xi_modulators=[fit_xi_modulator(config)],
+        backend="numpy", warmup=0,
+    ) as trainer:  # fmt: skip
+        trainer.run_epoch(x[:1], y[:1])
+        learned = trainer.weights
+    assert np.abs(learned.hidden[0] - w0.hidden[0]).max() > 0
 
 
 @pytest.mark.slow
