@@ -28,3 +28,15 @@ def close_figures():
     pyplot = sys.modules.get("matplotlib.pyplot")
     if pyplot is not None:
         pyplot.close("all")
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One torch CPU thread for the test (the machine's cores are shared; small per-sample
+    steps run fastest on one), restored afterwards."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

@@ -28,13 +28,7 @@ from plastix.bridges.rate_networks import (
 from plastix.plasticity.hsic import gaussian_kernel, layer_objective, modulatory_weights
 from plastix.sims.datasets import load_dataset
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _tensors(name, n_train=None, n_test=None, flat=True):

@@ -29,14 +29,7 @@ from plastix.bridges.pruning import (
     train_classifier_epoch,
 )
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The test machine's cores are shared; one torch thread is faster and restored after."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def blobs(n: int = 240, n_classes: int = 3, dim: int = 10, seed: int = 0):

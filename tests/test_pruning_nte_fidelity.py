@@ -21,13 +21,7 @@ from plastix.bridges.pruning import (
 )
 from plastix.bridges.tangent_ensemble import NeuralTangentEnsemble
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _dataset(n: int) -> IndexedTensorDataset:
