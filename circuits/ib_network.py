@@ -5,8 +5,13 @@ readout is trained with the softmax cross-entropy delta rule on presynaptic rate
 ``dW_kj/dt = eta_r * gate * (y_k - p_k) * r_j / rate_norm`` (as the last layer of the rate
 reference, Daruwalla & Lipasti 2024), where ``r_j`` is the presynaptic rate minus its long-run
 mean (:class:`~plastix.circuits.layers.LIFLayer`'s ``rate_mean``, the covariance rule's
-centring). All of it is Brian2 equations, so the circuit builds for runtime, cpp_standalone
-and cuda_standalone alike. Weight updates are applied at the end of each sample; the
+centring). The two sides read ``r_j`` differently: the logits from the rate trace ``rtrace``
+(time constant ``tau_pre``, reset at every sample end, so it lags the spikes early in the
+window: about 0.6-0.75 of the window rate on average at the default timing), the update from
+the spikes themselves; and ``rate_mean`` averages whole slots, settle included, so neither
+side is zero-mean within the window. The update is therefore a delta rule with the forward
+pass's sign structure, not its exact gradient. All of it is Brian2 equations, so the circuit
+builds for runtime, cpp_standalone and cuda_standalone alike. Weight updates are applied at the end of each sample; the
 training modes differ in who supplies ξ: :class:`ExactXiTrainer` (Python computes the exact ξ
 after each sample: the reference) and :class:`CompiledEpochTrainer` (a ξ-modulator reservoir
 inside the simulation, :class:`ReservoirXi`, whole epochs as single runs).
