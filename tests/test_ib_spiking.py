@@ -129,7 +129,7 @@ def test_every_sample_starts_from_the_same_state_refractory_state_included():
             layer.group.I_ext = drive
             monitor = StateMonitor(layer.group, "v", record=True)
             Network(layer.group, monitor).run(n_samples * timing.slot)
-            return np.asarray(monitor.v_)
+            return np.array(monitor.v_)  # a copy: the monitor frees its memory with it
 
     second_sample = membranes(2, "two")[:, timing.slot_steps :]
     fresh = membranes(1, "one")
