@@ -11,10 +11,11 @@ window: about 0.6-0.75 of the window rate on average at the default timing), the
 the spikes themselves; and ``rate_mean`` averages whole slots, settle included, so neither
 side is zero-mean within the window. The update is therefore a delta rule with the forward
 pass's sign structure, not its exact gradient. All of it is Brian2 equations, so the circuit
-builds for runtime, cpp_standalone and cuda_standalone alike. Weight updates are applied at the end of each sample; the
-training modes differ in who supplies ξ: :class:`ExactXiTrainer` (Python computes the exact ξ
-after each sample: the reference) and :class:`CompiledEpochTrainer` (a ξ-modulator reservoir
-inside the simulation, :class:`ReservoirXi`, whole epochs as single runs).
+builds for runtime, cpp_standalone and cuda_standalone alike. Weight updates are applied at
+the end of each sample; the training modes differ in who supplies ξ: :class:`ExactXiTrainer`
+(Python computes the exact ξ after each sample: the reference) and
+:class:`CompiledEpochTrainer` (a ξ-modulator reservoir inside the simulation,
+:class:`ReservoirXi`, whole epochs as single runs).
 
 Weights are exchanged as :class:`CircuitWeights` in the ``torch.nn.Linear`` layout
 ``(n_post, n_pre)``.
