@@ -265,7 +265,7 @@ class STDP(Rule):
 class MultiplicativeSTDP(STDP):
     """Weight-dependent STDP: potentiation scaled by (1 - x)^mu and depression by x^mu, with
     x = (w - w_min) / (w_max - w_min) (Gutig et al. 2003, J Neurosci 23; mu = 1 is the
-    multiplicative rule of van Rossum, Bi & Turrigiano 2000, mu = 0 the additive rule).
+    multiplicative rule of Rubin, Lee & Sompolinsky 2001, PRL 86; mu = 0 the additive rule).
 
     Rate form: dW/dt = r_pre r_post (A_plus tau_plus (1-x)^mu - A_minus tau_minus x^mu).
     """
