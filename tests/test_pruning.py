@@ -659,6 +659,12 @@ def test_pruning_experiment_resumes_after_an_interruption(tmp_path, monkeypatch)
     assert calls == ["ucb"]  # the finished uniform run was not repeated
     assert res.metrics["strategy_index"].tolist() == [0.0, 1.0]
     assert len(res.metrics["step"]) == 4  # 2 runs x 2 epochs, none duplicated
+    # the resumed run logs the steps of an uninterrupted one ([0, 1, 4, 5] before a fix)
+    monkeypatch.setattr(exp, "_one_run", original)
+    whole = read_result(run_experiment("pruning", overrides, out=tmp_path / "w.h5", seed=0))
+    assert whole.metrics["step"].tolist() == [0, 1, 2, 3]
+    np.testing.assert_array_equal(res.metrics["step"], whole.metrics["step"])
+    np.testing.assert_array_equal(res.metrics["epoch_run"], whole.metrics["epoch_run"])
 
 
 def test_pruning_experiment_runs_a_spiking_network(tmp_path):

@@ -1,11 +1,10 @@
-"""Fidelity of the pruning sampler's epoch and pass accounting, the pruning experiment's resume,
-and the neural tangent ensemble's refusals and state precision (audit of both modules)."""
+"""Fidelity of the pruning sampler's epoch and pass accounting, and the neural tangent
+ensemble's refusals and state precision (audit of both modules)."""
 
 from __future__ import annotations
 
 import copy
 
-import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -126,42 +125,6 @@ def test_epsilon_greedy_covers_the_data_before_revisiting_a_sample(epsilon):
     second = torch.tensor(list(sampler))
     assert len(first) == len(second) == 500
     assert set(first.tolist()) | set(second.tolist()) == set(range(n))
-
-
-# ----------------------------------------------------------------------- experiment resume
-
-
-def test_resumed_pruning_experiment_logs_the_uninterrupted_steps(tmp_path, monkeypatch):
-    import plastix.sims.exp_pruning as exp
-    from plastix.sims.experiments import run_experiment
-    from plastix.sims.results import read_result
-
-    overrides = {
-        "dataset": "digits",
-        "strategies": ("uniform", "ucb"),
-        "rates": (0.5,),
-        "epochs": 2,
-        "n_train": 120,
-        "n_test": 60,
-        "batch_size": 30,
-    }
-    whole = read_result(run_experiment("pruning", overrides, out=tmp_path / "a.h5", seed=0))
-    original, calls = exp._one_run, []
-
-    def interrupted(*args, **kwargs):
-        calls.append(args[2])
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(exp, "_one_run", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        run_experiment("pruning", overrides, out=tmp_path / "b.h5", seed=0)
-    monkeypatch.setattr(exp, "_one_run", original)
-    resumed = read_result(run_experiment("pruning", overrides, out=tmp_path / "b.h5", seed=0))
-    assert whole.metrics["step"].tolist() == [0, 1, 2, 3]
-    np.testing.assert_array_equal(resumed.metrics["step"], whole.metrics["step"])
-    np.testing.assert_array_equal(resumed.metrics["epoch_run"], whole.metrics["epoch_run"])
 
 
 # ----------------------------------------------------------------------- NTE: per-example refusal
