@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from plastix.bridges.checks import check_labels
+from plastix.bridges.checks import check_labels, is_integer
 from plastix.bridges.rate_networks import (
     XI_SITES,
     ConvBlock,
@@ -246,7 +246,7 @@ class _Trainer:
     def __init__(self, net: RateNetwork, optim: AdamWSettings, window: int, params=None):
         if not isinstance(net, RateNetwork):
             raise TypeError(f"net: expected a plastix RateNetwork, got {type(net).__name__}")
-        if not isinstance(window, numbers.Integral) or isinstance(window, bool) or window < 2:
+        if not is_integer(window) or window < 2:
             raise ValueError(
                 f"window / batch: {window!r}; give an integer >= 2 (the kernels and the "
                 "minibatch steps need at least two samples)"

@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from plastix.bridges.checks import check_labels, plain_seed
+from plastix.bridges.checks import check_labels, is_integer, plain_seed
 
 __all__ = [
     "UCB",
@@ -166,7 +166,7 @@ def _check_rate(rate: float) -> None:
 
 def _check_int(name: str, value: int, minimum: int = 1) -> int:
     """``value`` as a plain int; any integer (numpy's too) but bool, at least ``minimum``."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+    if not is_integer(value):
         raise TypeError(f"{name}: expected an int >= {minimum}, got {type(value).__name__}")
     if value < minimum:
         raise ValueError(f"{name}: {value} must be >= {minimum}")
@@ -256,7 +256,7 @@ class _MovingLoss(PruningStrategy):
         self, *, decay: float = 0.5, decay_unit: str = "epoch", anneal_epochs: int = 0
     ) -> None:
         _check_fraction("decay", decay, low_open=False, high_open=True)
-        if isinstance(anneal_epochs, bool) or not isinstance(anneal_epochs, numbers.Integral):
+        if not is_integer(anneal_epochs):
             raise TypeError(
                 f"anneal_epochs: expected an int >= 0, got {type(anneal_epochs).__name__}"
             )

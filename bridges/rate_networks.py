@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from plastix.bridges.checks import is_integer
+
 XiSite = Literal["relu", "norm"]
 XI_SITES: tuple[str, ...] = ("relu", "norm")
 LN_EPS = 1e-6
@@ -42,7 +44,7 @@ __all__ = [
 
 
 def _check_positive_int(value: int, name: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+    if not is_integer(value) or value < minimum:
         raise ValueError(f"{name}: expected an int >= {minimum}, got {value!r}")
     return int(value)
 

@@ -60,7 +60,7 @@ import torch.nn.functional as F
 from brian2 import Quantity, second, volt
 from torch import Tensor, nn
 
-from plastix.bridges.checks import check_labels
+from plastix.bridges.checks import check_labels, is_integer
 from plastix.circuits.feedforward import (
     SPIKING,
     FeedForwardSpec,
@@ -555,7 +555,7 @@ def bernoulli_raster(
         )
     if not 0.0 < p_max <= 1.0:
         raise ValueError(f"p_max: spike probability per step must lie in (0, 1], got {p_max}")
-    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1:
+    if not is_integer(steps) or steps < 1:
         raise ValueError(f"steps: expected an int >= 1, got {steps!r}")
     p = (x * p_max).expand(int(steps), *x.shape)
     return torch.bernoulli(p, generator=generator)
@@ -593,7 +593,7 @@ class BPTTConfig:
     def __post_init__(self) -> None:
         for name in ("steps", "batch"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+            if not is_integer(value) or value < 1:
                 raise ValueError(f"{name}: expected an int >= 1, got {value!r}")
             object.__setattr__(self, name, int(value))
         if (

@@ -44,6 +44,8 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
+from plastix.bridges.checks import is_integer
+
 Expansion = Literal["origin", "init"]
 ZeroPolicy = Literal["noise", "keep", "error"]
 PerExampleMethod = Literal["vmap", "loop"]
@@ -220,7 +222,7 @@ class NeuralTangentEnsemble(torch.optim.Optimizer):
             raise ValueError(f"zeros={zeros!r} is not valid; choose one of {_ZERO_POLICIES}")
         _check_positive("init_noise", init_noise, "e.g. init_noise=1e-3")
         _check_positive("zero_noise", zero_noise, "e.g. zero_noise=1e-3")
-        if not isinstance(seed, numbers.Integral) or isinstance(seed, bool):
+        if not is_integer(seed):
             raise TypeError(f"seed must be an int, got {seed!r}")
         seed = int(seed)
         self._initialised = False
@@ -340,11 +342,7 @@ class NeuralTangentEnsemble(torch.optim.Optimizer):
         ``p.grad`` is read as the gradient of the *mean* loss over ``batch_size`` examples (the
         torch default); with ``batch_size=1`` the batch counts as one observation.
         """
-        if (
-            not isinstance(batch_size, numbers.Integral)
-            or isinstance(batch_size, bool)
-            or batch_size < 1
-        ):
+        if not is_integer(batch_size) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         batch_size = int(batch_size)
         loss = None
@@ -419,11 +417,7 @@ class NeuralTangentEnsemble(torch.optim.Optimizer):
         """
         if method not in _METHODS:
             raise ValueError(f"method={method!r} is not valid; choose one of {_METHODS}")
-        if (
-            not isinstance(chunk_size, numbers.Integral)
-            or isinstance(chunk_size, bool)
-            or chunk_size < 1
-        ):
+        if not is_integer(chunk_size) or chunk_size < 1:
             raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
         chunk_size = int(chunk_size)
         if inputs.shape[0] != targets.shape[0] or inputs.shape[0] == 0:
