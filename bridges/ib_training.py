@@ -113,11 +113,7 @@ class IBRule:
             _finite(s, f"sigmas[{i}]", 0.0, strict=True) for i, s in enumerate(self.sigmas)
         )
         object.__setattr__(self, "sigmas", sigmas)
-        if (
-            isinstance(self.window, bool)
-            or not isinstance(self.window, numbers.Integral)
-            or self.window < 2
-        ):
+        if not is_integer(self.window) or self.window < 2:
             raise ValueError(f"window: B = {self.window!r}; the rule needs B >= 2")
         object.__setattr__(self, "window", int(self.window))
         if self.xi_method not in XI_METHODS:

@@ -596,11 +596,7 @@ class BPTTConfig:
             if not is_integer(value) or value < 1:
                 raise ValueError(f"{name}: expected an int >= 1, got {value!r}")
             object.__setattr__(self, name, int(value))
-        if (
-            isinstance(self.settle, bool)
-            or not isinstance(self.settle, numbers.Integral)
-            or not 0 <= self.settle < self.steps
-        ):
+        if not is_integer(self.settle) or not 0 <= self.settle < self.steps:
             raise ValueError(f"settle: must lie in [0, steps={self.steps}), got {self.settle}")
         object.__setattr__(self, "settle", int(self.settle))
         if not 0.0 < self.p_max <= 1.0:
