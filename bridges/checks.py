@@ -1,4 +1,5 @@
-"""Argument checks shared by the torch-side modules: class labels, integers, seeds."""
+"""Argument checks shared by the torch-side modules: class labels, integers, real numbers,
+seeds."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Any
 
 from torch import Tensor
 
-__all__ = ["check_labels", "is_integer", "plain_seed"]
+__all__ = ["check_labels", "is_integer", "is_real", "plain_seed"]
 
 
 def check_labels(y: Tensor, n_classes: int, fix: str, name: str = "y") -> None:
@@ -25,6 +26,11 @@ def check_labels(y: Tensor, n_classes: int, fix: str, name: str = "y") -> None:
 def is_integer(value: Any) -> bool:
     """An integer, Python's or numpy's, but not a bool."""
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def is_real(value: Any) -> bool:
+    """A real number, Python's or numpy's (integers included), but not a bool."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def plain_seed(seed: Any) -> Any:

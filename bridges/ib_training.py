@@ -24,7 +24,6 @@ int64 class indices; inputs float tensors ``(n, *sample_shape)``.
 from __future__ import annotations
 
 import math
-import numbers
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -34,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from plastix.bridges.checks import check_labels, is_integer
+from plastix.bridges.checks import check_labels, is_integer, is_real
 from plastix.bridges.rate_networks import (
     XI_SITES,
     ConvBlock,
@@ -81,7 +80,7 @@ __all__ = [
 
 def _finite(value: float, name: str, minimum: float | None = None, strict: bool = False):
     """``value`` as a float: any finite real number (numpy's too) but bool, above ``minimum``."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+    if not is_real(value) or not math.isfinite(value):
         raise ValueError(f"{name}: expected a finite number, got {value!r}")
     if minimum is not None and (value <= minimum if strict else value < minimum):
         op = ">" if strict else ">="

@@ -39,7 +39,6 @@ NIR has no refractory period and no subtractive reset; both are refused on expor
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import dataclass
 from typing import Literal
 
@@ -47,6 +46,7 @@ import nir
 import numpy as np
 from brian2 import Quantity, second, volt
 
+from plastix.bridges.checks import is_real
 from plastix.bridges.snntorch_bridge import _dt_seconds, continuous_layer, discretise
 from plastix.circuits.feedforward import SPIKING, FeedForwardSpec, LayerSpec, NeuronParams
 
@@ -72,8 +72,7 @@ class SnntorchConvention:
 
     def __post_init__(self) -> None:
         dt_graph = self.dt_graph
-        is_number = isinstance(dt_graph, numbers.Real) and not isinstance(dt_graph, bool)
-        if not (is_number and math.isfinite(dt_graph) and dt_graph > 0):
+        if not (is_real(dt_graph) and math.isfinite(dt_graph) and dt_graph > 0):
             raise ValueError(f"dt_graph: must be a positive time in seconds, got {dt_graph!r}")
         object.__setattr__(self, "dt_graph", float(dt_graph))
         if self.decay not in ("euler", "exact"):

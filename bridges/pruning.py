@@ -31,7 +31,6 @@ with loss rescaling and annealing (Qin et al., ICLR 2024), and :class:`StaticPru
 from __future__ import annotations
 
 import math
-import numbers
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
@@ -42,7 +41,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from plastix.bridges.checks import check_labels, is_integer, plain_seed
+from plastix.bridges.checks import check_labels, is_integer, is_real, plain_seed
 
 __all__ = [
     "UCB",
@@ -155,7 +154,7 @@ def plan_keep_counts(
 
 
 def _check_rate(rate: float) -> None:
-    if isinstance(rate, bool) or not isinstance(rate, numbers.Real):
+    if not is_real(rate):
         raise TypeError(f"rate: expected a float in [0, 1), got {type(rate).__name__}")
     if not (0.0 <= rate < 1.0):
         raise ValueError(
@@ -174,7 +173,7 @@ def _check_int(name: str, value: int, minimum: int = 1) -> int:
 
 
 def _check_fraction(name: str, value: float, *, low_open: bool, high_open: bool) -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or math.isnan(value):
+    if not is_real(value) or math.isnan(value):
         raise TypeError(f"{name}: expected a float, got {value!r}")
     low_ok = value > 0.0 if low_open else value >= 0.0
     high_ok = value < 1.0 if high_open else value <= 1.0
@@ -361,7 +360,7 @@ class UCB(_MovingLoss):
 
     def __init__(self, c: float = 1.0, **moving_loss) -> None:
         super().__init__(**moving_loss)
-        if isinstance(c, bool) or not isinstance(c, numbers.Real) or not c >= 0.0:
+        if not is_real(c) or not c >= 0.0:
             raise ValueError(f"c: {c!r} must be a float >= 0 (exploration weight)")
         self.c = float(c)
 

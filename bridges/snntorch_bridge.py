@@ -47,7 +47,6 @@ neurons have no refractory period: ``refractory > 0`` is refused unless
 from __future__ import annotations
 
 import math
-import numbers
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -60,7 +59,7 @@ import torch.nn.functional as F
 from brian2 import Quantity, second, volt
 from torch import Tensor, nn
 
-from plastix.bridges.checks import check_labels, is_integer
+from plastix.bridges.checks import check_labels, is_integer, is_real
 from plastix.circuits.feedforward import (
     SPIKING,
     FeedForwardSpec,
@@ -90,7 +89,7 @@ def _dt_seconds(dt: Quantity | float, name: str = "dt") -> float:
         if not dt.has_same_dimensions(second):
             raise TypeError(f"{name}: expected a time such as 1*ms, got {dt!r}")
         value = float(dt)
-    elif isinstance(dt, numbers.Real) and not isinstance(dt, bool):
+    elif is_real(dt):
         value = float(dt)
     else:
         raise TypeError(f"{name}: expected a Brian2 time or seconds as a float, got {dt!r}")

@@ -37,14 +37,13 @@ break the posterior reading of the update.
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
 
-from plastix.bridges.checks import is_integer
+from plastix.bridges.checks import is_integer, is_real
 
 Expansion = Literal["origin", "init"]
 ZeroPolicy = Literal["noise", "keep", "error"]
@@ -546,7 +545,7 @@ def _exp(x: Tensor, *, out: Tensor) -> Tensor:
 
 
 def _check_positive(name: str, value: Any, hint: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > 0:
+    if not is_real(value) or not value > 0:
         raise ValueError(f"{name} must be a positive number, got {value!r}; {hint}")
     if not math.isfinite(value):
         raise ValueError(f"{name} must be finite, got {value!r}; {hint}")
