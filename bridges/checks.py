@@ -1,14 +1,14 @@
-"""Argument checks shared by the torch-side modules: class labels, integers, real numbers,
-seeds."""
+"""Argument checks shared by the torch-side modules: class labels and seeds."""
 
 from __future__ import annotations
 
-import numbers
 from typing import Any
 
 from torch import Tensor
 
-__all__ = ["check_labels", "is_integer", "is_real", "plain_seed"]
+from plastix.scalars import is_integer
+
+__all__ = ["check_labels", "plain_seed"]
 
 
 def check_labels(y: Tensor, n_classes: int, fix: str, name: str = "y") -> None:
@@ -21,16 +21,6 @@ def check_labels(y: Tensor, n_classes: int, fix: str, name: str = "y") -> None:
         raise ValueError(
             f"{name}: labels must lie in [0, {n_classes}); got {low if low < 0 else high}; {fix}"
         )
-
-
-def is_integer(value: Any) -> bool:
-    """An integer, Python's or numpy's, but not a bool."""
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def is_real(value: Any) -> bool:
-    """A real number, Python's or numpy's (integers included), but not a bool."""
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def plain_seed(seed: Any) -> Any:

@@ -34,8 +34,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from plastix.bridges.checks import check_labels, is_integer, plain_seed
+from plastix.bridges.checks import check_labels, plain_seed
 from plastix.bridges.tangent_ensemble import NeuralTangentEnsemble, per_example_gradients
+from plastix.scalars import is_integer
 
 Scenario = Literal["domain", "task", "class"]
 OptimizerName = Literal["nte", "sgd", "adam", "ewc"]

@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from plastix.bridges.checks import check_labels, is_integer, is_real
+from plastix.bridges.checks import check_labels
 from plastix.bridges.rate_networks import (
     XI_SITES,
     ConvBlock,
@@ -53,6 +53,7 @@ from plastix.plasticity.hsic import (
     sliding_windows,
     xi_from_weights,
 )
+from plastix.scalars import is_integer, is_real
 
 Method = Literal["ib", "backprop", "hsic", "phsic", "readout"]
 METHODS: tuple[str, ...] = ("ib", "backprop", "hsic", "phsic", "readout")

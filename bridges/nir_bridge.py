@@ -46,9 +46,9 @@ import nir
 import numpy as np
 from brian2 import Quantity, second, volt
 
-from plastix.bridges.checks import is_real
 from plastix.bridges.snntorch_bridge import _dt_seconds, continuous_layer, discretise
 from plastix.circuits.feedforward import SPIKING, FeedForwardSpec, LayerSpec, NeuronParams
+from plastix.scalars import is_real
 
 __all__ = [
     "SNNTORCH_NIR_DT",

@@ -41,7 +41,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from plastix.bridges.checks import check_labels, is_integer, is_real, plain_seed
+from plastix.bridges.checks import check_labels, plain_seed
+from plastix.scalars import is_integer, is_real
 
 __all__ = [
     "UCB",

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from plastix.bridges.checks import is_integer
+from plastix.scalars import is_integer
 
 XiSite = Literal["relu", "norm"]
 XI_SITES: tuple[str, ...] = ("relu", "norm")

@@ -59,13 +59,14 @@ import torch.nn.functional as F
 from brian2 import Quantity, second, volt
 from torch import Tensor, nn
 
-from plastix.bridges.checks import check_labels, is_integer, is_real
+from plastix.bridges.checks import check_labels
 from plastix.circuits.feedforward import (
     SPIKING,
     FeedForwardSpec,
     LayerSpec,
     NeuronParams,
 )
+from plastix.scalars import is_integer, is_real
 
 __all__ = [
     "BPTTConfig",

@@ -43,7 +43,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from plastix.bridges.checks import is_integer, is_real
+from plastix.scalars import is_integer, is_real
 
 Expansion = Literal["origin", "init"]
 ZeroPolicy = Literal["noise", "keep", "error"]

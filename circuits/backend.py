@@ -35,7 +35,6 @@ import hashlib
 import importlib
 import importlib.metadata
 import importlib.util
-import numbers
 import os
 import re
 import shutil
@@ -45,6 +44,8 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from plastix.scalars import is_integer, is_real
 
 BACKENDS = ("runtime", "cpp_standalone", "cuda_standalone")
 RUNTIME_TARGETS = ("numpy", "cython")
@@ -875,7 +876,7 @@ def _check_activate_args(
         raise ValueError("directory/cache_root: give one of them, not both")
     if cache_key is not None and cache_root is None:
         raise ValueError("cache_key: needs cache_root (the folder that holds cached builds)")
-    if isinstance(openmp_threads, bool) or not isinstance(openmp_threads, numbers.Integral):
+    if not is_integer(openmp_threads):
         raise TypeError(f"openmp_threads: expected an int >= 0, got {openmp_threads!r}")
     if openmp_threads < 0:
         raise ValueError(f"openmp_threads: must be >= 0 (0 = no OpenMP), got {openmp_threads}")
@@ -886,20 +887,14 @@ def _check_activate_args(
             f"codegen_only: only standalone backends generate code, got backend={backend!r}"
         )
     if compute_capability is not None and (
-        isinstance(compute_capability, bool)
-        or not isinstance(compute_capability, numbers.Real)
-        or compute_capability < 3.5
+        not is_real(compute_capability) or compute_capability < 3.5
     ):
         raise ValueError(
             f"compute_capability: expected a number >= 3.5 such as 9.0, got {compute_capability!r}"
         )
-    if gpu_id is not None and (
-        isinstance(gpu_id, bool) or not isinstance(gpu_id, numbers.Integral) or gpu_id < 0
-    ):
+    if gpu_id is not None and (not is_integer(gpu_id) or gpu_id < 0):
         raise ValueError(f"gpu_id: expected an int >= 0, got {gpu_id!r}")
-    if cuda_runtime_version is not None and (
-        isinstance(cuda_runtime_version, bool) or not isinstance(cuda_runtime_version, numbers.Real)
-    ):
+    if cuda_runtime_version is not None and not is_real(cuda_runtime_version):
         raise ValueError(
             f"cuda_runtime_version: expected a number such as 13.0, got {cuda_runtime_version!r}"
         )

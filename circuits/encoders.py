@@ -14,12 +14,13 @@ in [0, 1]); this is rate coding with inhomogeneous Poisson spike trains (Gerstne
 
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass
 from math import gcd
 
 import numpy as np
 from brian2 import Hz, NeuronGroup, Quantity, TimedArray, ms, second
+
+from plastix.scalars import is_integer
 
 __all__ = [
     "PoissonEncoder",
@@ -141,11 +142,7 @@ class PoissonEncoder:
         rate_min: Quantity = 0 * Hz,
         name: str = "input",
     ):
-        if (
-            isinstance(n_channels, bool)
-            or not isinstance(n_channels, numbers.Integral)
-            or n_channels < 1
-        ):
+        if not is_integer(n_channels) or n_channels < 1:
             raise ValueError(f"n_channels: expected an int >= 1, got {n_channels!r}")
         n_channels = int(n_channels)
         for label, rate in (("rate_max", rate_max), ("rate_min", rate_min)):

@@ -34,7 +34,6 @@ discrete-time equivalent).
 
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
@@ -52,6 +51,8 @@ from brian2 import (
     second,
     volt,
 )
+
+from plastix.scalars import is_integer
 
 __all__ = [
     "MODELS",
@@ -267,7 +268,7 @@ class FeedForwardSpec:
     layers: tuple[LayerSpec, ...]
 
     def __post_init__(self) -> None:
-        if isinstance(self.n_in, bool) or not isinstance(self.n_in, numbers.Integral):
+        if not is_integer(self.n_in):
             raise TypeError(f"n_in: expected an int, got {self.n_in!r}")
         if self.n_in < 1:
             raise ValueError(f"n_in: expected >= 1 input channels, got {self.n_in}")
@@ -476,7 +477,7 @@ class FeedForwardCircuit:
 
 
 def _positive_int(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+    if not is_integer(value) or value < 1:
         raise ValueError(f"{name}: expected an int >= 1, got {value!r}")
     return int(value)
 
@@ -647,7 +648,7 @@ def run_raster(
     if raster.ndim != 3:
         raise ValueError(f"raster: expected (T, copies, n_in), got shape {raster.shape}")
     extra = len(spec.layers) if extra_steps is None else extra_steps
-    if isinstance(extra, bool) or not isinstance(extra, numbers.Integral) or extra < 0:
+    if not is_integer(extra) or extra < 0:
         raise ValueError(f"extra_steps: expected an int >= 0, got {extra_steps!r}")
     n_steps = raster.shape[0] + int(extra)
 

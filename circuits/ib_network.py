@@ -28,7 +28,6 @@ Weights are exchanged as :class:`CircuitWeights` in the ``torch.nn.Linear`` layo
 from __future__ import annotations
 
 import gc
-import numbers
 import time
 from dataclasses import dataclass, field, replace
 
@@ -48,6 +47,7 @@ from brian2 import (
 
 from plastix.plasticity.ib_rule import IBThreeFactor, apply_eligibility_update
 from plastix.reservoirs.xi_modulator import KernelMemoryModulator, XiModulator
+from plastix.scalars import is_integer
 
 from .encoders import PoissonEncoder, make_schedule
 from .kernel_memory import (
@@ -75,7 +75,7 @@ __all__ = [
 
 
 def _positive_int(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+    if not is_integer(value) or value < 1:
         raise ValueError(f"{name}: expected an int >= 1, got {value!r}")
     return int(value)
 
@@ -789,11 +789,7 @@ class XiSettings:
     def __post_init__(self) -> None:
         from plastix.plasticity.hsic import XI_METHODS, check_gamma, check_sigmas
 
-        if (
-            isinstance(self.window, bool)
-            or not isinstance(self.window, numbers.Integral)
-            or self.window < 2
-        ):
+        if not is_integer(self.window) or self.window < 2:
             raise ValueError(f"window: B = {self.window!r}; the IB rule needs B >= 2")
         object.__setattr__(self, "window", int(self.window))
         if self.site not in ("norm", "rate"):

@@ -18,7 +18,6 @@ divided by the window length.
 
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -31,6 +30,8 @@ from brian2 import (
     ms,
     second,
 )
+
+from plastix.scalars import is_integer
 
 from .neurons import LIFParams, lif_equations
 
@@ -180,7 +181,7 @@ class LIFLayer:
         extra_equations: str = "",
         extra_namespace: dict | None = None,
     ):
-        if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
+        if not is_integer(n) or n < 1:
             raise ValueError(f"n: layer size must be an int >= 1, got {n!r}")
         n = int(n)
         if not isinstance(params, LIFParams) or not isinstance(timing, SampleTiming):
@@ -257,7 +258,7 @@ class RateReadout:
         label: TimedArray,
         name: str = "readout",
     ):
-        if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 2:
+        if not is_integer(n) or n < 2:
             raise ValueError(f"n: a readout needs an int >= 2 classes, got {n!r}")
         n = int(n)
         self.n = n

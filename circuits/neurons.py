@@ -16,11 +16,12 @@ The leaky-integrator readout (``LIReadoutParams``) is the same membrane without 
 
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass, field
 
 import numpy as np
 from brian2 import Quantity, ms, mV, second, volt
+
+from plastix.scalars import is_real
 
 __all__ = [
     "LIFParams",
@@ -82,7 +83,7 @@ class LIFParams:
                 f"v_reset: {self.v_reset!r} must lie below v_th {self.v_th!r}; lower v_reset"
             )
         beta = self.surrogate_beta
-        if isinstance(beta, bool) or not isinstance(beta, numbers.Real) or not beta > 0:
+        if not is_real(beta) or not beta > 0:
             raise ValueError(f"surrogate_beta: must be a number > 0, got {beta!r}")
 
     @property

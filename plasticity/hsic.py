@@ -15,13 +15,14 @@ Flatten images to ``(B, d)`` before calling.
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
 import torch
 from torch import Tensor
+
+from plastix.scalars import is_integer, is_real
 
 XiMethod = Literal["exact", "row-centred", "diagonal"]
 XI_METHODS: tuple[str, ...] = ("exact", "row-centred", "diagonal")
@@ -77,7 +78,7 @@ def _check_window(a: Tensor, name: str) -> int:
 
 
 def _check_sigma(sigma: float, name: str) -> float:
-    if isinstance(sigma, bool) or not isinstance(sigma, numbers.Real):
+    if not is_real(sigma):
         raise TypeError(f"{name}: expected a positive number, got {sigma!r}")
     if not math.isfinite(sigma) or sigma <= 0:
         raise ValueError(f"{name}: must be finite and > 0, got {sigma!r}")
@@ -86,7 +87,7 @@ def _check_sigma(sigma: float, name: str) -> float:
 
 def check_gamma(gamma: float) -> float:
     """``gamma`` as a float; a bool, non-number or non-finite value is refused."""
-    if isinstance(gamma, bool) or not isinstance(gamma, numbers.Real):
+    if not is_real(gamma):
         raise TypeError(f"gamma: expected a number, got {gamma!r}")
     if not math.isfinite(gamma):
         raise ValueError(f"gamma: must be finite, got {gamma!r}")
@@ -162,7 +163,7 @@ def centering_matrix(
     window: int, dtype: torch.dtype | None = None, device: torch.device | str | None = None
 ) -> Tensor:
     """``H = I_B - 1 1^T / B``, the centring matrix of a window of ``B`` samples."""
-    if isinstance(window, bool) or not isinstance(window, numbers.Integral):
+    if not is_integer(window):
         raise TypeError(f"window: expected an int >= 2, got {window!r}")
     if window < 2:
         raise ValueError(f"window: B = {window}; need B >= 2")
@@ -326,7 +327,7 @@ def sliding_windows(stream: Tensor | np.ndarray, window: int) -> Tensor:
         stream = torch.as_tensor(stream)
     if not isinstance(stream, Tensor):
         raise TypeError(f"stream: expected a torch.Tensor or numpy array, got {type(stream)}")
-    if isinstance(window, bool) or not isinstance(window, numbers.Integral) or window < 2:
+    if not is_integer(window) or window < 2:
         raise ValueError(f"window: B = {window!r}; need an int >= 2")
     window = int(window)
     if stream.ndim < 1 or stream.shape[0] < window:

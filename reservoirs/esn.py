@@ -20,7 +20,6 @@ input ``t`` has entered.
 from __future__ import annotations
 
 import math
-import numbers
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,6 +28,8 @@ from typing import Literal
 import numpy as np
 import torch
 from torch import Tensor
+
+from plastix.scalars import is_integer
 
 Activation = Literal["tanh", "identity"]
 RecurrentInit = Literal["sparse_normal", "orthogonal"]
@@ -51,7 +52,7 @@ _SPARSE_MAX_DENSITY = 0.25  # ... and at most this fraction of non-zero weights
 
 
 def _check_positive_int(value: object, name: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+    if not is_integer(value):
         raise TypeError(f"{name}: expected an int >= {minimum}, got {value!r}")
     if value < minimum:
         raise ValueError(f"{name}: {value} is below the minimum {minimum}")

@@ -19,6 +19,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from plastix.scalars import is_integer
+
 from .esn import ESNWeights, run_esn
 from .readouts import RidgeReadout
 
@@ -68,11 +70,7 @@ def delayed_inputs(inputs: Tensor, delays: np.ndarray) -> Tensor:
 
 def _check_delays(delays, max_delay: int | None) -> np.ndarray:
     if delays is None:
-        if (
-            isinstance(max_delay, bool)
-            or not isinstance(max_delay, numbers.Integral)
-            or max_delay < 1
-        ):
+        if not is_integer(max_delay) or max_delay < 1:
             raise ValueError(f"max_delay: expected an int >= 1, got {max_delay!r}")
         return np.arange(1, int(max_delay) + 1)
     arr = np.asarray(delays)
@@ -104,7 +102,7 @@ def memory_curve(
         )
     if not 0.0 < train_fraction < 1.0:
         raise ValueError(f"train_fraction: {train_fraction} must be in (0, 1)")
-    if isinstance(washout, bool) or not isinstance(washout, numbers.Integral) or washout < 0:
+    if not is_integer(washout) or washout < 0:
         raise ValueError(f"washout: expected an int >= 0, got {washout!r}")
     start = max(int(washout), int(delays_arr.max()))
     usable = states.shape[0] - start
@@ -145,7 +143,7 @@ def memory_capacity(
         )
     if weights.n_feedback:
         raise ValueError("weights: memory capacity is defined without output feedback")
-    if isinstance(n_steps, bool) or not isinstance(n_steps, numbers.Integral) or n_steps < 1:
+    if not is_integer(n_steps) or n_steps < 1:
         raise ValueError(f"n_steps: expected an int >= 1, got {n_steps!r}")
     n_steps = int(n_steps)
     if not input_range > 0:

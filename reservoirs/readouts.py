@@ -8,10 +8,11 @@ All tensors are torch; the readouts keep the dtype they are created with.
 from __future__ import annotations
 
 import math
-import numbers
 
 import torch
 from torch import Tensor
+
+from plastix.scalars import is_integer, is_real
 
 __all__ = ["LMSReadout", "RLSReadout", "RidgeReadout", "ridge_regression"]
 
@@ -40,7 +41,7 @@ def _check_pair(features: Tensor, targets: Tensor, n_features: int, n_outputs: i
 
 
 def _check_nonneg(value: float, name: str, positive: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+    if not is_real(value):
         raise TypeError(f"{name}: expected a number, got {value!r}")
     value = float(value)
     if not math.isfinite(value) or value < 0 or (positive and value == 0):
@@ -49,7 +50,7 @@ def _check_nonneg(value: float, name: str, positive: bool = False) -> float:
 
 
 def _check_count(value: int, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+    if not is_integer(value) or value < 1:
         raise ValueError(f"{name}: expected an int >= 1, got {value!r}")
     return int(value)
 

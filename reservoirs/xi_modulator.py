@@ -66,7 +66,6 @@ MLP. Nothing is drawn from a dataset.
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import dataclass
 from typing import Literal
 
@@ -81,6 +80,7 @@ from plastix.plasticity.hsic import (
     modulatory_weights,
     xi_from_weights,
 )
+from plastix.scalars import is_integer, is_real
 
 from .esn import ESNConfig, ESNWeights, esn_step, init_esn_weights, run_esn
 from .readouts import RidgeReadout
@@ -112,7 +112,7 @@ __all__ = [
 
 
 def _int(value, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+    if not is_integer(value) or value < minimum:
         raise ValueError(f"{name}: expected an int >= {minimum}, got {value!r}")
     return int(value)
 
@@ -123,7 +123,7 @@ def _set_int(config, name: str, minimum: int) -> None:
 
 
 def _real(value, name: str, low: float = 0.0, strict: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+    if not is_real(value) or not math.isfinite(value):
         raise ValueError(f"{name}: expected a finite number, got {value!r}")
     if value < low or (strict and value == low):
         raise ValueError(f"{name}: {value} must be {'>' if strict else '>='} {low}")
@@ -206,11 +206,7 @@ class XiModulatorConfig:
         _set_int(self, "train_neurons", 1)
         _real(self.class_strength, "class_strength")
         _set_int(self, "seed", 0)
-        if (
-            isinstance(self.stream_length, bool)
-            or not isinstance(self.stream_length, numbers.Integral)
-            or self.stream_length < self.window + 1
-        ):
+        if not is_integer(self.stream_length) or self.stream_length < self.window + 1:
             raise ValueError(
                 f"stream_length: {self.stream_length!r} must be an int > window = {self.window}"
             )

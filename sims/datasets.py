@@ -38,6 +38,8 @@ from pathlib import Path
 
 import numpy as np
 
+from plastix.scalars import is_integer
+
 DATASETS = ("xor", "linear", "digits", "mnist1d", "fashion-mnist", "mnist", "cifar10", "cifar100")
 DATA_ENV_VAR = "PLASTIX_DATA"
 SYSTEM_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
@@ -330,7 +332,7 @@ def _canonical_name(name: str) -> str:
 def _check_count(param: str, value: int | None) -> None:
     if value is None:
         return
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+    if not is_integer(value):
         raise TypeError(f"{param} must be a positive int or None, got {value!r}")
     if value < 1:
         raise ValueError(f"{param}={value} must be >= 1 (or None for the default size)")
@@ -342,7 +344,7 @@ def _check_noise(noise: float) -> None:
 
 
 def _check_seed(seed: int) -> None:
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+    if not is_integer(seed) or seed < 0:
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import importlib
-import numbers
 import os
 import pkgutil
 import shutil
@@ -26,6 +25,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from plastix.scalars import is_integer
 from plastix.sims.config import ConfigError, build_config, config_to_dict, read_config_file
 from plastix.sims.results import (
     RunRecord,
@@ -267,7 +267,7 @@ def prepare_run(
     cfg = build_config(spec.config_cls, values, where=f"experiment {name!r}")
     if data_root is not None and not (str(data_root) and Path(data_root).is_dir()):
         raise ConfigError(f"--data-root {data_root!r} is not a folder; name the data folder")
-    if not isinstance(seed, numbers.Integral) or isinstance(seed, bool) or not 0 <= seed < 2**32:
+    if not is_integer(seed) or not 0 <= seed < 2**32:
         raise ConfigError(f"--seed must be an integer from 0 to 2**32 - 1, got {seed!r}")
     seed = int(seed)
     dataset = getattr(cfg, "dataset", None)

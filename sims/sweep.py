@@ -12,13 +12,13 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import numbers
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from plastix.scalars import is_integer, is_real
 from plastix.sims.config import ConfigError, config_to_dict, read_config_file
 from plastix.sims.results import atomic_path, run_differences
 
@@ -48,17 +48,12 @@ def parse_grid(items: Sequence[str] | None) -> dict[str, list[str]]:
     return grid
 
 
-def _is_int(value: Any) -> bool:
-    """An integer (Python or numpy), not a bool."""
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
 def _plain_number(value: Any) -> Any:
     """A numpy number (a grid from ``np.arange``, say) as a Python int or float, as it goes
     into run ids and ``index.json``; any other value unchanged."""
-    if _is_int(value):
+    if is_integer(value):
         return int(value)
-    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+    if is_real(value):
         return float(value)
     return value
 
@@ -123,11 +118,11 @@ def plan_sweep(
     get_experiment(experiment)  # an unknown experiment is refused before anything else
     if isinstance(seeds, bool):
         seed_list: list[Any] = []  # refused below, as any count that is not an int
-    elif _is_int(seeds):
+    elif is_integer(seeds):
         seed_list = list(range(seeds))
     else:
         seed_list = list(seeds)
-    if not seed_list or any(not _is_int(s) or s < 0 for s in seed_list):
+    if not seed_list or any(not is_integer(s) or s < 0 for s in seed_list):
         raise ConfigError(f"--seeds must be a positive count, got {seeds!r}")
     seed_list = [int(s) for s in seed_list]
     if Path(out_dir).exists() and not Path(out_dir).is_dir():
