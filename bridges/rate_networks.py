@@ -14,7 +14,6 @@ the readout averaged over the second half of the steps.
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -23,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from plastix.scalars import is_integer
+from plastix.scalars import is_integer, is_real
 
 XiSite = Literal["relu", "norm"]
 XI_SITES: tuple[str, ...] = ("relu", "norm")
@@ -272,7 +271,7 @@ class LeakyIntegration:
     def __post_init__(self) -> None:
         for name in ("tau", "dt"):
             value = getattr(self, name)
-            if not isinstance(value, numbers.Real) or not math.isfinite(value) or value <= 0:
+            if not is_real(value) or not math.isfinite(value) or value <= 0:
                 raise ValueError(f"{name}: must be a positive time in seconds, got {value!r}")
             object.__setattr__(self, name, float(value))
         if self.dt > self.tau:

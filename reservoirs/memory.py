@@ -12,14 +12,14 @@ inflate the capacity (a linear reservoir with well-conditioned weights then come
 
 from __future__ import annotations
 
-import numbers
+import math
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from plastix.scalars import is_integer
+from plastix.scalars import is_integer, is_real
 
 from .esn import ESNWeights, run_esn
 from .readouts import RidgeReadout
@@ -146,13 +146,14 @@ def memory_capacity(
     if not is_integer(n_steps) or n_steps < 1:
         raise ValueError(f"n_steps: expected an int >= 1, got {n_steps!r}")
     n_steps = int(n_steps)
-    if not input_range > 0:
-        raise ValueError(f"input_range: {input_range} must be > 0")
+    if not is_real(input_range) or not math.isfinite(input_range) or input_range <= 0:
+        raise ValueError(f"input_range: expected a finite number > 0, got {input_range!r}")
+    if not is_integer(seed):
+        raise TypeError(f"seed: expected an int, got {seed!r}")
     if delays is None and max_delay is None:
         max_delay = 2 * weights.n_units
     delays = _check_delays(delays, max_delay)
-    # torch generators refuse numpy integers; other values reach torch unchanged, as before
-    gen = torch.Generator().manual_seed(int(seed) if isinstance(seed, numbers.Integral) else seed)
+    gen = torch.Generator().manual_seed(int(seed))  # int(): torch refuses numpy integers
     u = (2 * torch.rand(n_steps, 1, generator=gen, dtype=torch.float64) - 1) * input_range
     states, _ = run_esn(weights, u.to(weights.dtype), generator=gen)
     return memory_curve(states, u[:, 0], delays=delays, washout=washout, ridge=ridge)

@@ -27,7 +27,7 @@ import dataclasses
 import functools
 import gzip
 import io
-import numbers
+import math
 import os
 import pickle
 import random
@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from plastix.scalars import is_integer
+from plastix.scalars import is_integer, is_real
 
 DATASETS = ("xor", "linear", "digits", "mnist1d", "fashion-mnist", "mnist", "cifar10", "cifar100")
 DATA_ENV_VAR = "PLASTIX_DATA"
@@ -339,8 +339,8 @@ def _check_count(param: str, value: int | None) -> None:
 
 
 def _check_noise(noise: float) -> None:
-    if not isinstance(noise, numbers.Real) or not noise >= 0:
-        raise ValueError(f"noise must be a non-negative number, got {noise!r}")
+    if not is_real(noise) or not math.isfinite(noise) or noise < 0:
+        raise ValueError(f"noise must be a finite non-negative number, got {noise!r}")
 
 
 def _check_seed(seed: int) -> None:

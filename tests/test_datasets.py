@@ -24,6 +24,8 @@ from plastix.sims.datasets import (
     Dataset,
     DatasetError,
     load_dataset,
+    make_linear,
+    make_xor,
     stratified_indices,
 )
 
@@ -341,6 +343,19 @@ def test_xor_needs_a_nonlinear_classifier():
     assert knn > 0.97
     corners = np.round(ds.x_train).astype(int)  # sigma = 0.1: every point rounds to its corner
     assert np.mean((corners[:, 0] ^ corners[:, 1]) == ds.y_train) > 0.99
+
+
+@pytest.mark.parametrize("make", [make_xor, make_linear])
+@pytest.mark.parametrize("noise", [-0.1, float("nan"), float("inf"), "0.1", None])
+def test_synthetic_noise_must_be_a_finite_non_negative_number(make, noise):
+    with pytest.raises(ValueError, match="noise must be a finite non-negative number"):
+        make(8, np.random.default_rng(0), noise=noise)
+
+
+@pytest.mark.parametrize("make", [make_xor, make_linear])
+def test_synthetic_noise_zero_puts_every_point_on_its_centre(make):
+    x = make(40, np.random.default_rng(0), noise=np.float32(0))[0]
+    assert len(np.unique(x, axis=0)) == (4 if make is make_xor else 2)
 
 
 # ------------------------------------------------------------------ digits and mnist1d

@@ -53,7 +53,7 @@ from plastix.reservoirs.xi_modulator import (
     delay_line_weights,
     distance_preserving_projection,
 )
-from plastix.sims.datasets import load_dataset
+from plastix.sims.datasets import load_dataset, make_linear, make_xor
 from plastix.sims.experiments import RunContext, experiment, prepare_run, run_experiment
 from plastix.sims.results import read_result
 from plastix.sims.sweep import plan_sweep
@@ -391,6 +391,10 @@ REFUSED_NOW = {
     "plan_sweep.seeds[i]": lambda b: plan_sweep(
         "test-numpy-scalars", {}, seeds=[0, b], out_dir="."
     ),
+    "LeakyIntegration.tau": lambda b: LeakyIntegration(tau=b, dt=1e-3),
+    "LeakyIntegration.dt": lambda b: LeakyIntegration(tau=2.0, dt=b),
+    "make_xor.noise": lambda b: make_xor(8, np.random.default_rng(0), noise=b),
+    "make_linear.noise": lambda b: make_linear(8, np.random.default_rng(0), noise=b),
 }
 
 

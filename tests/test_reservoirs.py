@@ -284,6 +284,12 @@ def test_memory_capacity_rejects_bad_arguments():
         memory_capacity(w1, delays=[-1, 2])
     with pytest.raises(ValueError, match="too few"):
         memory_capacity(w1, n_steps=50, max_delay=5)
+    for bad in (0, -1.0, float("inf"), float("nan"), True, "1"):
+        with pytest.raises(ValueError, match="input_range: expected a finite number > 0"):
+            memory_capacity(w1, input_range=bad)
+    for bad in (True, 1.5, "0", None):
+        with pytest.raises(TypeError, match="seed: expected an int"):
+            memory_capacity(w1, seed=bad)
 
 
 # --- Brian2 form ------------------------------------------------------------------------
