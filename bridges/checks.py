@@ -1,14 +1,15 @@
-"""Argument checks shared by the torch-side modules: class labels and seeds."""
+"""Argument checks shared by the torch-side modules: class labels, seeds, positive numbers."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from torch import Tensor
 
-from plastix.scalars import is_integer
+from plastix.scalars import is_integer, is_real
 
-__all__ = ["check_labels", "plain_seed"]
+__all__ = ["check_labels", "check_positive", "plain_seed"]
 
 
 def check_labels(y: Tensor, n_classes: int, fix: str, name: str = "y") -> None:
@@ -27,3 +28,12 @@ def plain_seed(seed: Any) -> Any:
     """A numpy integer seed as a Python int (torch generators refuse numpy scalars); any other
     value is passed on unchanged, for torch to accept or refuse."""
     return int(seed) if is_integer(seed) else seed
+
+
+def check_positive(name: str, value: Any, hint: str) -> None:
+    """Refuse anything but a finite real number > 0 (bools too): ValueError naming ``name``,
+    the value and ``hint``."""
+    if not is_real(value) or not value > 0:
+        raise ValueError(f"{name} must be a positive number, got {value!r}; {hint}")
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value!r}; {hint}")

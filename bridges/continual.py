@@ -34,9 +34,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from plastix.bridges.checks import check_labels, plain_seed
+from plastix.bridges.checks import check_labels, check_positive, plain_seed
 from plastix.bridges.tangent_ensemble import NeuralTangentEnsemble, per_example_gradients
-from plastix.scalars import is_integer
+from plastix.scalars import is_integer, is_real
 
 Scenario = Literal["domain", "task", "class"]
 OptimizerName = Literal["nte", "sgd", "adam", "ewc"]
@@ -348,8 +348,7 @@ class EWCLearner(OptimizerLearner):
         seed: int = 0,
         per_example_method: Literal["vmap", "loop"] = "vmap",
     ):
-        if not ewc_lambda >= 0:
-            raise ValueError(f"ewc_lambda must be >= 0, got {ewc_lambda!r}")
+        _check_ewc_lambda(ewc_lambda)
         if not is_integer(fisher_samples) or fisher_samples < 1:
             raise ValueError(f"fisher_samples must be a positive integer, got {fisher_samples!r}")
         super().__init__(model, optimizer, reset_between_tasks)
@@ -401,6 +400,11 @@ class EWCLearner(OptimizerLearner):
         self.penalties = list(state["penalties"])
 
 
+def _check_ewc_lambda(value: Any) -> None:
+    if not is_real(value) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"ewc_lambda must be a finite number >= 0, got {value!r}")
+
+
 @dataclass
 class LearnerConfig:
     """Which optimizer and its hyper-parameters (defaults: the NTE repository's MNIST configs).
@@ -427,10 +431,18 @@ class LearnerConfig:
             raise ValueError(
                 f"optimizer={self.optimizer!r} is not valid; choose one of {OPTIMIZERS}"
             )
-        if self.lr is not None and not self.lr > 0:
-            raise ValueError(f"lr must be positive (or None for the default), got {self.lr!r}")
-        if not 0 <= self.momentum < 1:
+        if self.lr is not None:
+            check_positive("lr", self.lr, "or lr=None for the optimizer's default")
+        if not is_real(self.momentum) or not 0 <= self.momentum < 1:
             raise ValueError(f"momentum must be in [0, 1), got {self.momentum!r}")
+        check_positive("nte_exponent", self.nte_exponent, "e.g. nte_exponent=1.0")
+        if self.nte_max_delta is not None:
+            check_positive("nte_max_delta", self.nte_max_delta, "or None for no clipping")
+        _check_ewc_lambda(self.ewc_lambda)
+        if not is_integer(self.ewc_fisher_samples) or self.ewc_fisher_samples < 1:
+            raise ValueError(
+                f"ewc_fisher_samples must be a positive integer, got {self.ewc_fisher_samples!r}"
+            )
         if self.momentum and self.optimizer in ("nte", "adam"):
             raise ValueError(
                 f"momentum={self.momentum!r} applies to 'sgd' and 'ewc' only, not "

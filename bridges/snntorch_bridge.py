@@ -50,7 +50,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import snntorch as snn
@@ -59,7 +59,7 @@ import torch.nn.functional as F
 from brian2 import Quantity, second, volt
 from torch import Tensor, nn
 
-from plastix.bridges.checks import check_labels
+from plastix.bridges.checks import check_labels, check_positive
 from plastix.circuits.feedforward import (
     SPIKING,
     FeedForwardSpec,
@@ -541,6 +541,11 @@ def from_snntorch(net: nn.Module, dt: Quantity | float | None = None) -> FeedFor
 # -- input encoding, decoding, training ------------------------------------------------------
 
 
+def _check_spike_probability(p_max: Any) -> None:
+    if not is_real(p_max) or not 0.0 < p_max <= 1.0:
+        raise ValueError(f"p_max: spike probability per step must lie in (0, 1], got {p_max!r}")
+
+
 def bernoulli_raster(
     x: Tensor, steps: int, p_max: float, generator: torch.Generator | None = None
 ) -> Tensor:
@@ -553,8 +558,7 @@ def bernoulli_raster(
             "x: features must lie in [0, 1] (spike probability p_max * x); normalise them, "
             "e.g. pixels / 255"
         )
-    if not 0.0 < p_max <= 1.0:
-        raise ValueError(f"p_max: spike probability per step must lie in (0, 1], got {p_max}")
+    _check_spike_probability(p_max)
     if not is_integer(steps) or steps < 1:
         raise ValueError(f"steps: expected an int >= 1, got {steps!r}")
     p = (x * p_max).expand(int(steps), *x.shape)
@@ -599,10 +603,8 @@ class BPTTConfig:
         if not is_integer(self.settle) or not 0 <= self.settle < self.steps:
             raise ValueError(f"settle: must lie in [0, steps={self.steps}), got {self.settle}")
         object.__setattr__(self, "settle", int(self.settle))
-        if not 0.0 < self.p_max <= 1.0:
-            raise ValueError(f"p_max: must lie in (0, 1], got {self.p_max}")
-        if not self.lr > 0:
-            raise ValueError(f"lr: must be > 0, got {self.lr}")
+        _check_spike_probability(self.p_max)
+        check_positive("lr", self.lr, "e.g. lr=2e-3")
 
 
 def _check_xy(x: Tensor, y: Tensor, spec: FeedForwardSpec) -> None:

@@ -43,7 +43,8 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from plastix.scalars import is_integer, is_real
+from plastix.bridges.checks import check_positive
+from plastix.scalars import is_integer
 
 Expansion = Literal["origin", "init"]
 ZeroPolicy = Literal["noise", "keep", "error"]
@@ -211,16 +212,16 @@ class NeuralTangentEnsemble(torch.optim.Optimizer):
         zero_noise: float = 1e-3,
         seed: int = 0,
     ):
-        _check_positive("lr", lr, "e.g. lr=0.01")
-        _check_positive("exponent", exponent, "e.g. exponent=1.0")
+        check_positive("lr", lr, "e.g. lr=0.01")
+        check_positive("exponent", exponent, "e.g. exponent=1.0")
         if max_delta is not None:
-            _check_positive("max_delta", max_delta, "or max_delta=None for no clipping")
+            check_positive("max_delta", max_delta, "or max_delta=None for no clipping")
         if expansion not in _EXPANSIONS:
             raise ValueError(f"expansion={expansion!r} is not valid; choose one of {_EXPANSIONS}")
         if zeros not in _ZERO_POLICIES:
             raise ValueError(f"zeros={zeros!r} is not valid; choose one of {_ZERO_POLICIES}")
-        _check_positive("init_noise", init_noise, "e.g. init_noise=1e-3")
-        _check_positive("zero_noise", zero_noise, "e.g. zero_noise=1e-3")
+        check_positive("init_noise", init_noise, "e.g. init_noise=1e-3")
+        check_positive("zero_noise", zero_noise, "e.g. zero_noise=1e-3")
         if not is_integer(seed):
             raise TypeError(f"seed must be an int, got {seed!r}")
         seed = int(seed)
@@ -230,10 +231,10 @@ class NeuralTangentEnsemble(torch.optim.Optimizer):
         defaults = {"lr": lr, "exponent": exponent, "max_delta": max_delta}
         super().__init__(params, defaults)
         for group in self.param_groups:
-            _check_positive("lr", group["lr"], "in a parameter group")
-            _check_positive("exponent", group["exponent"], "in a parameter group")
+            check_positive("lr", group["lr"], "in a parameter group")
+            check_positive("exponent", group["exponent"], "in a parameter group")
             if group["max_delta"] is not None:
-                _check_positive("max_delta", group["max_delta"], "in a parameter group")
+                check_positive("max_delta", group["max_delta"], "in a parameter group")
         self.expansion = expansion
         self._init_state(expansion, init_noise, zeros, zero_noise, seed)
         self._initialised = True
@@ -542,10 +543,3 @@ def _exp(x: Tensor, *, out: Tensor) -> Tensor:
     error does not accumulate over steps.
     """
     return torch.exp2(torch.mul(x, _LOG2_E, out=out), out=out)
-
-
-def _check_positive(name: str, value: Any, hint: str) -> None:
-    if not is_real(value) or not value > 0:
-        raise ValueError(f"{name} must be a positive number, got {value!r}; {hint}")
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value!r}; {hint}")

@@ -257,7 +257,7 @@ def test_bad_arguments_are_refused():
         LearnerConfig(optimizer="adam", momentum=0.9)
     with pytest.raises(ValueError, match="momentum must be in"):
         LearnerConfig(optimizer="sgd", momentum=1.0)
-    with pytest.raises(ValueError, match="lr must be positive"):
+    with pytest.raises(ValueError, match="lr must be a positive number"):
         LearnerConfig(optimizer="sgd", lr=-0.1)
     with pytest.raises(ValueError, match="hidden must be a non-empty list"):
         mlp(4, [], 2)

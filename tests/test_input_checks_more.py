@@ -9,7 +9,8 @@ import snntorch as snn
 import torch
 from brian2 import ms
 
-from plastix.bridges.snntorch_bridge import from_snntorch
+from plastix.bridges.continual import EWCLearner, LearnerConfig
+from plastix.bridges.snntorch_bridge import BPTTConfig, bernoulli_raster, from_snntorch
 from plastix.circuits.backend import activate_backend
 from plastix.circuits.feedforward import FeedForwardSpec, LayerSpec, build_brian2
 from plastix.circuits.ib_network import IBCircuitSpec, XiSettings
@@ -117,3 +118,55 @@ def test_from_snntorch_reports_the_negative_beta_the_user_set():
         from_snntorch(torch.nn.Sequential(torch.nn.Linear(2, 2), synaptic), 1 * ms)
     clipped = torch.nn.Sequential(torch.nn.Linear(2, 2), snn.Leaky(beta=1.5, reset_delay=False))
     assert from_snntorch(clipped, 1 * ms).layers[0].neuron.model == "IF"  # beta 1.5 -> 1
+
+
+NOT_FINITE_OR_NUMBER = [float("inf"), float("nan"), True, "0.1", None]
+
+
+@pytest.mark.parametrize("value", NOT_FINITE_OR_NUMBER)
+@pytest.mark.parametrize(
+    "field, fragment",
+    [
+        ("lr", "lr must be"),
+        ("momentum", "momentum must be in"),
+        ("nte_exponent", "nte_exponent must be"),
+        ("nte_max_delta", "nte_max_delta must be"),
+        ("ewc_lambda", "ewc_lambda must be a finite number >= 0"),
+    ],
+)
+def test_learner_config_refuses_infinite_and_non_numbers_up_front(field, fragment, value):
+    if field == "nte_max_delta" and value is None:
+        assert LearnerConfig(nte_max_delta=None).nte_max_delta is None  # None: no clipping
+        return
+    if field == "lr" and value is None:
+        assert LearnerConfig(lr=None).learning_rate == 0.01  # None: the optimizer's default
+        return
+    with pytest.raises(ValueError, match=fragment):
+        LearnerConfig(optimizer="sgd", **{field: value})
+
+
+@pytest.mark.parametrize("value", [0, 1.5, True, "8"])
+def test_learner_config_refuses_fisher_sample_counts_that_are_not_positive_ints(value):
+    with pytest.raises(ValueError, match="ewc_fisher_samples must be a positive integer"):
+        LearnerConfig(optimizer="ewc", ewc_fisher_samples=value)
+
+
+@pytest.mark.parametrize("value", [-1.0, *NOT_FINITE_OR_NUMBER])
+def test_ewc_learner_refuses_a_penalty_weight_that_is_not_a_finite_number(value):
+    model = torch.nn.Linear(2, 2)
+    with pytest.raises(ValueError, match="ewc_lambda must be a finite number >= 0"):
+        EWCLearner(model, torch.optim.SGD(model.parameters(), lr=0.1), ewc_lambda=value)
+
+
+@pytest.mark.parametrize("value", [0.0, 1.5, *NOT_FINITE_OR_NUMBER])
+def test_spike_probability_must_lie_in_the_unit_interval(value):
+    with pytest.raises(ValueError, match=r"p_max: spike probability per step must lie in \(0, 1\]"):
+        bernoulli_raster(torch.full((2, 3), 0.5), 4, value)
+    with pytest.raises(ValueError, match=r"p_max: spike probability per step must lie in \(0, 1\]"):
+        BPTTConfig(p_max=value)
+
+
+@pytest.mark.parametrize("value", [0.0, -1e-3, *NOT_FINITE_OR_NUMBER])
+def test_bptt_learning_rate_must_be_a_finite_positive_number(value):
+    with pytest.raises(ValueError, match="lr must be"):
+        BPTTConfig(lr=value)
