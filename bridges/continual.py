@@ -443,6 +443,8 @@ class LearnerConfig:
             raise ValueError(
                 f"ewc_fisher_samples must be a positive integer, got {self.ewc_fisher_samples!r}"
             )
+        if not is_integer(self.seed):
+            raise TypeError(f"seed must be an int, got {self.seed!r}")
         if self.momentum and self.optimizer in ("nte", "adam"):
             raise ValueError(
                 f"momentum={self.momentum!r} applies to 'sgd' and 'ewc' only, not "

@@ -16,6 +16,7 @@ The leaky-integrator readout (``LIReadoutParams``) is the same membrane without 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -83,8 +84,8 @@ class LIFParams:
                 f"v_reset: {self.v_reset!r} must lie below v_th {self.v_th!r}; lower v_reset"
             )
         beta = self.surrogate_beta
-        if not is_real(beta) or not beta > 0:
-            raise ValueError(f"surrogate_beta: must be a number > 0, got {beta!r}")
+        if not is_real(beta) or not math.isfinite(beta) or beta <= 0:
+            raise ValueError(f"surrogate_beta: must be a finite number > 0, got {beta!r}")
 
     @property
     def v_span(self) -> Quantity:

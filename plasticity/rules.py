@@ -340,6 +340,15 @@ def _check_type(name: str, value: Any, annotation: Any, unit: Quantity | None) -
     return value
 
 
+def _check_finite(name: str, value: Any, annotation: Any) -> None:
+    if isinstance(value, float | Quantity | np.ndarray) and not np.all(np.isfinite(value)):
+        optional = type(None) in typing.get_args(annotation)
+        raise ValueError(
+            f"parameter '{name}': {_format_value(value)} is not finite; fix: give a finite value"
+            + (" (None: no value, e.g. no bound)" if optional else "")
+        )
+
+
 def _check_range(name: str, value: Any, meta: Mapping[str, Any]) -> None:
     if value is None:
         return
@@ -376,7 +385,9 @@ class Rule:
         hints = _resolved_hints(type(self))
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            checked = _check_type(f.name, value, hints.get(f.name, Any), _field_unit(f))
+            annotation = hints.get(f.name, Any)
+            checked = _check_type(f.name, value, annotation, _field_unit(f))
+            _check_finite(f.name, checked, annotation)
             _check_range(f.name, checked, f.metadata)
             setattr(self, f.name, checked)
         self.validate()

@@ -191,6 +191,8 @@ class XiModulatorConfig:
             )
         if self.xi_method not in XI_METHODS:
             raise ValueError(f"xi_method: {self.xi_method!r} is not one of {XI_METHODS}")
+        _real(self.memory_ratio, "memory_ratio", strict=True)  # checked whatever the architecture
+        _real(self.memory_ridge, "memory_ridge")
         if self.architecture == "kernel-memory":
             self._check_kernel_memory()
         elif self.xi_method != "exact":
@@ -224,8 +226,6 @@ class XiModulatorConfig:
             raise ValueError(
                 f"memory_topology: {self.memory_topology!r} is not one of {MEMORY_TOPOLOGIES}"
             )
-        _real(self.memory_ratio, "memory_ratio", strict=True)
-        _real(self.memory_ridge, "memory_ridge")
         if self.memory_topology == "delay-line":
             if self.memory_ratio != 1.0:
                 raise ValueError(

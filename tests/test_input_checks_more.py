@@ -105,6 +105,9 @@ def test_real_number_checks_accept_numpy_scalars():
     assert XiModulatorConfig(gamma=np.float32(2.0), ridge=np.float64(0.01)).gamma == 2.0
     assert RidgeReadout(3, 1, ridge=np.float32(0.5)).ridge == 0.5
     assert LIFParams(surrogate_beta=np.float32(5.0)).surrogate_beta == 5.0
+    for bad in (float("inf"), float("nan"), np.bool_(True), 0.0):
+        with pytest.raises(ValueError, match="surrogate_beta: must be a finite number > 0"):
+            LIFParams(surrogate_beta=bad)
     with activate_backend("numpy", compute_capability=np.float32(9.0)):
         pass
 
@@ -143,6 +146,13 @@ def test_learner_config_refuses_infinite_and_non_numbers_up_front(field, fragmen
         return
     with pytest.raises(ValueError, match=fragment):
         LearnerConfig(optimizer="sgd", **{field: value})
+
+
+@pytest.mark.parametrize("value", [1.5, True, "0", None])
+def test_learner_config_refuses_a_seed_that_is_not_an_int(value):
+    with pytest.raises(TypeError, match="seed must be an int"):
+        LearnerConfig(seed=value)
+    assert LearnerConfig(seed=np.int64(3)).seed == 3
 
 
 @pytest.mark.parametrize("value", [0, 1.5, True, "8"])

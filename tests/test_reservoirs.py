@@ -501,6 +501,12 @@ def test_xi_modulator_rejects_bad_configs_and_inputs():
         XiModulatorConfig(window=16, stream_length=10)
     with pytest.raises(ValueError, match="leak"):
         XiModulatorConfig(leak=0.0)
+    for bad in (float("nan"), float("inf"), True, 0.0):  # whatever the architecture
+        with pytest.raises(ValueError, match="memory_ratio"):
+            XiModulatorConfig(memory_ratio=bad)
+    for bad in (float("nan"), float("inf"), True, -1.0):
+        with pytest.raises(ValueError, match="memory_ridge"):
+            XiModulatorConfig(memory_ridge=bad)
     modulator = fit_xi_modulator(_small_modulator_config(n_chunks=1))
     x, y, z = _held_out_streams(modulator.config)
     with pytest.raises(ValueError, match="n_neurons"):

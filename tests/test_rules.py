@@ -214,6 +214,11 @@ def test_unknown_rule_is_refused_with_the_choices():
             r"'modulator_input'.*dimensionless",
         ),
         ("bcm", {"eta": 1e-5}, TypeError, r"'eta'.*quantity in second.*plain number"),
+        ("stdp", {"A_plus": float("nan")}, ValueError, r"'A_plus': nan is not finite"),
+        ("stdp", {"w_max": float("inf")}, ValueError, r"'w_max': inf is not finite"),
+        ("hebbian", {"w_max": float("inf")}, ValueError, r"'w_max'.*None: no value, e.g. no bound"),
+        ("hebbian", {"eta": float("nan") * second}, ValueError, r"'eta'.*not finite"),
+        ("stdp", {"tau_plus": float("inf") * ms}, ValueError, r"'tau_plus'.*not finite"),
     ],
 )
 def test_bad_parameter_is_refused_naming_it(name, params, error, pattern):
