@@ -28,6 +28,7 @@ Weights are exchanged as :class:`CircuitWeights` in the ``torch.nn.Linear`` layo
 from __future__ import annotations
 
 import gc
+import math
 import time
 from dataclasses import dataclass, field, replace
 
@@ -134,6 +135,8 @@ class IBCircuitSpec:
             value = getattr(self, name)
             if not isinstance(value, Quantity) or not value.has_same_dimensions(unit):
                 raise TypeError(f"{name}: expected a Brian2 quantity in {unit!r}, got {value!r}")
+            if not math.isfinite(float(value)):
+                raise ValueError(f"{name}: must be finite, got {value!r}")
             if float(value) < 0 or (name != "readout_eta" and float(value) == 0):
                 raise ValueError(f"{name}: must be positive, got {value!r}")
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import snntorch as snn
 import torch
-from brian2 import ms
+from brian2 import Hz, ms, mV, second
 
 from plastix.bridges.continual import EWCLearner, LearnerConfig
 from plastix.bridges.snntorch_bridge import BPTTConfig, bernoulli_raster, from_snntorch
@@ -74,6 +74,23 @@ def test_ib_circuit_spec_refuses_lif_and_timing_of_the_wrong_type(field, value):
     kind = {"lif": "LIFParams", "timing": "SampleTiming"}[field]
     with pytest.raises(TypeError, match=f"{field}: expected an instance of {kind}, got "):
         IBCircuitSpec(**{field: value})
+
+
+@pytest.mark.parametrize(
+    "field, unit",
+    [
+        ("input_rate", Hz),
+        ("w_unit", mV),
+        ("readout_eta", Hz),
+        ("readout_tau_pre", ms),
+        ("readout_rate_norm", Hz),
+        ("rate_mean_tau", second),
+    ],
+)
+@pytest.mark.parametrize("value", [float("inf"), float("nan")])
+def test_ib_circuit_spec_refuses_non_finite_quantities(field, unit, value):
+    with pytest.raises(ValueError, match=f"{field}: must be finite"):
+        IBCircuitSpec(**{field: value * unit})
 
 
 def test_build_brian2_takes_one_layer_name_as_a_string_and_lists_valid_names():
@@ -146,6 +163,14 @@ def test_learner_config_refuses_infinite_and_non_numbers_up_front(field, fragmen
         return
     with pytest.raises(ValueError, match=fragment):
         LearnerConfig(optimizer="sgd", **{field: value})
+
+
+@pytest.mark.parametrize(
+    "betas", [(0.9,), (1.0, 0.99), (float("nan"), 0.99), (0.9, float("inf")), (True, 0.9), None]
+)
+def test_learner_config_refuses_adam_betas_outside_the_unit_interval(betas):
+    with pytest.raises(ValueError, match=r"adam_betas must be two numbers in \[0, 1\)"):
+        LearnerConfig(optimizer="adam", adam_betas=betas)
 
 
 @pytest.mark.parametrize("value", [1.5, True, "0", None])
