@@ -1,4 +1,5 @@
-"""Argument checks shared by the torch-side modules: class labels, seeds, positive numbers."""
+"""Argument checks shared by the torch-side modules: class labels, seeds, positive numbers,
+Adam's betas."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from torch import Tensor
 
 from plastix.scalars import is_integer, is_real
 
-__all__ = ["check_labels", "check_positive", "plain_seed"]
+__all__ = ["check_adam_betas", "check_labels", "check_positive", "plain_seed"]
 
 
 def check_labels(y: Tensor, n_classes: int, fix: str, name: str = "y") -> None:
@@ -37,3 +38,13 @@ def check_positive(name: str, value: Any, hint: str) -> None:
         raise ValueError(f"{name} must be a positive number, got {value!r}; {hint}")
     if not math.isfinite(value):
         raise ValueError(f"{name} must be finite, got {value!r}; {hint}")
+
+
+def check_adam_betas(name: str, betas: Any) -> None:
+    """Refuse anything but two real numbers in ``[0, 1)`` (Adam's decay rates)."""
+    if (
+        not isinstance(betas, tuple | list)
+        or len(betas) != 2
+        or not all(is_real(b) and 0 <= b < 1 for b in betas)
+    ):
+        raise ValueError(f"{name}: expected two numbers in [0, 1), got {betas!r}")

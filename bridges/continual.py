@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from plastix.bridges.checks import check_labels, check_positive, plain_seed
+from plastix.bridges.checks import check_adam_betas, check_labels, check_positive, plain_seed
 from plastix.bridges.tangent_ensemble import NeuralTangentEnsemble, per_example_gradients
 from plastix.scalars import is_integer, is_real
 
@@ -435,13 +435,7 @@ class LearnerConfig:
             check_positive("lr", self.lr, "or lr=None for the optimizer's default")
         if not is_real(self.momentum) or not 0 <= self.momentum < 1:
             raise ValueError(f"momentum must be in [0, 1), got {self.momentum!r}")
-        betas = self.adam_betas
-        if (
-            not isinstance(betas, tuple | list)
-            or len(betas) != 2
-            or not all(is_real(b) and 0 <= b < 1 for b in betas)
-        ):
-            raise ValueError(f"adam_betas must be two numbers in [0, 1), got {betas!r}")
+        check_adam_betas("adam_betas", self.adam_betas)
         check_positive("nte_exponent", self.nte_exponent, "e.g. nte_exponent=1.0")
         if self.nte_max_delta is not None:
             check_positive("nte_max_delta", self.nte_max_delta, "or None for no clipping")

@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from plastix.bridges.checks import check_labels
+from plastix.bridges.checks import check_adam_betas, check_labels
 from plastix.bridges.rate_networks import (
     XI_SITES,
     ConvBlock,
@@ -148,8 +148,7 @@ class AdamWSettings:
         _set_finite(self, "lr", 0.0, strict=True)
         _set_finite(self, "eps", 0.0, strict=True)
         _set_finite(self, "weight_decay", 0.0)
-        if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
-            raise ValueError(f"betas: expected two numbers in [0, 1), got {self.betas!r}")
+        check_adam_betas("betas", self.betas)
 
     def build(self, params) -> torch.optim.AdamW:
         return torch.optim.AdamW(

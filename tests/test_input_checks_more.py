@@ -10,6 +10,7 @@ import torch
 from brian2 import ms
 
 from plastix.bridges.continual import EWCLearner, LearnerConfig
+from plastix.bridges.ib_training import AdamWSettings
 from plastix.bridges.snntorch_bridge import BPTTConfig, bernoulli_raster, from_snntorch
 from plastix.circuits.backend import activate_backend
 from plastix.circuits.feedforward import FeedForwardSpec, LayerSpec, build_brian2
@@ -170,8 +171,10 @@ def test_learner_config_refuses_infinite_and_non_numbers_up_front(field, fragmen
     "betas", [(0.9,), (1.0, 0.99), (float("nan"), 0.99), (0.9, float("inf")), (True, 0.9), None]
 )
 def test_learner_config_refuses_adam_betas_outside_the_unit_interval(betas):
-    with pytest.raises(ValueError, match=r"adam_betas must be two numbers in \[0, 1\)"):
+    with pytest.raises(ValueError, match=r"adam_betas: expected two numbers in \[0, 1\)"):
         LearnerConfig(optimizer="adam", adam_betas=betas)
+    with pytest.raises(ValueError, match=r"betas: expected two numbers in \[0, 1\)"):
+        AdamWSettings(betas=betas)
 
 
 @pytest.mark.parametrize("value", [1.5, True, "0", None])
