@@ -36,7 +36,7 @@ from torch import Tensor, nn
 
 from plastix.bridges.checks import check_adam_betas, check_labels, check_positive, plain_seed
 from plastix.bridges.tangent_ensemble import NeuralTangentEnsemble, per_example_gradients
-from plastix.scalars import is_integer, is_real
+from plastix.scalars import is_finite_real, is_integer, is_real
 
 Scenario = Literal["domain", "task", "class"]
 OptimizerName = Literal["nte", "sgd", "adam", "ewc"]
@@ -401,7 +401,7 @@ class EWCLearner(OptimizerLearner):
 
 
 def _check_ewc_lambda(value: Any) -> None:
-    if not is_real(value) or not math.isfinite(value) or value < 0:
+    if not is_finite_real(value) or value < 0:
         raise ValueError(f"ewc_lambda must be a finite number >= 0, got {value!r}")
 
 

@@ -23,7 +23,6 @@ int64 class indices; inputs float tensors ``(n, *sample_shape)``.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -53,7 +52,7 @@ from plastix.plasticity.hsic import (
     sliding_windows,
     xi_from_weights,
 )
-from plastix.scalars import is_integer, is_real
+from plastix.scalars import is_finite_real, is_integer
 
 Method = Literal["ib", "backprop", "hsic", "phsic", "readout"]
 METHODS: tuple[str, ...] = ("ib", "backprop", "hsic", "phsic", "readout")
@@ -81,7 +80,7 @@ __all__ = [
 
 def _finite(value: float, name: str, minimum: float | None = None, strict: bool = False):
     """``value`` as a float: any finite real number (numpy's too) but bool, above ``minimum``."""
-    if not is_real(value) or not math.isfinite(value):
+    if not is_finite_real(value):
         raise ValueError(f"{name}: expected a finite number, got {value!r}")
     if minimum is not None and (value <= minimum if strict else value < minimum):
         op = ">" if strict else ">="

@@ -48,7 +48,7 @@ from brian2 import Quantity, second, volt
 
 from plastix.bridges.snntorch_bridge import _dt_seconds, continuous_layer, discretise
 from plastix.circuits.feedforward import SPIKING, FeedForwardSpec, LayerSpec, NeuronParams
-from plastix.scalars import is_real
+from plastix.scalars import is_finite_real
 
 __all__ = [
     "SNNTORCH_NIR_DT",
@@ -72,7 +72,7 @@ class SnntorchConvention:
 
     def __post_init__(self) -> None:
         dt_graph = self.dt_graph
-        if not (is_real(dt_graph) and math.isfinite(dt_graph) and dt_graph > 0):
+        if not (is_finite_real(dt_graph) and dt_graph > 0):
             raise ValueError(f"dt_graph: must be a positive time in seconds, got {dt_graph!r}")
         object.__setattr__(self, "dt_graph", float(dt_graph))
         if self.decay not in ("euler", "exact"):

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from plastix.scalars import is_integer, is_real
+from plastix.scalars import is_finite_real, is_integer
 
 XiSite = Literal["relu", "norm"]
 XI_SITES: tuple[str, ...] = ("relu", "norm")
@@ -271,7 +271,7 @@ class LeakyIntegration:
     def __post_init__(self) -> None:
         for name in ("tau", "dt"):
             value = getattr(self, name)
-            if not is_real(value) or not math.isfinite(value) or value <= 0:
+            if not is_finite_real(value) or value <= 0:
                 raise ValueError(f"{name}: must be a positive time in seconds, got {value!r}")
             object.__setattr__(self, name, float(value))
         if self.dt > self.tau:

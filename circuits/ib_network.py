@@ -135,9 +135,10 @@ class IBCircuitSpec:
             value = getattr(self, name)
             if not isinstance(value, Quantity) or not value.has_same_dimensions(unit):
                 raise TypeError(f"{name}: expected a Brian2 quantity in {unit!r}, got {value!r}")
-            if not math.isfinite(float(value)):
+            magnitude = float(value)
+            if not math.isfinite(magnitude):
                 raise ValueError(f"{name}: must be finite, got {value!r}")
-            if float(value) < 0 or (name != "readout_eta" and float(value) == 0):
+            if magnitude < 0 or (name != "readout_eta" and magnitude == 0):
                 raise ValueError(f"{name}: must be positive, got {value!r}")
 
     @property

@@ -16,13 +16,12 @@ The leaky-integrator readout (``LIReadoutParams``) is the same membrane without 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
 from brian2 import Quantity, ms, mV, second, volt
 
-from plastix.scalars import is_real
+from plastix.scalars import is_finite_real
 
 __all__ = [
     "LIFParams",
@@ -84,7 +83,7 @@ class LIFParams:
                 f"v_reset: {self.v_reset!r} must lie below v_th {self.v_th!r}; lower v_reset"
             )
         beta = self.surrogate_beta
-        if not is_real(beta) or not math.isfinite(beta) or beta <= 0:
+        if not is_finite_real(beta) or beta <= 0:
             raise ValueError(f"surrogate_beta: must be a finite number > 0, got {beta!r}")
 
     @property

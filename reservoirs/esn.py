@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from plastix.scalars import is_integer
+from plastix.scalars import is_integer, is_real
 
 Activation = Literal["tanh", "identity"]
 RecurrentInit = Literal["sparse_normal", "orthogonal"]
@@ -67,7 +67,7 @@ def _check_real(
     high: float | None = None,
     low_open: bool = False,
 ) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float | np.floating | np.integer):
+    if not is_real(value):
         raise TypeError(f"{name}: expected a number, got {value!r}")
     value = float(value)
     if not math.isfinite(value):

@@ -12,14 +12,13 @@ inflate the capacity (a linear reservoir with well-conditioned weights then come
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from plastix.scalars import is_integer, is_real
+from plastix.scalars import is_finite_real, is_integer
 
 from .esn import ESNWeights, run_esn
 from .readouts import RidgeReadout
@@ -146,7 +145,7 @@ def memory_capacity(
     if not is_integer(n_steps) or n_steps < 1:
         raise ValueError(f"n_steps: expected an int >= 1, got {n_steps!r}")
     n_steps = int(n_steps)
-    if not is_real(input_range) or not math.isfinite(input_range) or input_range <= 0:
+    if not is_finite_real(input_range) or input_range <= 0:
         raise ValueError(f"input_range: expected a finite number > 0, got {input_range!r}")
     if not is_integer(seed):
         raise TypeError(f"seed: expected an int, got {seed!r}")

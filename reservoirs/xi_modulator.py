@@ -80,7 +80,7 @@ from plastix.plasticity.hsic import (
     modulatory_weights,
     xi_from_weights,
 )
-from plastix.scalars import is_integer, is_real
+from plastix.scalars import is_finite_real, is_integer
 
 from .esn import ESNConfig, ESNWeights, esn_step, init_esn_weights, run_esn
 from .readouts import RidgeReadout
@@ -123,7 +123,7 @@ def _set_int(config, name: str, minimum: int) -> None:
 
 
 def _real(value, name: str, low: float = 0.0, strict: bool = False) -> float:
-    if not is_real(value) or not math.isfinite(value):
+    if not is_finite_real(value):
         raise ValueError(f"{name}: expected a finite number, got {value!r}")
     if value < low or (strict and value == low):
         raise ValueError(f"{name}: {value} must be {'>' if strict else '>='} {low}")

@@ -27,7 +27,6 @@ import dataclasses
 import functools
 import gzip
 import io
-import math
 import os
 import pickle
 import random
@@ -38,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from plastix.scalars import is_integer, is_real
+from plastix.scalars import is_finite_real, is_integer
 
 DATASETS = ("xor", "linear", "digits", "mnist1d", "fashion-mnist", "mnist", "cifar10", "cifar100")
 DATA_ENV_VAR = "PLASTIX_DATA"
@@ -339,7 +338,7 @@ def _check_count(param: str, value: int | None) -> None:
 
 
 def _check_noise(noise: float) -> None:
-    if not is_real(noise) or not math.isfinite(noise) or noise < 0:
+    if not is_finite_real(noise) or noise < 0:
         raise ValueError(f"noise must be a finite non-negative number, got {noise!r}")
 
 

@@ -404,3 +404,14 @@ def test_bool_is_refused(site, flag):
     call = REFUSED_BEFORE.get(site) or REFUSED_NOW[site]
     with pytest.raises((TypeError, ValueError)):
         call(flag)
+
+
+def test_scalar_predicates_take_numpy_numbers_and_refuse_bools_and_non_finite_values():
+    from plastix.scalars import is_finite_real, is_integer, is_real
+
+    assert is_integer(np.int16(3)) and not is_integer(np.float64(3.0)) and not is_integer(True)
+    assert is_real(np.float32(0.5)) and is_real(2) and not is_real(np.bool_(True))
+    assert is_real(float("inf")) and not is_finite_real(float("inf"))
+    assert is_finite_real(np.float32(0.5)) and is_finite_real(-3)
+    for value in (float("nan"), np.float64("-inf"), True, "1.0", None):
+        assert not is_finite_real(value)
