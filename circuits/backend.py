@@ -62,6 +62,8 @@ _HEADER_SUFFIXES = (".h", ".hpp", ".cuh")
 _SOURCE_NAMES = ("makefile", "win_makefile")
 _CURAND_LINK_DIR = "_curand_lib"
 _CODE_HASH_FILE = ".plastix_code_hash"
+#: Compiled projects kept per key in a ``project_cache`` (the most recently used ones).
+PROJECTS_KEPT = 3
 _PROBE_TIMEOUT_S = 1.5
 
 _CUDA_BACKEND_PREF = "devices.cuda_standalone.cuda_backend"
@@ -675,6 +677,91 @@ def generated_code_hash(directory: str | os.PathLike[str], *, headers_only: bool
     return digest.hexdigest()
 
 
+def _run_files(root: Path):
+    """``copytree`` ignore function: what one build must not pass on at the top of its folder
+    (data, results, the cuRAND link)."""
+
+    def ignore(folder: str, names: list[str]) -> set[str]:
+        if Path(folder) != root:
+            return set()
+        return {n for n in names if n in ("static_arrays", _CURAND_LINK_DIR) or n[:7] == "results"}
+
+    return ignore
+
+
+def _clear_build_folder(directory: Path) -> None:
+    for path in directory.iterdir():
+        if path.name == _CURAND_LINK_DIR:
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+
+
+def _cached_projects(folder: Path) -> list[Path]:
+    """The complete projects stored in ``folder``, most recently used first."""
+    found = []
+    try:
+        entries = list(folder.iterdir())
+    except OSError:  # no folder yet
+        return []
+    for path in entries:
+        try:
+            if path.is_dir() and not path.name.startswith("."):
+                found.append((path.stat().st_mtime_ns, path))
+        except OSError:  # pruned by another process meanwhile
+            continue
+    return [path for _, path in sorted(found, reverse=True)]
+
+
+def seed_from_project_cache(folder: Path, directory: Path) -> bool:
+    """Start the empty build folder ``directory`` as a copy (file times kept) of the most
+    recently used compiled project in ``folder``; returns whether one was copied.
+
+    Correct whatever the copy holds: Brian2 then rewrites each generated file whose content
+    differs (giving it a newer time than its object file) and ``make`` recompiles exactly those,
+    as in an incremental build in place. A copy that fails part-way (a project pruned while
+    being read) is cleared, and the build starts from nothing.
+    """
+    if any(p.name != _CURAND_LINK_DIR for p in directory.iterdir()):
+        return False
+    projects = _cached_projects(folder)
+    if not projects:
+        return False
+    try:
+        shutil.copytree(projects[0], directory, dirs_exist_ok=True)
+    except (OSError, shutil.Error):
+        _clear_build_folder(directory)
+        return False
+    return True
+
+
+def store_in_project_cache(directory: Path, folder: Path, keep: int = PROJECTS_KEPT) -> Path | None:
+    """Keep the compiled project in ``directory`` (sources, objects, binary; no data or results)
+    under ``folder/<hash of its sources>`` for later builds, and prune ``folder`` to the
+    ``keep`` most recently used. A stored project is never changed: it appears whole, by an
+    atomic rename, and a project already stored is only marked as used. Returns where it is
+    stored, or None where it could not be (the build itself is unaffected)."""
+    stored = folder / generated_code_hash(directory)[:24]
+    partial = None
+    try:
+        if stored.is_dir():
+            os.utime(stored)
+        else:
+            folder.mkdir(parents=True, exist_ok=True)
+            partial = Path(tempfile.mkdtemp(prefix=".partial-", dir=folder))
+            shutil.copytree(directory, partial, ignore=_run_files(directory), dirs_exist_ok=True)
+            os.rename(partial, stored)  # fails if another process stored it first
+    except (OSError, shutil.Error):  # a full disk or a lost race costs the cache, not the run
+        if partial is not None:
+            shutil.rmtree(partial, ignore_errors=True)
+        return None
+    for old in _cached_projects(folder)[keep:]:
+        shutil.rmtree(old, ignore_errors=True)
+    return stored
+
+
 # --------------------------------------------------------------------------- activation
 
 
@@ -693,6 +780,7 @@ class BackendSession:
     codegen_only: bool = False
     cache_root: Path | None = None
     cache_key: str | None = None
+    project_cache: Path | None = None
     results_directory: str = "results"
     curand_link_dir: Path | None = None
     built: bool = False
@@ -786,11 +874,16 @@ class BackendSession:
                 "session.run(run_args=...) or open a new activate_backend(...) for a new network"
             )
         device = self._brian_device()
+        key = self.cache_key or "+".join(sorted(net.name for net in device.networks)) or "empty"
         if self.directory is None:
             assert self.cache_root is not None
-            key = self.cache_key or "+".join(sorted(net.name for net in device.networks))
-            self.directory = build_cache_dir(self.cache_root, key or "empty")
+            self.directory = build_cache_dir(self.cache_root, key)
             self._acquire_lock()
+        projects = None
+        if self.project_cache is not None and not self.codegen_only:
+            projects = build_cache_dir(self.project_cache, key)
+            self.directory.mkdir(parents=True, exist_ok=True)
+            seed_from_project_cache(projects, self.directory)
         marker = self.directory / _CODE_HASH_FILE
         previous = marker.read_text().strip() if marker.is_file() else None
         device.build(
@@ -811,6 +904,8 @@ class BackendSession:
 
         device.compile_source(str(self.directory), get_compiler_and_args()[0], False, clean)
         marker.write_text(code_hash + "\n")
+        if projects is not None:
+            store_in_project_cache(self.directory, projects)
         if run:
             self.run(run_args=run_args, with_output=with_output)
         return self.directory
@@ -865,17 +960,30 @@ def _check_activate_args(
     openmp_threads: Any,
     cache_root: Any,
     cache_key: Any,
+    project_cache: Any,
     codegen_only: Any,
     compute_capability: Any,
     gpu_id: Any,
     cuda_runtime_version: Any,
 ) -> None:
-    if directory is not None and not isinstance(directory, (str, os.PathLike)):
-        raise TypeError(f"directory: expected a path, got {type(directory).__name__}")
+    for name, value in (
+        ("directory", directory),
+        ("cache_root", cache_root),
+        ("project_cache", project_cache),
+    ):
+        if value is not None and not isinstance(value, (str, os.PathLike)):
+            raise TypeError(f"{name}: expected a path, got {type(value).__name__}")
     if directory is not None and cache_root is not None:
         raise ValueError("directory/cache_root: give one of them, not both")
-    if cache_key is not None and cache_root is None:
-        raise ValueError("cache_key: needs cache_root (the folder that holds cached builds)")
+    if cache_root is not None and project_cache is not None:
+        raise ValueError(
+            "cache_root/project_cache: give one of them, not both (cache_root builds in the "
+            "shared folder; project_cache builds in a private copy)"
+        )
+    if cache_key is not None and cache_root is None and project_cache is None:
+        raise ValueError(
+            "cache_key: needs cache_root or project_cache (the folder that holds cached builds)"
+        )
     if not is_integer(openmp_threads):
         raise TypeError(f"openmp_threads: expected an int >= 0, got {openmp_threads!r}")
     if openmp_threads < 0:
@@ -910,6 +1018,7 @@ def activate_backend(
     codegen_only: bool = False,
     cache_root: str | os.PathLike[str] | None = None,
     cache_key: str | None = None,
+    project_cache: str | os.PathLike[str] | None = None,
     cuda_path: str | None = None,
     gpu_id: int | None = None,
     compute_capability: float | None = None,
@@ -928,7 +1037,14 @@ def activate_backend(
     (default: the name(s) of the network(s) that ran; see :func:`build_cache_dir`), or a fresh
     temporary folder. Building the same network into the same folder again recompiles nothing.
     Generated names follow the Brian2 objects alive at build time, so name your ``Network``
-    and drop references to earlier networks to get cache hits.
+    and drop references to earlier networks to get cache hits. The ``cache_root`` folder is
+    locked for the whole session, since runs write into it.
+
+    ``project_cache`` instead keeps the build folder private — so that runs of one network can
+    go on side by side — and starts it as a copy of the most recently compiled project for
+    ``cache_key`` under ``project_cache`` (:func:`seed_from_project_cache`); once compiled, the
+    project is stored there in turn (:func:`store_in_project_cache`). Only what changed is
+    recompiled, as in an incremental build in place.
     """
     concrete = resolve_backend(backend)
     dev_name = device_name(concrete)
@@ -938,6 +1054,7 @@ def activate_backend(
         openmp_threads,
         cache_root,
         cache_key,
+        project_cache,
         codegen_only,
         compute_capability,
         gpu_id,
@@ -998,6 +1115,7 @@ def activate_backend(
         codegen_only=codegen_only,
         cache_root=root,
         cache_key=cache_key,
+        project_cache=Path(project_cache) if project_cache is not None else None,
         results_directory="results" if root is None else f"results-{os.getpid()}",
         curand_link_dir=link_dir,
     )

@@ -28,6 +28,7 @@ Weights are exchanged as :class:`CircuitWeights` in the ``torch.nn.Linear`` layo
 from __future__ import annotations
 
 import gc
+import hashlib
 import math
 import time
 from dataclasses import dataclass, field, replace
@@ -870,15 +871,26 @@ class _CircuitTrainer:
     means and warm-up, and the standalone device held until :meth:`close`."""
 
     def __init__(
-        self, spec, weights, *, backend, directory, cache_root, seed, raster_samples, warmup
+        self,
+        spec,
+        weights,
+        *,
+        backend,
+        directory,
+        cache_root,
+        project_cache,
+        seed,
+        raster_samples,
+        warmup,
     ):
         from .backend import resolve_backend
 
         self.spec = spec
         self.weights = weights.copy()
         self.backend = resolve_backend(backend)
-        self.directory = directory
-        self.cache_root = cache_root
+        self.build_folders = dict(
+            directory=directory, cache_root=cache_root, project_cache=project_cache
+        )
         self.seed = int(seed)
         self.raster_samples = int(raster_samples)
         self.rate_means = [np.zeros(n) for n in spec.hidden]
@@ -916,7 +928,8 @@ class ExactXiTrainer(_CircuitTrainer):
     one-sample circuit is built ONCE and re-run per sample with ``run_args`` (stimulus, label,
     learn flag, all weights and, on cpp_standalone, a per-run random seed). Use it as a
     context manager: standalone backends hold the Brian2 device until :meth:`close`.
-    ``directory`` / ``cache_root`` go to :func:`plastix.circuits.backend.activate_backend`.
+    ``directory`` / ``cache_root`` / ``project_cache`` go to
+    :func:`plastix.circuits.backend.activate_backend`.
     ``warmup`` samples (default: three ``rate_mean_tau``) open the first training pass
     without learning, so the rate means the readout centres on have settled.
     """
@@ -930,6 +943,7 @@ class ExactXiTrainer(_CircuitTrainer):
         backend: str = "runtime",
         directory=None,
         cache_root=None,
+        project_cache=None,
         seed: int = 0,
         raster_samples: int = 3,
         warmup: int | None = None,
@@ -943,6 +957,7 @@ class ExactXiTrainer(_CircuitTrainer):
             backend=backend,
             directory=directory,
             cache_root=cache_root,
+            project_cache=project_cache,
             seed=seed,
             raster_samples=raster_samples,
             warmup=warmup,
@@ -1060,7 +1075,7 @@ class ExactXiTrainer(_CircuitTrainer):
     def _standalone_pass(self, x, y, learn: np.ndarray, remember: bool):
         if self._standalone is None:
             self._standalone = _StandaloneCircuit(
-                self.spec, self.weights, self.backend, self.directory, self.cache_root
+                self.spec, self.weights, self.backend, **self.build_folders
             )
         runner = self._standalone
         records: list[SampleRecord] = []
@@ -1116,6 +1131,17 @@ def _pass_result(spec, records, labels, wall_s, spikes) -> PassResult:
     return PassResult(predictions, np.asarray(labels).astype(int), mean_rates, wall_s, spikes)
 
 
+def _circuit_cache_key(spec, n_slots: int, xi_modulators) -> str:
+    """Name of a circuit's cached builds: its structure (layer sizes, plasticity, update mode,
+    sample slots, modulator configs). Circuits that differ only in values (rates, timing)
+    share it, and a build seeded from another's project recompiles only what differs (for a
+    new learning rate: main.cpp)."""
+    configs = [m.config for m in xi_modulators] if xi_modulators is not None else None
+    shape = (spec.n_input, spec.hidden, spec.n_classes, spec.plastic, spec.rule.update)
+    digest = hashlib.sha256(repr((shape, n_slots, configs)).encode()).hexdigest()[:16]
+    return f"ib-circuit-{digest}"
+
+
 class _StandaloneCircuit:
     """A circuit of ``n_slots`` samples built once on a standalone backend and re-run with
     ``run_args``; ``spec`` with ``plastic=False`` builds the static-synapse variant."""
@@ -1125,8 +1151,9 @@ class _StandaloneCircuit:
         spec,
         weights,
         backend,
-        directory,
-        cache_root,
+        directory=None,
+        cache_root=None,
+        project_cache=None,
         n_slots=1,
         codegen_only=False,
         xi_modulators=None,
@@ -1139,7 +1166,14 @@ class _StandaloneCircuit:
         try:
             self.sim = self._stack.enter_context(
                 activate_backend(
-                    backend, directory=directory, cache_root=cache_root, codegen_only=codegen_only
+                    backend,
+                    directory=directory,
+                    cache_root=cache_root,
+                    project_cache=project_cache,
+                    cache_key=_circuit_cache_key(spec, n_slots, xi_modulators)
+                    if cache_root is not None or project_cache is not None
+                    else None,
+                    codegen_only=codegen_only,
                 )
             )
             self.circuit = IBCircuit(
@@ -1202,6 +1236,7 @@ class CompiledEpochTrainer(_CircuitTrainer):
         backend: str = "runtime",
         directory=None,
         cache_root=None,
+        project_cache=None,
         seed: int = 0,
         raster_samples: int = 3,
         codegen_only: bool = False,
@@ -1232,6 +1267,7 @@ class CompiledEpochTrainer(_CircuitTrainer):
             backend=backend,
             directory=directory,
             cache_root=cache_root,
+            project_cache=project_cache,
             seed=seed,
             raster_samples=raster_samples,
             warmup=warmup,
@@ -1254,8 +1290,7 @@ class CompiledEpochTrainer(_CircuitTrainer):
                 self.spec,
                 self.weights,
                 self.backend,
-                self.directory,
-                self.cache_root,
+                **self.build_folders,
                 n_slots=self.n_train + self.n_test,
                 codegen_only=self.codegen_only,
                 xi_modulators=self.xi_modulators,

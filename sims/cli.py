@@ -63,7 +63,28 @@ def _cmd_info(args: argparse.Namespace) -> int:
         print(f"Backends: cannot be checked ({exc})")
     else:
         print(format_backend_report())
+    print()
+    print(_build_cache_line())
     return 0
+
+
+def _build_cache_line() -> str:
+    """Where compiled circuits are kept, and how much is kept there."""
+    from plastix.sims.experiments import BUILD_CACHE_ENV_VAR, build_cache_folder
+
+    folder = build_cache_folder()
+    if folder is None:
+        return (
+            f"Compiled circuits: not kept (${BUILD_CACHE_ENV_VAR}=off, or no writable cache "
+            "folder); every standalone run compiles its circuit"
+        )
+    projects = [p for p in folder.glob("*/*") if p.is_dir() and not p.name.startswith(".")]
+    size = sum(f.stat().st_size for p in projects for f in p.rglob("*") if f.is_file())
+    return (
+        f"Compiled circuits: kept in {folder} ({len(projects)} "
+        f"project{'' if len(projects) == 1 else 's'}, {size / 2**20:.0f} MiB); "
+        f"${BUILD_CACHE_ENV_VAR}=FOLDER moves them, ${BUILD_CACHE_ENV_VAR}=off stops keeping them"
+    )
 
 
 def _cmd_run(args: argparse.Namespace) -> int:

@@ -246,6 +246,7 @@ def _run_spiking_ib(cfg, ctx, log, spec, w0, data, backend) -> CircuitWeights:
         xi,
         backend=backend,
         directory=ctx.workdir / "build",
+        project_cache=ctx.build_cache,
         seed=ctx.seed,
         raster_samples=0,
     ) as trainer:
@@ -388,6 +389,7 @@ def _snntorch_in_brian2(spec, weights: CircuitWeights, data, backend, ctx) -> fl
         xi,
         backend=backend,
         directory=ctx.workdir / "build_eval",
+        project_cache=ctx.build_cache,
         seed=ctx.seed + 1,
         raster_samples=0,
     ) as trainer:

@@ -316,11 +316,12 @@ def _log_epoch(ctx: RunContext, epoch: int, train, test, trainer, last: bool) ->
 
 
 def _trainer_options(cfg, ctx: RunContext, backend: str) -> dict:
-    """The keyword arguments both trainers take from the run: backend, build folder, seed,
-    raster samples and warm-up."""
+    """The keyword arguments both trainers take from the run: backend, build folder, cache of
+    compiled circuits, seed, raster samples and warm-up."""
     return dict(
         backend=backend,
         directory=ctx.workdir / "build",
+        project_cache=ctx.build_cache,
         seed=ctx.seed,
         raster_samples=cfg.raster_samples,
         warmup=cfg.warmup_samples,

@@ -39,6 +39,44 @@ from plastix.sims.results import (
 
 TORCH_DEVICES = ("cpu", "cuda")
 BRIAN2_DEVICES = ("auto", "runtime", "cpp_standalone", "cuda_standalone")
+#: Folder of compiled Brian2 projects reused by later runs ("off": compile every run afresh).
+BUILD_CACHE_ENV_VAR = "PLASTIX_BUILD_CACHE"
+
+
+def build_cache_folder() -> Path | None:
+    """Where runs keep compiled standalone projects for later runs of the same circuit
+    (:func:`plastix.circuits.backend.seed_from_project_cache`): ``$PLASTIX_BUILD_CACHE``, else
+    ``$XDG_CACHE_HOME/plastix/brian-builds`` (``~/.cache/...``) when it can be written; None
+    (no cache) for ``$PLASTIX_BUILD_CACHE=off`` (or blank) or an unwritable default."""
+    value = os.environ.get(BUILD_CACHE_ENV_VAR)
+    if value is not None:  # a blank value is refused before any run (check_build_cache_setting)
+        off = value.strip().lower() in ("off", "")
+        return None if off else Path(value).expanduser()
+    try:
+        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    except RuntimeError:  # no home folder
+        return None
+    folder = base / "plastix" / "brian-builds"
+    return folder if can_write_under(folder / "probe") else None
+
+
+def check_build_cache_setting() -> None:
+    """Refuse a ``$PLASTIX_BUILD_CACHE`` that names no folder a run could write to."""
+    value = os.environ.get(BUILD_CACHE_ENV_VAR)
+    if value is None or value.strip().lower() == "off":
+        return
+    folder = Path(value).expanduser()
+    if not value.strip() or folder.exists() and not folder.is_dir():
+        problem = "is empty" if not value.strip() else "is not a folder"
+    elif not can_write_under(folder / "probe"):
+        problem = "cannot be written"
+    else:
+        return
+    raise ConfigError(
+        f"${BUILD_CACHE_ENV_VAR} {value!r} {problem}; point it to a folder you can write "
+        f"(compiled circuits are kept there for later runs), or set {BUILD_CACHE_ENV_VAR}=off "
+        "to compile every run afresh"
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,6 +171,7 @@ class RunContext:
         self.device = record.device
         self.rng = np.random.default_rng(record.seed)
         self.workdir = out.with_name(out.name + ".work")  # scratch (builds); gone once complete
+        self.build_cache = build_cache_folder()  # compiled projects shared with later runs
         self._started = time.perf_counter()
         self._metric_axis = {key: next(iter(row)) for row in record.rows for key in row}
 
@@ -294,6 +333,7 @@ def prepare_run(
     if device in BRIAN2_DEVICES:
         from plastix.circuits.backend import backend_problems
 
+        check_build_cache_setting()
         problems = backend_problems(device)
         if problems:
             raise ConfigError(

@@ -6,19 +6,26 @@ from pathlib import Path
 
 import pytest
 
+#: Cached Brian2 standalone builds of the test suite, kept between test runs (gitignored);
+#: ``$PLASTIX_TEST_BUILD_CACHE`` moves them elsewhere.
+TEST_BUILD_CACHE = Path(
+    os.environ.get("PLASTIX_TEST_BUILD_CACHE")
+    or Path(__file__).resolve().parents[1] / ".brian_builds"
+)
+# Runs started by the tests (in this process or as `plastix` subprocesses) keep their compiled
+# circuits here, not in the user's ~/.cache.
+os.environ.setdefault("PLASTIX_BUILD_CACHE", str(TEST_BUILD_CACHE / "runs"))
+
 
 @pytest.fixture(scope="session")
 def brian_build_cache() -> Path:
-    """Folder for cached Brian2 standalone builds, kept between test runs (gitignored).
+    """Folder for cached Brian2 standalone builds (:data:`TEST_BUILD_CACHE`).
 
     Pass it as ``activate_backend(..., cache_root=brian_build_cache)``: a network whose
     generated code is unchanged reuses its compiled binary instead of recompiling.
-    ``$PLASTIX_BUILD_CACHE`` moves it elsewhere.
     """
-    env = os.environ.get("PLASTIX_BUILD_CACHE")
-    root = Path(env) if env else Path(__file__).resolve().parents[1] / ".brian_builds"
-    root.mkdir(parents=True, exist_ok=True)
-    return root
+    TEST_BUILD_CACHE.mkdir(parents=True, exist_ok=True)
+    return TEST_BUILD_CACHE
 
 
 @pytest.fixture(autouse=True)

@@ -20,15 +20,18 @@ from plastix.circuits.backend import (
     is_standalone,
     refuse_network_operations,
     resolve_backend,
+    seed_from_project_cache,
+    store_in_project_cache,
 )
 
 CXX_WORKS = next(s for s in backend_report() if s.name == "cpp_standalone").available
 needs_cxx = pytest.mark.skipif(not CXX_WORKS, reason="no working C++ compiler + make here")
 
 
-def tiny_lif_network(sim=None):
-    """Deterministic LIF circuit: 5 regularly firing drivers -> 3 LIF neurons, run for 200 ms
-    (through ``sim.run_network`` when a session is given).
+def tiny_lif_network(sim=None, tau_ms=10):
+    """Deterministic LIF circuit: 5 regularly firing drivers -> 3 LIF neurons (membrane time
+    constant ``tau_ms``, a literal of the generated code), run for 200 ms (through
+    ``sim.run_network`` when a session is given).
 
     No random numbers, so every backend must produce the same spikes. ``gain`` is a
     ``(shared, constant)`` synaptic parameter that standalone re-runs can change by run_args.
@@ -47,7 +50,7 @@ def tiny_lif_network(sim=None):
     drivers.drive = "1.2 + 0.3 * i"
     lif = NeuronGroup(
         3,
-        "dv/dt = -v / (10*ms) : 1",
+        f"dv/dt = -v / ({tau_ms}*ms) : 1",
         threshold="v > 1",
         reset="v = 0",
         method="exact",
@@ -117,7 +120,13 @@ def test_activate_backend_rejects_bad_arguments_before_any_work(tmp_path):
         (dict(backend="cpp_standalone", openmp_threads=-1), ValueError, "openmp_threads"),
         (dict(backend="cpp_standalone", openmp_threads=1.5), TypeError, "openmp_threads"),
         (dict(backend="numpy", codegen_only=True), ValueError, "codegen_only"),
-        (dict(backend="cpp_standalone", cache_key="x"), ValueError, "cache_root"),
+        (dict(backend="cpp_standalone", cache_key="x"), ValueError, "cache_root or project_"),
+        (
+            dict(backend="cpp_standalone", cache_root=tmp_path, project_cache=tmp_path),
+            ValueError,
+            "cache_root/project_cache",
+        ),
+        (dict(backend="cpp_standalone", project_cache=3), TypeError, "project_cache: expected"),
         (
             dict(backend="cpp_standalone", directory=tmp_path, cache_root=tmp_path),
             ValueError,
@@ -153,7 +162,7 @@ def test_activate_backend_restores_device_and_preferences(tmp_path):
 # ----------------------------------------------------------------------------- running
 
 
-def simulate_tiny(backend, gains=(None,), **activate_kwargs):
+def simulate_tiny(backend, gains=(None,), tau_ms=10, **activate_kwargs):
     """Build the tiny network on ``backend`` and return per-neuron spike counts per run.
 
     Standalone: one build, then one re-run per entry of ``gains`` (None = the built-in value).
@@ -162,7 +171,7 @@ def simulate_tiny(backend, gains=(None,), **activate_kwargs):
     """
     counts = []
     with activate_backend(backend, **activate_kwargs) as sim:
-        _, syn, monitor = tiny_lif_network()
+        _, syn, monitor = tiny_lif_network(tau_ms=tau_ms)
         directory = sim.build(run=not sim.standalone)
         if directory is None:
             counts.append(np.asarray(monitor.count[:]).copy())
@@ -245,6 +254,84 @@ def test_cached_build_is_reused_not_recompiled(brian_build_cache):
     assert first_dir == second_dir  # same generated code -> same cache folder
     assert second_stamp == first_stamp  # the second build compiled and linked nothing
     np.testing.assert_array_equal(first_counts[0], second_counts[0])
+
+
+@needs_cxx
+def test_project_cache_starts_a_private_build_from_the_last_compiled_project(tmp_path):
+    cache = tmp_path / "compiled"
+    first, first_dir, _ = simulate_tiny(
+        "cpp_standalone", directory=tmp_path / "run1", project_cache=cache, cache_key="tiny"
+    )
+    [stored] = list(build_cache_dir(cache, "tiny").iterdir())
+    assert (stored / "main").is_file()
+    assert not (stored / "static_arrays").exists()  # data and results stay with their run
+    assert not any(path.name.startswith("results") for path in stored.iterdir())
+    second, second_dir, (stamps, _) = simulate_tiny(
+        "cpp_standalone", directory=tmp_path / "run2", project_cache=cache, cache_key="tiny"
+    )
+    assert (first_dir, second_dir) == (tmp_path / "run1", tmp_path / "run2")
+    for path, mtime, _ in stamps:  # copied with their times, so nothing was recompiled
+        assert mtime == (stored / path.relative_to(second_dir)).stat().st_mtime_ns, path
+    np.testing.assert_array_equal(second[0], first[0])
+    assert list(build_cache_dir(cache, "tiny").iterdir()) == [stored]  # same code, same entry
+
+
+@needs_cxx
+def test_project_cache_recompiles_what_differs_from_the_cached_project(tmp_path):
+    """A build seeded from the project of another network (same key, another time constant)
+    must behave as that network, not as the cached one."""
+    cache = tmp_path / "compiled"
+    (short,), _, _ = simulate_tiny("numpy", tau_ms=10)
+    (long,), _, _ = simulate_tiny("numpy", tau_ms=40)
+    assert not np.array_equal(short, long)
+    kwargs = dict(project_cache=cache, cache_key="tiny")
+    (cached,), _, _ = simulate_tiny("cpp_standalone", directory=tmp_path / "a", **kwargs)
+    np.testing.assert_array_equal(cached, short)
+    (seeded,), _, _ = simulate_tiny("cpp_standalone", directory=tmp_path / "b", tau_ms=40, **kwargs)
+    np.testing.assert_array_equal(seeded, long)
+    assert len(list(build_cache_dir(cache, "tiny").iterdir())) == 2  # both projects kept
+
+
+def _fake_project(folder, source):
+    (folder / "static_arrays").mkdir(parents=True)
+    (folder / "static_arrays" / "_static_array_w").write_bytes(b"\x00" * 8)
+    (folder / "results-7").mkdir()
+    (folder / "code_objects").mkdir()
+    (folder / "code_objects" / "results_reader.cpp").write_text("// a source, not a result")
+    (folder / "main.cpp").write_text(source)
+    (folder / "main.o").write_bytes(source.encode())
+    (folder / "main").write_bytes(b"binary")
+    return folder
+
+
+def test_project_cache_stores_whole_projects_and_keeps_the_most_recent(tmp_path):
+    cache = tmp_path / "cache"
+    stored = []
+    for k in range(3):
+        project = _fake_project(tmp_path / f"p{k}", f"int main() {{ return {k}; }}")
+        stored.append(store_in_project_cache(project, cache, keep=2))
+        os.utime(stored[-1], ns=(k * 10**9, k * 10**9))  # p2 the most recently used
+    assert sorted(cache.iterdir()) == sorted(stored[1:])  # the oldest one was pruned
+    assert {p.name for p in stored[2].iterdir()} == {"main.cpp", "main.o", "main", "code_objects"}
+    assert (stored[2] / "code_objects" / "results_reader.cpp").is_file()
+    again = store_in_project_cache(_fake_project(tmp_path / "q", "int main() { return 1; }"), cache)
+    assert again == stored[1] and again.stat().st_mtime_ns > 2 * 10**9  # marked as used
+    assert len(list(cache.iterdir())) == 2
+    # a new build folder starts from the most recently used one, file times kept
+    target = tmp_path / "build"
+    target.mkdir()
+    assert seed_from_project_cache(cache, target)
+    assert (target / "main.cpp").read_text() == "int main() { return 1; }"
+    o_file = target / "main.o"
+    assert o_file.stat().st_mtime_ns == (again / "main.o").stat().st_mtime_ns
+    # only into an empty folder, and only from a cache that holds something
+    o_file.write_bytes(b"own build")
+    assert not seed_from_project_cache(cache, target)
+    assert o_file.read_bytes() == b"own build"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert not seed_from_project_cache(tmp_path / "no-cache", empty)
+    assert list(empty.iterdir()) == []
 
 
 def test_build_cache_dir_and_code_hash(tmp_path):

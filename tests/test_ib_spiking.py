@@ -505,8 +505,8 @@ def test_circuit_weight_layout_round_trip():
 # ------------------------------------------------------------------------------ experiment
 
 
-def _run_small_experiment(tmp_path, **overrides):
-    """ib-spiking on a few digits with a small, fast circuit (runtime backend)."""
+def _run_small_experiment(tmp_path, device="runtime", name="r.h5", **overrides):
+    """ib-spiking on a few digits with a small, fast circuit (runtime backend by default)."""
     from plastix.sims.experiments import run_experiment
     from plastix.sims.results import read_result
 
@@ -521,9 +521,31 @@ def _run_small_experiment(tmp_path, **overrides):
     }
     settings.update(overrides)
     out = run_experiment(
-        "ib-spiking", overrides=settings, device="runtime", out=tmp_path / "r.h5", seed=0
+        "ib-spiking", overrides=settings, device=device, out=tmp_path / name, seed=0
     )
     return read_result(out)
+
+
+def test_cpp_standalone_runs_reuse_the_compiled_circuit(tmp_path, monkeypatch):
+    """A second ib-spiking run of the same circuit starts from the first run's compiled
+    project ($PLASTIX_BUILD_CACHE) and gives the same result."""
+    from plastix.circuits.backend import backend_problems
+
+    if backend_problems("cpp_standalone"):
+        pytest.skip("no working C++ compiler + make here")
+    cache = tmp_path / "compiled"
+    monkeypatch.setenv("PLASTIX_BUILD_CACHE", str(cache))
+    small = dict(n_train=6, n_test=4, epochs=1, hidden=[8], warmup_samples=2)
+    first = _run_small_experiment(tmp_path, "cpp_standalone", "first.h5", **small)
+    [circuit] = list(cache.iterdir())
+    [project] = list(circuit.iterdir())
+    assert (project / "main").is_file()
+    second = _run_small_experiment(tmp_path, "cpp_standalone", "second.h5", **small)
+    assert first.status == second.status == "complete"
+    assert not (tmp_path / "second.h5.work").exists()  # the private build folder is gone
+    assert list(cache.iterdir()) == [circuit]  # the same circuit, so the same cache entry
+    np.testing.assert_array_equal(first.weights["w0_epoch0"], second.weights["w0_epoch0"])
+    assert first.summary["test_accuracy"] == second.summary["test_accuracy"]
 
 
 def test_experiment_writes_hdf5_contract(tmp_path):

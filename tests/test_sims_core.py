@@ -372,12 +372,21 @@ def test_cli_run_show_and_errors(tmp_path, capsys):
     assert not (tmp_path / "x.h5").exists()
 
 
-def test_cli_list_and_info(capsys):
+def test_cli_list_and_info(capsys, tmp_path, monkeypatch):
     assert cli.main(["list"]) == 0
     listed = capsys.readouterr().out
     assert "test-counter" in listed and "epochs" in listed
+    project = tmp_path / "cache" / "ib-circuit-x" / "0123abcd"
+    project.mkdir(parents=True)
+    (project / "main").write_bytes(b"\0" * 2**21)
+    monkeypatch.setenv("PLASTIX_BUILD_CACHE", str(tmp_path / "cache"))
     assert cli.main(["info"]) == 0
-    assert "brian2" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "brian2" in out
+    assert f"Compiled circuits: kept in {tmp_path / 'cache'} (1 project, 2 MiB)" in out
+    monkeypatch.setenv("PLASTIX_BUILD_CACHE", "off")
+    assert cli.main(["info"]) == 0
+    assert "Compiled circuits: not kept" in capsys.readouterr().out
 
 
 def test_cli_plot_draws_what_the_file_holds(tmp_path, capsys):
@@ -440,6 +449,38 @@ def test_unusable_brian2_backend_is_refused_before_any_work(tmp_path, monkeypatc
     assert "--device cuda_standalone: cannot run here" in err and "no NVIDIA GPU" in err
     assert "--device auto" in err
     assert not out.exists()
+
+
+def test_unusable_build_cache_setting_is_refused_before_any_work(tmp_path, monkeypatch, capsys):
+    (tmp_path / "a-file").write_text("x")
+    out = tmp_path / "b.h5"
+    for value, problem in [("", "is empty"), (str(tmp_path / "a-file"), "is not a folder")]:
+        monkeypatch.setenv("PLASTIX_BUILD_CACHE", value)
+        assert (
+            cli.main(["run", "test-brian2-device", "--device", "runtime", "--out", str(out)]) == 2
+        )
+        err = capsys.readouterr().err
+        assert (
+            f"$PLASTIX_BUILD_CACHE {value!r} {problem}" in err and "PLASTIX_BUILD_CACHE=off" in err
+        )
+    assert not out.exists()
+    # the setting only matters to Brian2 runs
+    assert cli.main(["run", "test-counter", "--no-progress", "--out", str(out)]) == 0
+
+
+def test_build_cache_folder_follows_the_environment(tmp_path, monkeypatch):
+    from plastix.sims.experiments import build_cache_folder
+
+    monkeypatch.setenv("PLASTIX_BUILD_CACHE", str(tmp_path / "c"))
+    assert build_cache_folder() == tmp_path / "c"
+    monkeypatch.setenv("PLASTIX_BUILD_CACHE", " OFF ")
+    assert build_cache_folder() is None
+    monkeypatch.delenv("PLASTIX_BUILD_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert build_cache_folder() == tmp_path / "xdg" / "plastix" / "brian-builds"
+    (tmp_path / "file").write_text("x")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "file"))
+    assert build_cache_folder() is None  # an unusable default means no cache, not an error
 
 
 def test_bsweep_result_gets_a_heatmap_over_window_size(tmp_path):
