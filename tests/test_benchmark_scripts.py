@@ -94,3 +94,13 @@ def test_bad_counts_are_refused_before_any_work(script, option, value, monkeypat
         module.main()
     assert stop.value.code == 2
     assert f"argument {option}: {value}; give at least " in capsys.readouterr().err
+
+
+def test_build_cache_benchmark_refuses_a_bad_repeat_count(monkeypatch, capsys):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    module = importlib.import_module("bench_build_cache")
+    monkeypatch.setattr(sys, "argv", ["bench_build_cache.py", "--repeats", "0", "--no-record"])
+    with pytest.raises(SystemExit) as stop:
+        module.main()
+    assert stop.value.code == 2
+    assert "argument --repeats: 0; give at least 1" in capsys.readouterr().err
