@@ -10,7 +10,7 @@ from torch import Tensor
 
 from plastix.scalars import is_integer, is_real
 
-__all__ = ["check_adam_betas", "check_labels", "check_positive", "plain_seed"]
+__all__ = ["check_adam_betas", "check_labels", "check_positive", "check_seed", "plain_seed"]
 
 
 def check_labels(y: Tensor, n_classes: int, fix: str, name: str = "y") -> None:
@@ -29,6 +29,12 @@ def plain_seed(seed: Any) -> Any:
     """A numpy integer seed as a Python int (torch generators refuse numpy scalars); any other
     value is passed on unchanged, for torch to accept or refuse."""
     return int(seed) if is_integer(seed) else seed
+
+
+def check_seed(seed: Any) -> None:
+    """Refuse a seed that is not an integer (Python's or numpy's; not a bool): TypeError."""
+    if not is_integer(seed):
+        raise TypeError(f"seed must be an int, got {seed!r}")
 
 
 def check_positive(name: str, value: Any, hint: str) -> None:

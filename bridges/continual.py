@@ -34,7 +34,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from plastix.bridges.checks import check_adam_betas, check_labels, check_positive, plain_seed
+from plastix.bridges.checks import (
+    check_adam_betas,
+    check_labels,
+    check_positive,
+    check_seed,
+    plain_seed,
+)
 from plastix.bridges.tangent_ensemble import NeuralTangentEnsemble, per_example_gradients
 from plastix.scalars import is_finite_real, is_integer, is_real
 
@@ -444,8 +450,7 @@ class LearnerConfig:
             raise ValueError(
                 f"ewc_fisher_samples must be a positive integer, got {self.ewc_fisher_samples!r}"
             )
-        if not is_integer(self.seed):
-            raise TypeError(f"seed must be an int, got {self.seed!r}")
+        check_seed(self.seed)
         if self.momentum and self.optimizer in ("nte", "adam"):
             raise ValueError(
                 f"momentum={self.momentum!r} applies to 'sgd' and 'ewc' only, not "

@@ -43,7 +43,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from plastix.bridges.checks import check_positive
+from plastix.bridges.checks import check_positive, check_seed
 from plastix.scalars import is_integer
 
 Expansion = Literal["origin", "init"]
@@ -222,8 +222,7 @@ class NeuralTangentEnsemble(torch.optim.Optimizer):
             raise ValueError(f"zeros={zeros!r} is not valid; choose one of {_ZERO_POLICIES}")
         check_positive("init_noise", init_noise, "e.g. init_noise=1e-3")
         check_positive("zero_noise", zero_noise, "e.g. zero_noise=1e-3")
-        if not is_integer(seed):
-            raise TypeError(f"seed must be an int, got {seed!r}")
+        check_seed(seed)
         seed = int(seed)
         self._initialised = False
         self._buffers: dict[int, Tensor] = {}
