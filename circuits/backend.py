@@ -699,8 +699,9 @@ def _clear_build_folder(directory: Path) -> None:
             path.unlink(missing_ok=True)
 
 
-def _cached_projects(folder: Path) -> list[Path]:
-    """The complete projects stored in ``folder``, most recently used first."""
+def cached_projects(folder: Path) -> list[Path]:
+    """The complete projects stored in ``folder`` (one key's folder of a ``project_cache``),
+    most recently used first."""
     found = []
     try:
         entries = list(folder.iterdir())
@@ -726,7 +727,7 @@ def seed_from_project_cache(folder: Path, directory: Path) -> bool:
     """
     if any(p.name != _CURAND_LINK_DIR for p in directory.iterdir()):
         return False
-    projects = _cached_projects(folder)
+    projects = cached_projects(folder)
     if not projects:
         return False
     try:
@@ -757,7 +758,7 @@ def store_in_project_cache(directory: Path, folder: Path, keep: int = PROJECTS_K
         if partial is not None:
             shutil.rmtree(partial, ignore_errors=True)
         return None
-    for old in _cached_projects(folder)[keep:]:
+    for old in cached_projects(folder)[keep:]:
         shutil.rmtree(old, ignore_errors=True)
     return stored
 

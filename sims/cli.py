@@ -70,6 +70,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 def _build_cache_line() -> str:
     """Where compiled circuits are kept, and how much is kept there."""
+    from plastix.circuits.backend import cached_projects
     from plastix.sims.experiments import BUILD_CACHE_ENV_VAR, build_cache_folder
 
     folder = build_cache_folder()
@@ -78,7 +79,8 @@ def _build_cache_line() -> str:
             f"Compiled circuits: not kept (${BUILD_CACHE_ENV_VAR}=off, or no writable cache "
             "folder); every standalone run compiles its circuit"
         )
-    projects = [p for p in folder.glob("*/*") if p.is_dir() and not p.name.startswith(".")]
+    keys = folder.iterdir() if folder.is_dir() else ()
+    projects = [p for key in keys for p in cached_projects(key)]
     size = sum(f.stat().st_size for p in projects for f in p.rglob("*") if f.is_file())
     return (
         f"Compiled circuits: kept in {folder} ({len(projects)} "
