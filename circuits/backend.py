@@ -1009,6 +1009,21 @@ def _check_activate_args(
         )
 
 
+#: Brian2's default ``make`` arguments on Linux and macOS: ``-j`` without a limit, which starts a
+#: compiler for every generated file at once (36 for the IB circuit, about 3 GB).
+UNBOUNDED_MAKE_ARGS = ["-j"]
+
+
+def bounded_make_args() -> list[str]:
+    """``make -j N``, N the CPUs this process may run on: as fast as unbounded ``-j`` on a
+    machine with few cores, without a compiler per file competing for memory and CPU."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS has no affinity call
+        cpus = os.cpu_count() or 1
+    return ["-j", str(cpus)]
+
+
 @contextlib.contextmanager
 def activate_backend(
     backend: str = "auto",
@@ -1030,7 +1045,9 @@ def activate_backend(
     The device is reset first (``device.reinit(); set_device(..., build_on_run=False)``) so a
     new network can be built in a process that already built one; preferences changed here
     (codegen target, OpenMP threads, CUDA settings) and the previous device are restored on
-    exit. Brian2's own ``build_on_run`` is always off, so no build happens without the
+    exit. Brian2's default ``make -j`` without a limit becomes :func:`bounded_make_args` (a value
+    you set in ``prefs.devices.cpp_standalone.extra_make_args_unix`` is kept). Brian2's own
+    ``build_on_run`` is always off, so no build happens without the
     network-operation check: with ``build_on_run=True``, ``session.run_network(net, T)`` builds
     and runs at once; otherwise call ``session.build()``.
 
@@ -1084,6 +1101,8 @@ def activate_backend(
         settings["codegen.target"] = concrete
     if dev_name in STANDALONE_BACKENDS:
         settings["devices.cpp_standalone.openmp_threads"] = openmp_threads
+        if list(prefs["devices.cpp_standalone.extra_make_args_unix"]) == UNBOUNDED_MAKE_ARGS:
+            settings["devices.cpp_standalone.extra_make_args_unix"] = bounded_make_args()
     if dev_name == "cuda_standalone":
         settings.update(
             _cuda_activation_settings(
