@@ -40,6 +40,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,6 +65,9 @@ _CURAND_LINK_DIR = "_curand_lib"
 _CODE_HASH_FILE = ".plastix_code_hash"
 #: Compiled projects kept per key in a ``project_cache`` (the most recently used ones).
 PROJECTS_KEPT = 3
+#: A ``.partial-*`` folder of a ``project_cache`` older than this was left by a store that was
+#: killed (a store copies a few MB in seconds); the next store deletes it.
+ABANDONED_PARTIAL_S = 3600.0
 _PROBE_TIMEOUT_S = 1.5
 
 _CUDA_BACKEND_PREF = "devices.cuda_standalone.cuda_backend"
@@ -742,8 +746,9 @@ def store_in_project_cache(directory: Path, folder: Path, keep: int = PROJECTS_K
     """Keep the compiled project in ``directory`` (sources, objects, binary; no data or results)
     under ``folder/<hash of its sources>`` for later builds, and prune ``folder`` to the
     ``keep`` most recently used. A stored project is never changed: it appears whole, by an
-    atomic rename, and a project already stored is only marked as used. Returns where it is
-    stored, or None where it could not be (the build itself is unaffected)."""
+    atomic rename, and a project already stored is only marked as used; what a killed store
+    left behind is deleted after an hour. Returns where it is stored, or None where it could
+    not be (the build itself is unaffected)."""
     stored = folder / generated_code_hash(directory)[:24]
     partial = None
     try:
@@ -760,7 +765,21 @@ def store_in_project_cache(directory: Path, folder: Path, keep: int = PROJECTS_K
         return None
     for old in cached_projects(folder)[keep:]:
         shutil.rmtree(old, ignore_errors=True)
+    _remove_abandoned_partials(folder)
     return stored
+
+
+def _remove_abandoned_partials(folder: Path) -> None:
+    """Delete the ``.partial-*`` folders of stores killed part-way (older than
+    :data:`ABANDONED_PARTIAL_S`); a store going on now is younger and is left alone."""
+    cutoff = time.time() - ABANDONED_PARTIAL_S
+    for path in folder.glob(".partial-*"):
+        try:
+            abandoned = path.stat().st_mtime < cutoff
+        except OSError:  # renamed or deleted meanwhile
+            continue
+        if abandoned:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------- activation

@@ -13,6 +13,7 @@ from plastix.circuits.backend import (
     activate_backend,
     backend_report,
     build_cache_dir,
+    cached_projects,
     cuda_settings,
     device_name,
     format_backend_report,
@@ -361,6 +362,23 @@ def test_project_cache_stores_whole_projects_and_keeps_the_most_recent(tmp_path)
     empty.mkdir()
     assert not seed_from_project_cache(tmp_path / "no-cache", empty)
     assert list(empty.iterdir()) == []
+
+
+def test_project_cache_deletes_what_a_killed_store_left_behind(tmp_path):
+    import time
+
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    abandoned, in_progress = cache / ".partial-killed", cache / ".partial-now"
+    for partial in (abandoned, in_progress):
+        (partial / "code_objects").mkdir(parents=True)
+        (partial / "main.cpp").write_text("int main() { return 0; }")
+    two_hours_ago = time.time() - 7200
+    os.utime(abandoned, (two_hours_ago, two_hours_ago))
+    project = _fake_project(tmp_path / "p", "int main() { return 2; }")
+    stored = store_in_project_cache(project, cache)
+    assert sorted(cache.iterdir()) == sorted([stored, in_progress])  # a live store is younger
+    assert cached_projects(cache) == [stored]
 
 
 def test_build_cache_dir_and_code_hash(tmp_path):
