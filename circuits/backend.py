@@ -1028,8 +1028,9 @@ def _check_activate_args(
         )
 
 
-#: Brian2's default ``make`` arguments on Linux and macOS: ``-j`` without a limit, which starts a
-#: compiler for every generated file at once (36 for the IB circuit, about 3 GB).
+#: Brian2's default ``make`` arguments on Linux and macOS up to 2.10: ``-j`` without a limit,
+#: which starts a compiler for every generated file at once (36 for the IB circuit, about 3 GB).
+#: Brian2 2.11 defaults to ``-j<CPU count>`` itself.
 UNBOUNDED_MAKE_ARGS = ["-j"]
 
 
@@ -1064,8 +1065,9 @@ def activate_backend(
     The device is reset first (``device.reinit(); set_device(..., build_on_run=False)``) so a
     new network can be built in a process that already built one; preferences changed here
     (codegen target, OpenMP threads, CUDA settings) and the previous device are restored on
-    exit. Brian2's default ``make -j`` without a limit becomes :func:`bounded_make_args` (a value
-    you set in ``prefs.devices.cpp_standalone.extra_make_args_unix`` is kept). Brian2's own
+    exit. Brian2's (<= 2.10) default ``make -j`` without a limit becomes
+    :func:`bounded_make_args` (a value you set in
+    ``prefs.devices.cpp_standalone.extra_make_args_unix`` is kept). Brian2's own
     ``build_on_run`` is always off, so no build happens without the
     network-operation check: with ``build_on_run=True``, ``session.run_network(net, T)`` builds
     and runs at once; otherwise call ``session.build()``.
