@@ -63,11 +63,15 @@ def build_cache_folder() -> Path | None:
 def check_build_cache_setting() -> None:
     """Refuse a ``$PLASTIX_BUILD_CACHE`` that names no folder a run could write to."""
     value = os.environ.get(BUILD_CACHE_ENV_VAR)
-    if value is None or value.strip().lower() == "off":
+    if value is None:
         return
-    folder = Path(value).expanduser()
-    if not value.strip() or folder.exists() and not folder.is_dir():
-        problem = "is empty" if not value.strip() else "is not a folder"
+    folder = build_cache_folder()  # None for "off" (and for a blank value, refused here)
+    if not value.strip():
+        problem = "is empty"
+    elif folder is None:
+        return
+    elif folder.exists() and not folder.is_dir():
+        problem = "is not a folder"
     elif not can_write_under(folder / "probe"):
         problem = "cannot be written"
     else:
