@@ -9,6 +9,7 @@ Dask, and the new attempt resumes from the run's last checkpoint.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import itertools
 import json
@@ -272,13 +273,7 @@ def run_sweep(
         data_root=data_root,
     )
     if scheduler:
-        try:
-            client, cluster = Client(scheduler, timeout=30), None
-        except (OSError, ValueError, TypeError) as exc:
-            raise ConfigError(
-                f"--scheduler {scheduler!r}: cannot connect ({type(exc).__name__}: {exc}); give "
-                "the address of a running Dask scheduler, e.g. tcp://host:8786"
-            ) from None
+        client, cluster = _connect(scheduler), None
     else:
         # brian2 installs a SIGINT handler when imported, which only the main thread may do;
         # Dask runs tasks in worker threads, so each worker imports brian2 at start-up.
@@ -333,6 +328,26 @@ def run_sweep(
         if cluster is not None:
             cluster.close()
     return SweepSummary(out_dir, list(status.values()))
+
+
+def _connect(scheduler: str):
+    """A Dask client of the scheduler at ``scheduler``, or a ConfigError that says why not."""
+    from dask.distributed import Client
+
+    try:
+        return Client(scheduler, timeout=30)
+    except (OSError, ValueError, TypeError) as exc:
+        problem = f"{type(exc).__name__}: {exc}"
+    # A Client whose constructor raised stays in a reference cycle with its IO-loop thread
+    # running, and only the cyclic collector finalises it. Its finaliser stops that loop under
+    # distributed's class-wide LoopRunner lock; run later inside the IO-loop thread of the next
+    # LocalCluster, whose start holds that lock while it waits for the thread, it deadlocks until
+    # distributed's 10 s start-up limit fails the cluster. Finalise it here, in this thread.
+    gc.collect()
+    raise ConfigError(
+        f"--scheduler {scheduler!r}: cannot connect ({problem}); give the address of a running "
+        "Dask scheduler, e.g. tcp://host:8786"
+    )
 
 
 def load_sweep(out_dir: str | Path):

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import collections
+import gc
 import os
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -58,16 +60,39 @@ def test_parse_grid_and_validation(sweep_env, tmp_path):
         plan_sweep(
             "test-sweep-steps", {}, out_dir=tmp_path / "a-file", imports=["sweep_experiments"]
         )
+    with pytest.raises(ConfigError, match="unknown config key 'nope'"):
+        plan_sweep(
+            "test-sweep-steps", {"nope": ["1"]}, out_dir=tmp_path, imports=["sweep_experiments"]
+        )
+
+
+def test_a_refused_scheduler_leaves_nothing_that_blocks_the_next_cluster(sweep_env, tmp_path):
+    # Refused before any work, with no thread left running. CI failed twice on the next sweep:
+    # the refused Client stayed in a reference cycle with its IO-loop thread running; the cyclic
+    # collector then ran inside the next LocalCluster's IO-loop thread, whose start holds
+    # distributed's class-wide LoopRunner lock that the Client's finaliser waits for, and the
+    # cluster failed after distributed's 10 s start-up limit.
+    from dask.distributed import LocalCluster
+
+    threads_before = set(threading.enumerate())
     with pytest.raises(ConfigError, match="--scheduler 'not a url': cannot connect"):
         run_sweep(
             "test-sweep-steps", {}, out_dir=tmp_path / "s", scheduler="not a url",
             imports=["sweep_experiments"],
         )  # fmt: skip
     assert not (tmp_path / "s").exists()
-    with pytest.raises(ConfigError, match="unknown config key 'nope'"):
-        plan_sweep(
-            "test-sweep-steps", {"nope": ["1"]}, out_dir=tmp_path, imports=["sweep_experiments"]
-        )
+    assert [t.name for t in set(threading.enumerate()) - threads_before] == []
+
+    def collect_on_thread_start(frame, event, arg):  # what an allocation may trigger there
+        sys.settrace(None)  # once per thread, at its first call
+        gc.collect()
+
+    threading.settrace(collect_on_thread_start)
+    try:
+        cluster = LocalCluster(n_workers=1, processes=False, dashboard_address=":0")
+    finally:
+        threading.settrace(None)
+    cluster.close()
 
 
 def test_sweep_survives_a_killed_run_and_resumes_without_loss_or_duplication(
