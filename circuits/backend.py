@@ -38,6 +38,8 @@ import importlib.util
 import os
 import re
 import shutil
+import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -68,9 +70,16 @@ PROJECTS_KEPT = 3
 #: A ``.partial-*`` folder of a ``project_cache`` older than this was left by a store that was
 #: killed (a store copies a few MB in seconds); the next store deletes it.
 ABANDONED_PARTIAL_S = 3600.0
+#: Files of a standalone project that ``make`` produces (by name or suffix).
+_BUILD_PRODUCT_NAMES = ("main", "main.exe", "make.deps")
+_BUILD_PRODUCT_SUFFIXES = (".o", ".obj", ".d")
+#: Present in a build folder while a project is being copied into it (a killed copy keeps it).
+_SEEDING_MARKER = ".plastix_seeding"
 _PROBE_TIMEOUT_S = 1.5
 
 _CUDA_BACKEND_PREF = "devices.cuda_standalone.cuda_backend"
+#: The standalone sessions of :func:`activate_backend` open in this process (at most one).
+_OPEN_STANDALONE_SESSIONS: list[BackendSession] = []
 
 
 # --------------------------------------------------------------------------- choosing
@@ -520,7 +529,9 @@ def cuda_settings(
     - ``cuda_path`` explicit: auto-detection from a ``/usr/local/bin/nvcc`` wrapper gives
       ``/usr/local``.
     - cuRAND from a wheel: its include folder, and a link folder holding ``libcurand.so``
-      (``curand_link_dir``; the wheel ships only ``libcurand.so.10``) plus an rpath to the wheel.
+      (``curand_link_dir``; the wheel ships only ``libcurand.so.10``) plus an rpath to the wheel,
+      added to the folders already in the preferences.
+    - Compiler arguments not given start from the current preferences (yours, where set).
     - Without a GPU (code generation only): ``detect_gpus=False`` with ``gpu_id`` (default 0;
       brian2cuda raises without it) and ``compute_capability`` (default 9.0).
     """
@@ -528,6 +539,8 @@ def cuda_settings(
     gcc = [arg.replace("c++11", "c++17").replace("c++14", "c++17") for arg in gcc]
     if not any(arg.startswith("-std=") for arg in gcc):
         gcc.append("-std=c++17")
+    if nvcc_args is None:
+        nvcc_args = _pref_or(f"{_CUDA_BACKEND_PREF}.extra_compile_args_nvcc", None)
     nvcc = list(nvcc_args if nvcc_args is not None else BRIAN2CUDA_DEFAULT_NVCC_ARGS)
     nvcc = [arg for arg in nvcc if not arg.startswith("-std=")] + ["-std=c++17"]
     cb = _CUDA_BACKEND_PREF
@@ -554,19 +567,31 @@ def cuda_settings(
             DEFAULT_COMPUTE_CAPABILITY if compute_capability is None else compute_capability
         )
     if curand is not None and curand.source != "toolkit":
-        settings["codegen.cpp.include_dirs"] = [curand.include_dir]
+        added = {"codegen.cpp.include_dirs": curand.include_dir}
         if curand.library_dir is not None:
-            settings["codegen.cpp.runtime_library_dirs"] = [curand.library_dir]
-            settings["codegen.cpp.library_dirs"] = [
+            added["codegen.cpp.runtime_library_dirs"] = curand.library_dir
+            added["codegen.cpp.library_dirs"] = (
                 str(curand_link_dir) if curand_link_dir is not None else curand.library_dir
-            ]
+            )
+        for name, folder in added.items():
+            folders = list(_pref_or(name, []))
+            settings[name] = folders if folder in folders else [*folders, folder]
     return settings
 
 
 def _default_gcc_args() -> list[str]:
+    return list(_pref_or("codegen.cpp.extra_compile_args_gcc", []))
+
+
+def _pref_or(name: str, default: Any) -> Any:
+    """Brian2 preference ``name``, or ``default`` where it is not registered (brian2cuda's own
+    preferences exist only once brian2cuda is imported)."""
     from brian2 import prefs
 
-    return list(prefs["codegen.cpp.extra_compile_args_gcc"])
+    try:
+        return prefs[name]
+    except KeyError:
+        return default
 
 
 def _link_curand(curand: CurandLocation, link_dir: Path) -> None:
@@ -646,17 +671,38 @@ def refuse_network_operations(net_or_objects: Any, backend: str) -> None:
 
 
 def build_cache_dir(cache_root: str | os.PathLike[str], key: str) -> Path:
-    """Folder for the standalone build called ``key`` under ``cache_root``.
+    """Folder for the standalone build called ``key`` under ``cache_root`` on this kind of CPU.
 
     Brian2 only rewrites generated files whose content changed and ``make`` only recompiles
     what changed, so building the same network into the same folder again (also in a new
-    process) only regenerates code and leaves the binary as it is.
+    process) only regenerates code and leaves the binary as it is. Brian2 compiles with
+    ``-march=native``, so the folder also depends on :func:`host_cpu_signature`: a cache shared
+    by machines with different CPUs never hands one a binary built for another's instructions.
     """
     if not isinstance(key, str) or not key.strip():
         raise ValueError(f"cache_key: expected a non-empty string, got {key!r}")
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", key.strip()).strip(".-")[:60] or "build"
-    digest = hashlib.sha256(key.encode()).hexdigest()[:10]
+    digest = hashlib.sha256(f"{key}\0{host_cpu_signature()}".encode()).hexdigest()[:10]
     return Path(cache_root) / f"{slug}-{digest}"
+
+
+@functools.lru_cache(maxsize=1)
+def host_cpu_signature() -> str:
+    """The machine type and the CPU's instruction-set flags (``/proc/cpuinfo``, where there is
+    one): what code compiled with ``-march=native`` may use."""
+    import platform
+
+    flags = ""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as cpuinfo:
+            for line in cpuinfo:
+                name, sep, value = line.partition(":")
+                if sep and name.strip().lower() in ("flags", "features"):
+                    flags = " ".join(sorted(value.split()))
+                    break
+    except OSError:  # not Linux
+        flags = platform.processor()
+    return f"{platform.machine()} {flags}"
 
 
 def generated_code_hash(directory: str | os.PathLike[str], *, headers_only: bool = False) -> str:
@@ -666,9 +712,17 @@ def generated_code_hash(directory: str | os.PathLike[str], *, headers_only: bool
     decide what is compiled. ``headers_only`` hashes only headers and the makefile, the files
     brian2cuda's makefile does not track (its objects depend on their ``.cu`` file alone).
     """
-    root = Path(directory)
-    suffixes = _HEADER_SUFFIXES if headers_only else _SOURCE_SUFFIXES
     digest = hashlib.sha256()
+    for rel, path in _generated_sources(Path(directory), headers_only=headers_only):
+        digest.update(rel.encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def _generated_sources(root: Path, *, headers_only: bool = False) -> list[tuple[str, Path]]:
+    """(relative path, path) of the sources, headers and makefiles of a project, sorted."""
+    suffixes = _HEADER_SUFFIXES if headers_only else _SOURCE_SUFFIXES
+    found = []
     for path in sorted(root.rglob("*")):
         rel = path.relative_to(root)
         if not path.is_file() or rel.parts[0] in ("static_arrays", _CURAND_LINK_DIR):
@@ -676,9 +730,16 @@ def generated_code_hash(directory: str | os.PathLike[str], *, headers_only: bool
         if rel.parts[0].startswith("results"):
             continue
         if path.suffix.lower() in suffixes or path.name in _SOURCE_NAMES:
-            digest.update(rel.as_posix().encode() + b"\0")
-            digest.update(path.read_bytes() + b"\0")
-    return digest.hexdigest()
+            found.append((rel.as_posix(), path))
+    return found
+
+
+def source_digests(directory: Path) -> dict[str, str]:
+    """SHA-256 of each generated source, header and makefile of a project, by relative path."""
+    return {
+        rel: hashlib.sha256(path.read_bytes()).hexdigest()
+        for rel, path in _generated_sources(directory)
+    }
 
 
 def _run_files(root: Path):
@@ -721,25 +782,67 @@ def cached_projects(folder: Path) -> list[Path]:
 
 
 def seed_from_project_cache(folder: Path, directory: Path) -> bool:
-    """Start the empty build folder ``directory`` as a copy (file times kept) of the most
-    recently used compiled project in ``folder``; returns whether one was copied.
+    """Start the empty build folder ``directory`` as a copy of the most recently used compiled
+    project in ``folder``; returns whether one was copied.
 
-    Correct whatever the copy holds: Brian2 then rewrites each generated file whose content
-    differs (giving it a newer time than its object file) and ``make`` recompiles exactly those,
-    as in an incremental build in place. A copy that fails part-way (a project pruned while
-    being read) is cleared, and the build starts from nothing.
+    The copy's build products get the time of the copy and its sources a second earlier,
+    whatever times the stored files carried (a host with a fast clock, a cache copied with its
+    times): ``make`` rebuilds nothing of it as it is. After code generation
+    :func:`mark_regenerated_sources` dates what differs after every product, so ``make``
+    recompiles exactly that, as in an incremental build in place. A copy that fails part-way
+    (a project pruned while being read) is cleared and the build starts from nothing; one
+    killed part-way leaves a marker, and the next build into that folder clears it first.
     """
+    if (directory / _SEEDING_MARKER).exists():
+        _clear_build_folder(directory)
     if any(p.name != _CURAND_LINK_DIR for p in directory.iterdir()):
         return False
     projects = cached_projects(folder)
     if not projects:
         return False
+    marker = directory / _SEEDING_MARKER
+    marker.touch()
     try:
         shutil.copytree(projects[0], directory, dirs_exist_ok=True)
+        _set_seeded_times(directory)
     except (OSError, shutil.Error):
         _clear_build_folder(directory)
         return False
+    marker.unlink()
     return True
+
+
+def _set_seeded_times(directory: Path) -> None:
+    now = time.time_ns()
+    for path in directory.rglob("*"):
+        if path.is_symlink() or not path.is_file() or path.name == _SEEDING_MARKER:
+            continue
+        stamp = now if _is_build_product(path) else now - 10**9
+        os.utime(path, ns=(stamp, stamp))
+
+
+def _is_build_product(path: Path) -> bool:
+    return path.name in _BUILD_PRODUCT_NAMES or path.suffix in _BUILD_PRODUCT_SUFFIXES
+
+
+def mark_regenerated_sources(directory: Path, seeded: Mapping[str, str]) -> None:
+    """After code generation into a seeded build folder: give each source, header or makefile
+    whose content differs from ``seeded`` (:func:`source_digests` of the copy) a time after
+    every build product, and delete the binary if any does, so that ``make`` recompiles and
+    relinks what changed without trusting any clock (Brian2's own write times included)."""
+    changed = [
+        path
+        for rel, path in _generated_sources(directory)
+        if seeded.get(rel) != hashlib.sha256(path.read_bytes()).hexdigest()
+    ]
+    if not changed:
+        return
+    products = [p for p in directory.rglob("*") if p.is_file() and _is_build_product(p)]
+    stamp = max((p.stat().st_mtime_ns for p in products), default=time.time_ns()) + 10**9
+    for path in changed:
+        os.utime(path, ns=(stamp, stamp))
+    for name in ("main", "main.exe"):
+        (directory / name).unlink(missing_ok=True)
 
 
 def store_in_project_cache(directory: Path, folder: Path, keep: int = PROJECTS_KEPT) -> Path | None:
@@ -764,14 +867,26 @@ def store_in_project_cache(directory: Path, folder: Path, keep: int = PROJECTS_K
             shutil.rmtree(partial, ignore_errors=True)
         return None
     for old in cached_projects(folder)[keep:]:
-        shutil.rmtree(old, ignore_errors=True)
+        _delete_project(old)
     _remove_abandoned_partials(folder)
     return stored
 
 
+def _delete_project(project: Path) -> None:
+    """Take ``project`` out of the cache at once (a rename), then delete it: a deletion killed
+    part-way never leaves a project without its objects under a name builds are seeded from."""
+    doomed = project.with_name(f".deleting-{project.name}-{os.getpid()}")
+    try:
+        os.rename(project, doomed)
+    except OSError:  # deleted or renamed by another process meanwhile
+        return
+    shutil.rmtree(doomed, ignore_errors=True)
+
+
 def _remove_abandoned_partials(folder: Path) -> None:
-    """Delete the ``.partial-*`` folders of stores killed part-way (older than
-    :data:`ABANDONED_PARTIAL_S`); a store going on now is younger and is left alone."""
+    """Delete what killed stores and deletions left: ``.partial-*`` folders older than
+    :data:`ABANDONED_PARTIAL_S` (a store going on now is younger and is left alone) and
+    ``.deleting-*`` folders (nothing reads them)."""
     cutoff = time.time() - ABANDONED_PARTIAL_S
     for path in folder.glob(".partial-*"):
         try:
@@ -780,6 +895,8 @@ def _remove_abandoned_partials(folder: Path) -> None:
             continue
         if abandoned:
             shutil.rmtree(path, ignore_errors=True)
+    for path in folder.glob(".deleting-*"):
+        shutil.rmtree(path, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------- activation
@@ -899,11 +1016,13 @@ class BackendSession:
             assert self.cache_root is not None
             self.directory = build_cache_dir(self.cache_root, key)
             self._acquire_lock()
-        projects = None
+            _remove_results_of_ended_processes(self.directory)
+        projects = seeded = None
         if self.project_cache is not None and not self.codegen_only:
             projects = build_cache_dir(self.project_cache, key)
             self.directory.mkdir(parents=True, exist_ok=True)
-            seed_from_project_cache(projects, self.directory)
+            if seed_from_project_cache(projects, self.directory):
+                seeded = source_digests(self.directory)
         marker = self.directory / _CODE_HASH_FILE
         previous = marker.read_text().strip() if marker.is_file() else None
         device.build(
@@ -913,17 +1032,28 @@ class BackendSession:
             run=False,
             with_output=with_output,
         )
-        self.built = True
         if self.codegen_only:
+            self.built = True
             return self.directory
+        if seeded is not None:
+            mark_regenerated_sources(self.directory, seeded)
         code_hash = generated_code_hash(self.directory, headers_only=True)
         if self.device == "cuda_standalone" and previous != code_hash:
             clean = True
         marker.unlink(missing_ok=True)  # an interrupted compile must not look up to date
         from brian2.codegen.cpp_prefs import get_compiler_and_args
 
-        device.compile_source(str(self.directory), get_compiler_and_args()[0], False, clean)
+        try:
+            with _interruptible_shell_commands():
+                device.compile_source(str(self.directory), get_compiler_and_args()[0], False, clean)
+        except BaseException:
+            # The binary of the last build in this folder (another network, or a cached one)
+            # must not be run as if it were this one's.
+            for name in ("main", "main.exe"):
+                (self.directory / name).unlink(missing_ok=True)
+            raise
         marker.write_text(code_hash + "\n")
+        self.built = True
         if projects is not None:
             store_in_project_cache(self.directory, projects)
         if run:
@@ -969,9 +1099,77 @@ class BackendSession:
                 f"run_args: expected a mapping {{group.var or TimedArray: value}}, got "
                 f"{type(run_args).__name__}"
             )
-        self._brian_device().run(
-            directory=str(self.directory), with_output=with_output, run_args=run_args
-        )
+        device = self._brian_device()
+        try:
+            device.run(
+                directory=str(self.directory),
+                results_directory=self.results_directory,
+                with_output=with_output,
+                run_args=run_args,
+            )
+        finally:
+            # Brian2 writes each array of run_args to static_arrays/init_<hash>.dat and never
+            # deletes it: a training loop of re-runs would fill the disk. The binary has read
+            # them; Brian2 writes them again when a later run needs the same values.
+            for name in getattr(device, "run_args_arrays", ()):
+                array = self.directory / "static_arrays" / name
+                array.unlink(missing_ok=True)
+                array.with_name(array.name + ".lock").unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def _interruptible_shell_commands() -> Iterator[None]:
+    """``os.system`` that Ctrl-C interrupts, for Brian2's compile step (``make`` through
+    ``os.system``, which ignores SIGINT in the caller while the command runs).
+
+    Without it Ctrl-C reached only ``make``, and came back as "Project compilation failed", a
+    failed run instead of an interrupted one (and a SIGINT sent to this process alone was
+    lost). Here the command runs in its own session: SIGINT raises KeyboardInterrupt in this
+    process, which stops the command's whole process group (SIGTERM) and re-raises.
+    """
+
+    def system(command: str) -> int:
+        with subprocess.Popen(command, shell=True, start_new_session=True) as proc:
+            try:
+                return proc.wait()
+            except BaseException:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGTERM)
+                proc.wait()
+                raise
+
+    if os.name != "posix":  # sessions and process groups are POSIX's
+        yield
+        return
+    original = os.system
+    os.system = system
+    try:
+        yield
+    finally:
+        os.system = original
+
+
+def _own_results_folder() -> str:
+    """Results folder of this process in a shared ``cache_root`` build folder."""
+    host = re.sub(r"[^A-Za-z0-9_.-]+", "-", socket.gethostname()) or "host"
+    return f"results-{host}-{os.getpid()}"
+
+
+def _remove_results_of_ended_processes(directory: Path) -> None:
+    """Delete the results folders that ended processes of this host left in a shared build
+    folder (one per process that ran it). A live process's folder is kept: its monitors are
+    read from it, also after its session ended."""
+    prefix = _own_results_folder().rpartition("-")[0] + "-"
+    for path in directory.glob(f"{prefix}*"):
+        pid = path.name[len(prefix) :]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)
+        except OSError:  # alive, another user's
+            continue
 
 
 def _check_activate_args(
@@ -1004,9 +1202,11 @@ def _check_activate_args(
         raise ValueError(
             "cache_key: needs cache_root or project_cache (the folder that holds cached builds)"
         )
-    if not is_integer(openmp_threads):
+    if openmp_threads is None:
+        pass
+    elif not is_integer(openmp_threads):
         raise TypeError(f"openmp_threads: expected an int >= 0, got {openmp_threads!r}")
-    if openmp_threads < 0:
+    elif openmp_threads < 0:
         raise ValueError(f"openmp_threads: must be >= 0 (0 = no OpenMP), got {openmp_threads}")
     if not isinstance(codegen_only, bool):
         raise TypeError(f"codegen_only: expected a bool, got {codegen_only!r}")
@@ -1050,7 +1250,7 @@ def activate_backend(
     directory: str | os.PathLike[str] | None = None,
     *,
     build_on_run: bool = False,
-    openmp_threads: int = 0,
+    openmp_threads: int | None = None,
     codegen_only: bool = False,
     cache_root: str | os.PathLike[str] | None = None,
     cache_key: str | None = None,
@@ -1065,7 +1265,10 @@ def activate_backend(
     The device is reset first (``device.reinit(); set_device(..., build_on_run=False)``) so a
     new network can be built in a process that already built one; preferences changed here
     (codegen target, OpenMP threads, CUDA settings) and the previous device are restored on
-    exit. Brian2's (<= 2.10) default ``make -j`` without a limit becomes
+    exit. ``openmp_threads=None`` keeps ``prefs.devices.cpp_standalone.openmp_threads`` as it
+    is (Brian2's default 0: no OpenMP). Brian2 has one standalone device per process, so a
+    standalone session is refused while another is open: opening it would reset the device
+    under the open one. Brian2's (<= 2.10) default ``make -j`` without a limit becomes
     :func:`bounded_make_args` (a value you set in
     ``prefs.devices.cpp_standalone.extra_make_args_unix`` is kept). Brian2's own
     ``build_on_run`` is always off, so no build happens without the
@@ -1099,11 +1302,20 @@ def activate_backend(
         gpu_id,
         cuda_runtime_version,
     )
-    openmp_threads = int(openmp_threads)
+    openmp_threads = None if openmp_threads is None else int(openmp_threads)
     gpu_id = None if gpu_id is None else int(gpu_id)
     if not isinstance(build_on_run, bool):
         raise TypeError(f"build_on_run: expected a bool, got {build_on_run!r}")
 
+    if dev_name in STANDALONE_BACKENDS and _OPEN_STANDALONE_SESSIONS:
+        open_session = _OPEN_STANDALONE_SESSIONS[-1]
+        raise RuntimeError(
+            f"activate_backend({concrete!r}): a {open_session.device} session is already open "
+            f"in this process (build folder {open_session.directory or 'not chosen yet'}); "
+            "Brian2 has one standalone device per process and a new session would reset it "
+            "under the open one. Fix: finish the open `with activate_backend(...)` block before "
+            "opening the next, or run the inner network with backend='runtime'"
+        )
     if dev_name == "cuda_standalone":
         _import_brian2cuda()
     from brian2 import prefs, set_device
@@ -1121,7 +1333,8 @@ def activate_backend(
     if concrete in RUNTIME_TARGETS:
         settings["codegen.target"] = concrete
     if dev_name in STANDALONE_BACKENDS:
-        settings["devices.cpp_standalone.openmp_threads"] = openmp_threads
+        if openmp_threads is not None:
+            settings["devices.cpp_standalone.openmp_threads"] = openmp_threads
         if list(prefs["devices.cpp_standalone.extra_make_args_unix"]) == UNBOUNDED_MAKE_ARGS:
             settings["devices.cpp_standalone.extra_make_args_unix"] = bounded_make_args()
     if dev_name == "cuda_standalone":
@@ -1157,14 +1370,18 @@ def activate_backend(
         cache_root=root,
         cache_key=cache_key,
         project_cache=Path(project_cache) if project_cache is not None else None,
-        results_directory="results" if root is None else f"results-{os.getpid()}",
+        results_directory="results" if root is None else _own_results_folder(),
         curand_link_dir=link_dir,
     )
+    if session.standalone:
+        _OPEN_STANDALONE_SESSIONS.append(session)
     try:
         for name, value in settings.items():
             prefs[name] = value
         yield session
     finally:
+        if session.standalone:
+            _OPEN_STANDALONE_SESSIONS.remove(session)
         session.release()
         for name, value in saved.items():
             prefs[name] = value
@@ -1199,6 +1416,8 @@ def _cuda_activation_settings(
     cuda_runtime_version: float | None,
 ) -> dict[str, Any]:
     cuda = _probe_cuda()
+    if cuda_path is None:  # yours in the preferences, else what the probe found
+        cuda_path = _pref_or(f"{_CUDA_BACKEND_PREF}.cuda_path", None)
     path = cuda_path if cuda_path is not None else cuda["cuda_path"]
     version = cuda_runtime_version if cuda_runtime_version is not None else cuda["nvcc_version"]
     if version is None:

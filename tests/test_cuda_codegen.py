@@ -112,3 +112,23 @@ def test_cuda_run_and_rerun_with_run_args(brian_build_cache):
         learned = np.asarray(syn.w[:]).copy()
     np.testing.assert_allclose(frozen, 0.3)  # eta = 0: no plasticity
     assert np.any(np.abs(learned - 0.3) > 1e-6)  # eta > 0: weights moved
+
+
+def test_cuda_session_keeps_your_compiler_preferences(tmp_path):
+    import brian2cuda  # noqa: F401 - registers the preferences set below
+    from brian2 import prefs
+
+    cb = "devices.cuda_standalone.cuda_backend"
+    names = (f"{cb}.extra_compile_args_nvcc", f"{cb}.cuda_path")
+    before = {name: prefs[name] for name in names}
+    prefs[f"{cb}.extra_compile_args_nvcc"] = ["-w", "-lineinfo"]
+    prefs[f"{cb}.cuda_path"] = "/opt/your-cuda"
+    try:
+        with activate_backend("cuda_standalone", tmp_path / "p", codegen_only=True):
+            nvcc = prefs[f"{cb}.extra_compile_args_nvcc"]
+            assert "-lineinfo" in nvcc and nvcc[-1] == "-std=c++17"  # yours, plus C++17
+            assert prefs[f"{cb}.cuda_path"] == "/opt/your-cuda"
+        assert prefs[f"{cb}.extra_compile_args_nvcc"] == ["-w", "-lineinfo"]
+    finally:
+        for name, value in before.items():
+            prefs[name] = value
