@@ -131,11 +131,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return 130
     except Exception:  # noqa: BLE001 - the run failed: show why, say where it is recorded
         traceback.print_exc()
-        recorded = (
-            f"{out_path} records it (status failed)"
-            if out_path.exists() and read_result(out_path).status == "failed"
-            else "no result was written"
-        )
+        try:
+            failed = read_result(out_path).status == "failed"
+        except (OSError, ValueError):  # none there, or an unreadable file --force kept
+            failed = False
+        recorded = f"{out_path} records it (status failed)" if failed else "no result was written"
         print(
             f"plastix: the run failed; {recorded}. Fix the cause and run the same command to "
             "resume from the last checkpoint.",

@@ -22,6 +22,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
+#: Largest integer a config value may hold: what numpy and torch index with (int64).
+LARGEST_INT = 2**63 - 1
+
 
 class ConfigError(ValueError):
     """A configuration value, key or file that cannot be used; the message says how to fix it."""
@@ -173,6 +176,10 @@ def _check_bounds(key: str, value: Any, meta: Mapping[str, Any]) -> None:
     for v in values:
         if v is None or not isinstance(v, int | float):
             continue
+        if isinstance(v, int) and not -LARGEST_INT <= v <= LARGEST_INT:
+            raise ConfigError(
+                f"{key}: {v!r} is out of range; integers must lie within +/-(2**63 - 1)"
+            )
         if "min" in meta:
             lo = meta["min"]
             if v < lo or (meta.get("min_exclusive") and v == lo):

@@ -69,6 +69,7 @@ from plastix.circuits.ib_network import (
 from plastix.circuits.layers import SampleTiming
 from plastix.circuits.neurons import LIFParams
 from plastix.plasticity.ib_rule import IBThreeFactor
+from plastix.sims.exp_ib import check_window
 from plastix.sims.experiments import BRIAN2_DEVICES, RunContext, experiment
 
 ArmName = Literal["spiking-ib", "rate-ib", "snntorch-bptt", "backprop"]
@@ -141,6 +142,10 @@ class CompareConfig:
                 f"input_rate_hz: {self.input_rate_hz} Hz fires more than once per step of "
                 f"{self.dt_ms} ms; lower it or dt_ms"
             )
+
+    def check_data(self, data) -> None:
+        """A window of more samples than the training set never fills."""
+        check_window("window", self.window, len(data.x_train), self.dataset)
 
 
 def circuit_spec(cfg: CompareConfig, n_input: int, n_classes: int) -> IBCircuitSpec:

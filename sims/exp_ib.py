@@ -91,10 +91,10 @@ class RateConfig:
             )
         if self.model == "leaky-mlp" and self.dt_ms > self.tau_ms:
             raise ValueError(f"dt_ms: {self.dt_ms} exceeds tau_ms = {self.tau_ms}; use dt <= tau")
-        if self.n_train is not None and self.n_train < self.window:
-            raise ValueError(
-                f"n_train: {self.n_train} is smaller than window = {self.window}; raise n_train"
-            )
+
+    def check_data(self, data) -> None:
+        """A window of more samples than the training set never fills."""
+        check_window("window", self.window, len(data.x_train), self.dataset)
 
 
 @dataclass
@@ -165,13 +165,17 @@ class BSweepConfig(IBConfig):
         default=(2, 4, 8, 16, 32), metadata={"min": 2, "help": "window sizes B to sweep"}
     )
 
-    def validate(self) -> None:
-        super().validate()
-        if self.n_train is not None and self.n_train < max(self.windows):
-            raise ValueError(
-                f"n_train: {self.n_train} is smaller than the largest window "
-                f"{max(self.windows)}; raise n_train"
-            )
+    def check_data(self, data) -> None:
+        check_window("windows", max(self.windows), len(data.x_train), self.dataset)
+
+
+def check_window(key: str, window: int, n_train: int, dataset: str) -> None:
+    """Refuse a window ``B`` longer than the ``n_train`` training samples of ``dataset``."""
+    if window > n_train:
+        raise ValueError(
+            f"{key}: a window of {window} samples is longer than the {n_train} training samples "
+            f"of {dataset!r}; lower {key} or raise n_train"
+        )
 
 
 def _load(cfg: RateConfig, ctx: RunContext):

@@ -9,6 +9,7 @@ last checkpoint (``<out>.ckpt``), from which the same command resumes.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as _dt
 import importlib
@@ -38,6 +39,8 @@ from plastix.sims.results import (
 )
 
 TORCH_DEVICES = ("cpu", "cuda")
+#: Largest summary array: one HDF5 attribute holds just under 64 KiB.
+MAX_SUMMARY_ARRAY_BYTES = 60 * 1024
 BRIAN2_DEVICES = ("auto", "runtime", "cpp_standalone", "cuda_standalone")
 #: Folder of compiled Brian2 projects reused by later runs ("off": compile every run afresh).
 BUILD_CACHE_ENV_VAR = "PLASTIX_BUILD_CACHE"
@@ -206,6 +209,7 @@ class RunContext:
         axis = next(iter(row))
         values = {}
         for key, value in row.items():
+            _check_name("log()", key)
             try:
                 values[key] = float(value)
             except (TypeError, ValueError):
@@ -223,12 +227,18 @@ class RunContext:
     def summary(self, **scalars: Any) -> None:
         """Set summary values: numbers, booleans, text, or numeric arrays (HDF5 attributes)."""
         for key, value in scalars.items():
+            _check_name("summary()", key)
             if isinstance(value, list | tuple) or hasattr(value, "__array__"):  # numpy, torch
                 array = _numpy_copy(value)
                 if array.dtype.kind not in "biuf":
                     raise TypeError(
                         f"summary(): {key} holds {array.dtype} values; only numeric arrays fit "
                         "an HDF5 attribute (use save_array for other data)"
+                    )
+                if array.nbytes > MAX_SUMMARY_ARRAY_BYTES:
+                    raise ValueError(
+                        f"summary(): {key} is {array.nbytes} bytes; an HDF5 attribute holds at "
+                        f"most {MAX_SUMMARY_ARRAY_BYTES} (use save_array for large arrays)"
                     )
                 value = array.item() if array.ndim == 0 else array
             elif not isinstance(value, bool | int | float | str):
@@ -243,13 +253,16 @@ class RunContext:
     # monitors and synapses) had its memory freed with its object.
 
     def save_array(self, name: str, array: Any) -> None:
-        self._record.arrays[name] = _numpy_copy(array)
+        self._record.arrays[_check_name("save_array()", name)] = _numpy_copy(array)
 
     def save_weights(self, name: str, array: Any) -> None:
-        self._record.weights[name] = _numpy_copy(array)
+        self._record.weights[_check_name("save_weights()", name)] = _numpy_copy(array)
 
     def save_spikes(self, monitor: str, i: Any, t_seconds: Any) -> None:
-        self._record.spikes[monitor] = (_numpy_copy(i), _numpy_copy(t_seconds).astype(float))
+        self._record.spikes[_check_name("save_spikes()", monitor)] = (
+            _numpy_copy(i),
+            _numpy_copy(t_seconds).astype(float),
+        )
 
     def checkpoint(self, state: Any) -> None:
         """Save ``state`` and all logged data so an interrupted run resumes from here."""
@@ -263,6 +276,16 @@ class RunContext:
         return self._state
 
 
+def _check_name(method: str, name: Any) -> str:
+    """A name for a dataset or attribute of the result file: HDF5 reads '/' as a folder."""
+    if not isinstance(name, str) or not name or "/" in name or name in (".", ".."):
+        raise ValueError(
+            f"{method}: name {name!r} cannot name a dataset of the result file; use a non-empty "
+            "name without '/' (e.g. 'train_loss' for 'train/loss')"
+        )
+    return name
+
+
 def _numpy_copy(value: Any) -> np.ndarray:
     """A numpy copy of ``value``; torch tensors may require grad or live on a GPU."""
     if hasattr(value, "detach"):
@@ -271,8 +294,10 @@ def _numpy_copy(value: Any) -> np.ndarray:
 
 
 def default_out_path(name: str, seed: int) -> Path:
+    """``plastix_runs/<name>_seed<seed>_<date-time>-<process id>.h5``: two runs started in the
+    same second never share a result (or checkpoint)."""
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    return Path("plastix_runs") / f"{name}_seed{seed}_{stamp}.h5"
+    return Path("plastix_runs") / f"{name}_seed{seed}_{stamp}-{os.getpid()}.h5"
 
 
 class PreparedRun(NamedTuple):
@@ -301,7 +326,7 @@ def prepare_run(
 ) -> PreparedRun:
     """Check everything a run needs before any work: experiment, config, device, output path,
     checkpoint, and (for configs with a ``dataset`` key) that the dataset loads at the asked
-    sizes."""
+    sizes and passes the config's ``check_data(dataset)``, where it has one."""
     spec = get_experiment(name)
     values: dict[str, Any] = {}
     if config_file is not None:
@@ -318,7 +343,7 @@ def prepare_run(
         from plastix.sims.datasets import DatasetError, load_dataset
 
         try:
-            load_dataset(
+            data = load_dataset(
                 dataset,
                 data_root,
                 n_train=getattr(cfg, "n_train", None),
@@ -327,6 +352,11 @@ def prepare_run(
             )
         except DatasetError as exc:
             raise ConfigError(f"dataset: {exc}") from None
+        if hasattr(cfg, "check_data"):  # what the config needs of the data, e.g. enough samples
+            try:
+                cfg.check_data(data)
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
     if device == "":
         raise ConfigError(f"--device: empty; choose one of {', '.join(spec.devices)}")
     device = device or spec.default_device
@@ -375,6 +405,27 @@ def prepare_run(
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     return PreparedRun(spec, cfg, out_path, resume or (record, None), replaceable)
+
+
+@contextlib.contextmanager
+def _ctrl_c_interrupts_simulations(device: str):
+    """On a Brian2 device, Ctrl-C raises KeyboardInterrupt inside ``Network.run`` too.
+
+    Brian2 by default turns Ctrl-C during a run into a quiet stop at the current time step
+    (``prefs.core.stop_on_keyboard_interrupt``): the experiment would go on with a cut-short
+    simulation and write it as complete, instead of stopping at its last checkpoint.
+    """
+    if device not in BRIAN2_DEVICES:
+        yield
+        return
+    from brian2 import prefs
+
+    before = prefs.core.stop_on_keyboard_interrupt
+    prefs.core.stop_on_keyboard_interrupt = False
+    try:
+        yield
+    finally:
+        prefs.core.stop_on_keyboard_interrupt = before
 
 
 def can_write_under(path: Path) -> bool:
@@ -433,7 +484,8 @@ def run_experiment(
     out_path.parent.mkdir(parents=True, exist_ok=True)
     ctx = RunContext(record, out_path, state=state, data_root=data_root, progress=progress)
     try:
-        spec.fn(cfg, ctx)
+        with _ctrl_c_interrupts_simulations(record.device):
+            spec.fn(cfg, ctx)
     except KeyboardInterrupt:
         raise
     except Exception as exc:

@@ -86,6 +86,8 @@ def atomic_path(final: Path) -> Iterator[Path]:
     os.close(os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     try:
         yield tmp_path
+        with open(tmp_path, "rb") as written:  # on disk before it takes the final name
+            os.fsync(written.fileno())
         os.replace(tmp_path, final)
     finally:
         if tmp_path.exists():
@@ -349,5 +351,11 @@ def load_checkpoint(result_path: str | Path, record: RunRecord) -> tuple[RunReco
             f"checkpoint {str(checkpoint_path(result_path))!r} belongs to a different run "
             f"({'; '.join(differences)}); use another --out, or delete the checkpoint to start "
             "afresh"
+        )
+    if saved[0].device != record.device:
+        raise ValueError(
+            f"checkpoint {str(checkpoint_path(result_path))!r} was written on --device "
+            f"{saved[0].device}, not {record.device}; resume with --device {saved[0].device}, "
+            "or use another --out"
         )
     return saved

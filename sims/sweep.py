@@ -113,7 +113,12 @@ def plan_sweep(
     data_root: str | None = None,
 ) -> list[PlannedRun]:
     """Expand the grid × seeds and validate every config before any run starts."""
-    from plastix.sims.experiments import get_experiment, import_modules, prepare_run
+    from plastix.sims.experiments import (
+        can_write_under,
+        get_experiment,
+        import_modules,
+        prepare_run,
+    )
 
     import_modules(imports)
     get_experiment(experiment)  # an unknown experiment is refused before anything else
@@ -128,17 +133,26 @@ def plan_sweep(
     seed_list = [int(s) for s in seed_list]
     if Path(out_dir).exists() and not Path(out_dir).is_dir():
         raise ConfigError(f"--out-dir {str(out_dir)!r} exists and is not a folder")
-    index_path = Path(out_dir) / INDEX_NAME
-    if index_path.is_file():
-        earlier = json.loads(index_path.read_text()).get("experiment")
-        if earlier != experiment:
-            raise ConfigError(
-                f"--out-dir {str(out_dir)!r} holds a sweep of experiment {earlier!r}, not "
-                f"{experiment!r}; use another --out-dir"
-            )
+    if not can_write_under(Path(out_dir) / "runs" / "run.h5"):
+        raise ConfigError(
+            f"--out-dir {str(out_dir)!r}: no folder can be created there (a parent is not a "
+            "folder, or is not writable); choose another --out-dir"
+        )
+    earlier = read_index(out_dir)
+    if earlier is not None and earlier["experiment"] != experiment:
+        raise ConfigError(
+            f"--out-dir {str(out_dir)!r} holds a sweep of experiment {earlier['experiment']!r}, "
+            f"not {experiment!r}; use another --out-dir"
+        )
+    both = sorted(set(grid) & set(base_overrides or {}))
+    if both:
+        raise ConfigError(
+            f"--set and --grid both give {', '.join(both)}; give each key in one of them"
+        )
     base = dict(read_config_file(config_file)) if config_file else {}
     base.update(base_overrides or {})
     keys = list(grid)
+    ids: dict[str, dict[str, Any]] = {}
     runs_dir = Path(out_dir).resolve() / "runs"  # absolute: workers may run elsewhere
     planned = []
     seen: dict[str, dict[str, Any]] = {}
@@ -157,6 +171,12 @@ def plan_sweep(
         if same is not overrides:
             raise ConfigError(
                 f"--grid: {overrides} and {same} are the same config; list each value once"
+            )
+        other = ids.setdefault(_run_id(overrides, 0), overrides)
+        if other is not overrides:
+            raise ConfigError(
+                f"--grid: {overrides} and {other} give runs the same file name "
+                f"({_run_id(overrides, 0)}); use values that differ in letters or digits"
             )
         for seed in seed_list:
             run_id = _run_id(overrides, seed)
@@ -201,6 +221,23 @@ def _is_complete(path: str | Path) -> bool:
         return read_result(path).status == "complete"
     except (ValueError, OSError):
         return False
+
+
+def read_index(out_dir: str | Path) -> dict[str, Any] | None:
+    """The ``index.json`` of the sweep in ``out_dir`` (None where there is none), run paths
+    absolute; a file that is not a sweep index is refused with a ConfigError."""
+    path = Path(out_dir) / INDEX_NAME
+    if not path.is_file():
+        return None
+    try:
+        index = json.loads(path.read_text())
+        runs = [{**r, "path": str(Path(out_dir).resolve() / r["path"])} for r in index["runs"]]
+        return {"experiment": index["experiment"], "runs": runs}
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(
+            f"--out-dir {str(out_dir)!r}: {INDEX_NAME} is not a plastix sweep index "
+            f"({type(exc).__name__}: {exc}); use another --out-dir"
+        ) from None
 
 
 def _write_index(out_dir: Path, experiment: str, runs: list[dict[str, Any]]) -> None:
@@ -286,7 +323,11 @@ def run_sweep(
         )
         client = Client(cluster)
     (out_dir / "runs").mkdir(parents=True, exist_ok=True)
-    status = {
+    earlier = read_index(out_dir)
+    status = {  # runs of earlier sweeps into this folder (another grid) stay in its index
+        r["run_id"]: r for r in (earlier["runs"] if earlier is not None else [])
+    }
+    status |= {
         r.run_id: {
             "run_id": r.run_id,
             "overrides": r.overrides,
@@ -354,18 +395,16 @@ def load_sweep(out_dir: str | Path):
     """One table of a sweep: config keys and summary scalars as columns, one row per run."""
     from plastix.sims.results import runs_table
 
-    out_dir = Path(out_dir)
-    index_path = out_dir / INDEX_NAME
-    if not index_path.is_file():
+    index = read_index(out_dir)
+    if index is None:
         raise FileNotFoundError(f"{str(out_dir)!r} has no {INDEX_NAME}: not a plastix sweep folder")
-    index = json.loads(index_path.read_text())
-    paths = [out_dir / r["path"] for r in index["runs"]]
+    paths = [Path(r["path"]) for r in index["runs"]]
     lost = [str(p) for p, r in zip(paths, index["runs"], strict=True)
             if r["status"] == "complete" and not p.is_file()]  # fmt: skip
     if lost:
         raise FileNotFoundError(
-            f"{index_path} lists {len(lost)} complete run(s) whose files are missing, e.g. "
-            f"{lost[0]}; restore them, or run the sweep again to redo them"
+            f"{Path(out_dir) / INDEX_NAME} lists {len(lost)} complete run(s) whose files are "
+            f"missing, e.g. {lost[0]}; restore them, or run the sweep again to redo them"
         )
     return runs_table([p for p in paths if p.is_file()])
 

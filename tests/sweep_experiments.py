@@ -14,6 +14,7 @@ class StepConfig:
     epochs: int = 4
     scale: float = 1.0
     fail: bool = False
+    label: str = ""
 
 
 @experiment("test-sweep-steps", StepConfig, description="sweep test: logs epochs, can crash")

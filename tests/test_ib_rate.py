@@ -355,7 +355,9 @@ def test_bsweep_experiment_logs_one_row_per_window(tmp_path):
     [
         ({"model": "cnn", "dataset": "xor"}, "image dataset"),
         ({"sigmas": [0.5, 0.1]}, "three widths"),
-        ({"n_train": 4, "window": 8}, "n_train"),
+        ({"n_train": 4, "window": 8}, "longer than the 4 training samples of 'digits'"),
+        # no n_train: the whole training set (1000 xor samples) is shorter than the window
+        ({"dataset": "xor", "window": 5000}, "window of 5000 samples is longer than the 1000"),
         ({"xi_method": "fast"}, "valid choice"),
     ],
 )
@@ -366,3 +368,20 @@ def test_experiment_config_errors(overrides, match, tmp_path):
     with pytest.raises(ConfigError, match=match):
         run_experiment("ib-rate", overrides=overrides, out=tmp_path / "r.h5", seed=0)
     assert not (tmp_path / "r.h5").exists()
+
+
+@pytest.mark.parametrize(
+    ("experiment", "overrides", "match"),
+    [
+        ("ib-bsweep", {"dataset": "xor", "windows": "2,4000"}, "windows: a window of 4000"),
+        ("compare", {"window": 600}, "window of 600 samples is longer than the 500 training"),
+    ],
+)
+def test_windows_longer_than_the_training_set_are_refused_before_work(
+    experiment, overrides, match, tmp_path
+):
+    from plastix.sims.config import ConfigError
+    from plastix.sims.experiments import prepare_run
+
+    with pytest.raises(ConfigError, match=match):
+        prepare_run(experiment, overrides=overrides, out=tmp_path / "r.h5")

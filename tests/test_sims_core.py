@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -69,6 +70,13 @@ def _run_counter(cfg: CounterConfig, ctx: RunContext) -> None:
         saved[...] = -1
 
 
+experiment(
+    "test-counter-devices",
+    CounterConfig,
+    description="test-counter on two named devices (test only)",
+    devices=("alpha", "beta"),
+)(_run_counter)
+
 BAD_CALLS: dict = {}  # what test-bad-values passes to summary() and log()
 
 
@@ -105,6 +113,9 @@ def test_build_config_parses_types_and_choices():
         ({"lr": "nan"}, "lr: 'nan' is not a finite number"),
         ({"lr": float("inf")}, "lr: inf is not a finite number"),
         ({"hidden": ""}, "hidden: empty; give at least one value"),
+        # past int64 it passed, and crashed (OverflowError) once the run had started
+        ({"epochs": "100000000000000000000"}, "epochs: 100000000000000000000 is out of range"),
+        ({"hidden": [4, 2**63]}, "integers must lie within"),
     ],
 )
 def test_build_config_refuses_bad_values(overrides, fragment):
@@ -192,6 +203,47 @@ def test_interrupt_keeps_checkpoint_and_resume_completes(tmp_path):
     assert not checkpoint_path(out).exists()
 
 
+@dataclass
+class SimulationConfig:
+    duration_ms: float = 100.0
+
+
+@experiment(
+    "test-ctrl-c-in-simulation",
+    SimulationConfig,
+    description="a Brian2 run that receives Ctrl-C part-way (test only)",
+    devices=("runtime",),
+)
+def _run_interrupted_simulation(cfg: SimulationConfig, ctx: RunContext) -> None:
+    import os
+    import signal
+
+    from brian2 import Network, NeuronGroup, ms, network_operation
+
+    group = NeuronGroup(1, "dv/dt = 1 / (10*ms) : 1", method="euler", name="ctrl_c_group")
+
+    @network_operation(when="end", name="ctrl_c_press")
+    def press_ctrl_c(t):
+        if abs(t / ms - 5.0) < 1e-9:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    net = Network(group, press_ctrl_c)
+    net.run(cfg.duration_ms * ms, namespace={})
+    ctx.summary(simulated_ms=float(net.t / ms))
+
+
+def test_ctrl_c_in_a_brian2_simulation_interrupts_the_run(tmp_path):
+    # Brian2's default turns Ctrl-C in Network.run into a quiet stop: the run went on with 5 of
+    # 100 ms simulated and was written as complete.
+    out = tmp_path / "r.h5"
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment("test-ctrl-c-in-simulation", out=out)
+    assert not out.exists()
+    from brian2 import prefs
+
+    assert prefs.core.stop_on_keyboard_interrupt  # Brian2's setting is back for other code
+
+
 def test_failure_writes_failed_status(tmp_path):
     out = tmp_path / "r.h5"
     with pytest.raises(RuntimeError, match="boom"):
@@ -222,6 +274,11 @@ def test_wall_time_of_a_resumed_run_adds_the_work_up_to_its_checkpoint(tmp_path,
         ({"summary": {"names": ["a", "b"]}}, "names holds <U1 values"),
         ({"log": {"epoch": 0, "loss": "high"}}, "loss='high' is not a number"),
         ({"log2": ({"epoch": 0, "loss": 1.0}, {"step": 0, "loss": 2.0})}, "metric 'loss' was"),
+        # HDF5 reads '/' as a folder: the result was written complete, then unreadable
+        ({"log": {"epoch": 1, "train/loss": 1.0}}, "log\\(\\): name 'train/loss' cannot name"),
+        ({"weights": {"layer/w": np.eye(2)}}, "save_weights\\(\\): name 'layer/w'"),
+        # an attribute over 64 KiB failed the write after all the work, at every resume
+        ({"summary": {"big": np.zeros(10_000)}}, "big is 80000 bytes; an HDF5 attribute holds"),
     ],
 )
 def test_values_that_cannot_be_stored_fail_the_run_where_they_are_given(tmp_path, calls, fragment):
@@ -333,6 +390,34 @@ def test_existing_result_is_never_overwritten_without_force(tmp_path):
     assert out.read_bytes() == before
     run_experiment("test-counter", {"epochs": 2}, out=out, force=True)
     assert len(read_result(out).metrics["epoch"]) == 2
+
+
+def test_resuming_on_another_device_is_refused(tmp_path):
+    out = tmp_path / "r.h5"
+    INTERRUPT_AT[:] = [1]
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment("test-counter-devices", {"epochs": 3}, device="alpha", out=out)
+    with pytest.raises(ConfigError, match="written on --device alpha, not beta; resume with"):
+        run_experiment("test-counter-devices", {"epochs": 3}, device="beta", out=out)
+    assert checkpoint_path(out).exists() and not out.exists()
+    run_experiment("test-counter-devices", {"epochs": 3}, device="alpha", out=out)
+    assert read_result(out).attrs["device"] == "alpha"
+
+
+def test_a_failed_run_over_an_unreadable_file_kept_by_force_is_reported(tmp_path, capsys):
+    out = tmp_path / "e.h5"
+    out.write_bytes(b"not hdf5")
+    args = ["run", "test-counter", "--set", "epochs=2", "--set", "fail_at=1", "--out", str(out)]
+    assert cli.main([*args, "--force", "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert "boom" in err and "no result was written" in err and err.count("Traceback") == 1
+    assert out.read_bytes() == b"not hdf5"
+
+
+def test_default_result_names_differ_between_processes():
+    from plastix.sims.experiments import default_out_path
+
+    assert default_out_path("test-counter", 3).stem.endswith(f"-{os.getpid()}")
 
 
 def test_runs_table(tmp_path):

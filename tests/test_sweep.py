@@ -60,6 +60,25 @@ def test_parse_grid_and_validation(sweep_env, tmp_path):
         plan_sweep(
             "test-sweep-steps", {}, out_dir=tmp_path / "a-file", imports=["sweep_experiments"]
         )
+    # values that differ only in characters a file name cannot hold would share one run file
+    with pytest.raises(ConfigError, match="give runs the same file name"):
+        plan_sweep(
+            "test-sweep-steps", {"label": ["a b", "a_b"]}, out_dir=tmp_path / "names",
+            imports=["sweep_experiments"],
+        )  # fmt: skip
+    with pytest.raises(ConfigError, match="--set and --grid both give epochs"):
+        plan_sweep(
+            "test-sweep-steps", {"epochs": ["2"]}, out_dir=tmp_path / "both",
+            base_overrides={"epochs": "3"}, imports=["sweep_experiments"],
+        )  # fmt: skip
+    with pytest.raises(ConfigError, match="--out-dir '/proc/plastix': no folder can be created"):
+        plan_sweep("test-sweep-steps", {}, out_dir="/proc/plastix", imports=["sweep_experiments"])
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "index.json").write_text("{not json")
+    with pytest.raises(ConfigError, match="index.json is not a plastix sweep index"):
+        plan_sweep(
+            "test-sweep-steps", {}, out_dir=tmp_path / "broken", imports=["sweep_experiments"]
+        )
     with pytest.raises(ConfigError, match="unknown config key 'nope'"):
         plan_sweep(
             "test-sweep-steps", {"nope": ["1"]}, out_dir=tmp_path, imports=["sweep_experiments"]
@@ -142,6 +161,15 @@ def test_sweep_survives_a_killed_run_and_resumes_without_loss_or_duplication(
     )
     assert sum(r.get("skipped", False) for r in again.runs) == 4
     assert journal.read_text() == ""
+
+    # another grid into the same folder adds its runs; the earlier ones stay in the index
+    more = run_sweep(
+        "test-sweep-steps", {"scale": ["3.0"], "fail": ["false"]}, seeds=1, out_dir=out,
+        n_workers=1, imports=["sweep_experiments"],
+    )  # fmt: skip
+    assert len(more.runs) == 9 and len(load_sweep(out)) == 9
+    assert len(journal.read_text().splitlines()) == 4  # only the new run's four epochs ran
+    journal.write_text("")
 
     # a sweep with another config or experiment into the same folder is refused before any
     # work, and the earlier sweep's files stay as they were
