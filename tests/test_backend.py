@@ -343,7 +343,17 @@ def test_ctrl_c_during_the_compile_interrupts_the_build(tmp_path, monkeypatch):
             sim.build(run=False)
         assert not sim.built and not (tmp_path / "build" / "main").exists()
     stat = Path(f"/proc/{int(pid_file.read_text())}/stat")
-    assert not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] == "Z"  # make ended
+
+    def make_runs():  # it may take a moment to act on its SIGTERM (seen: state R, exiting)
+        try:
+            return stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        except FileNotFoundError:
+            return False
+
+    deadline = time.monotonic() + 30  # make's sleep would go on for 60 s
+    while make_runs() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not make_runs()  # make was stopped, not left running
 
 
 @needs_cxx
