@@ -39,9 +39,9 @@ from plastix.sims.results import (
 )
 
 TORCH_DEVICES = ("cpu", "cuda")
+BRIAN2_DEVICES = ("auto", "runtime", "cpp_standalone", "cuda_standalone")
 #: Largest summary array: one HDF5 attribute holds just under 64 KiB.
 MAX_SUMMARY_ARRAY_BYTES = 60 * 1024
-BRIAN2_DEVICES = ("auto", "runtime", "cpp_standalone", "cuda_standalone")
 #: Folder of compiled Brian2 projects reused by later runs ("off": compile every run afresh).
 BUILD_CACHE_ENV_VAR = "PLASTIX_BUILD_CACHE"
 
