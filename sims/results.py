@@ -86,8 +86,6 @@ def atomic_path(final: Path) -> Iterator[Path]:
     os.close(os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     try:
         yield tmp_path
-        with open(tmp_path, "rb") as written:  # on disk before it takes the final name
-            os.fsync(written.fileno())
         os.replace(tmp_path, final)
     finally:
         if tmp_path.exists():
