@@ -71,7 +71,8 @@ PROJECTS_KEPT = 3
 #: killed (a store copies a few MB in seconds); the next store deletes it.
 ABANDONED_PARTIAL_S = 3600.0
 #: Files of a standalone project that ``make`` produces (by name or suffix).
-_BUILD_PRODUCT_NAMES = ("main", "main.exe", "make.deps")
+_BINARY_NAMES = ("main", "main.exe")
+_BUILD_PRODUCT_NAMES = (*_BINARY_NAMES, "make.deps")
 _BUILD_PRODUCT_SUFFIXES = (".o", ".obj", ".d")
 #: Present in a build folder while a project is being copied into it (a killed copy keeps it).
 _SEEDING_MARKER = ".plastix_seeding"
@@ -681,9 +682,14 @@ def build_cache_dir(cache_root: str | os.PathLike[str], key: str) -> Path:
     """
     if not isinstance(key, str) or not key.strip():
         raise ValueError(f"cache_key: expected a non-empty string, got {key!r}")
-    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", key.strip()).strip(".-")[:60] or "build"
+    slug = _file_name_part(key.strip()).strip(".-")[:60] or "build"
     digest = hashlib.sha256(f"{key}\0{host_cpu_signature()}".encode()).hexdigest()[:10]
     return Path(cache_root) / f"{slug}-{digest}"
+
+
+def _file_name_part(text: str) -> str:
+    """``text`` with every run of characters a file name should not hold replaced by '-'."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text)
 
 
 @functools.lru_cache(maxsize=1)
@@ -831,17 +837,19 @@ def mark_regenerated_sources(directory: Path, seeded: Mapping[str, str]) -> None
     every build product, and delete the binary if any does, so that ``make`` recompiles and
     relinks what changed without trusting any clock (Brian2's own write times included)."""
     changed = [
-        path
-        for rel, path in _generated_sources(directory)
-        if seeded.get(rel) != hashlib.sha256(path.read_bytes()).hexdigest()
+        rel for rel, digest in source_digests(directory).items() if seeded.get(rel) != digest
     ]
     if not changed:
         return
     products = [p for p in directory.rglob("*") if p.is_file() and _is_build_product(p)]
     stamp = max((p.stat().st_mtime_ns for p in products), default=time.time_ns()) + 10**9
-    for path in changed:
-        os.utime(path, ns=(stamp, stamp))
-    for name in ("main", "main.exe"):
+    for rel in changed:
+        os.utime(directory / rel, ns=(stamp, stamp))
+    _remove_binary(directory)
+
+
+def _remove_binary(directory: Path) -> None:
+    for name in _BINARY_NAMES:
         (directory / name).unlink(missing_ok=True)
 
 
@@ -1049,8 +1057,7 @@ class BackendSession:
         except BaseException:
             # The binary of the last build in this folder (another network, or a cached one)
             # must not be run as if it were this one's.
-            for name in ("main", "main.exe"):
-                (self.directory / name).unlink(missing_ok=True)
+            _remove_binary(self.directory)
             raise
         marker.write_text(code_hash + "\n")
         self.built = True
@@ -1151,7 +1158,7 @@ def _interruptible_shell_commands() -> Iterator[None]:
 
 def _own_results_folder() -> str:
     """Results folder of this process in a shared ``cache_root`` build folder."""
-    host = re.sub(r"[^A-Za-z0-9_.-]+", "-", socket.gethostname()) or "host"
+    host = _file_name_part(socket.gethostname()) or "host"
     return f"results-{host}-{os.getpid()}"
 
 
