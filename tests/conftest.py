@@ -17,6 +17,21 @@ TEST_BUILD_CACHE = Path(
 os.environ.setdefault("PLASTIX_BUILD_CACHE", str(TEST_BUILD_CACHE / "runs"))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def numpy_code_generation():
+    """Brian2's runtime device generates numpy code in the tests, not Cython (Brian2's default).
+
+    Cython compiles one extension per generated code object (about 5 s each on 2 cores, over
+    170 for the suite, cached in ~/.cython after the first run): on a fresh machine the suite
+    took 21 minutes with Cython and 6 with numpy. Tests that need Cython ask for the
+    ``"cython"`` backend; ``test_cython_runtime_trains_like_numpy`` checks that it trains
+    exactly like numpy.
+    """
+    from brian2 import prefs
+
+    prefs.codegen.target = "numpy"
+
+
 @pytest.fixture(scope="session")
 def brian_build_cache() -> Path:
     """Folder for cached Brian2 standalone builds (:data:`TEST_BUILD_CACHE`).

@@ -12,14 +12,7 @@ import torch
 from brian2 import ms, mV
 from snntorch.export_nir import export_to_nir
 from snntorch.functional.quant import state_quant
-from test_bridges import (  # noqa: F401
-    DT,
-    _raster,
-    _snntorch_net,
-    _snntorch_run,
-    _spec,
-    numpy_target,
-)
+from test_bridges import DT, _raster, _snntorch_net, _snntorch_run, _spec
 
 from plastix.bridges.nir_bridge import SnntorchConvention, from_nir, to_nir
 from plastix.bridges.snntorch_bridge import from_snntorch, to_snntorch

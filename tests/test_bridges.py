@@ -10,7 +10,7 @@ import pytest
 import snntorch as snn
 import snntorch.utils as snn_utils
 import torch
-from brian2 import ms, mV, prefs
+from brian2 import ms, mV
 from snntorch.export_nir import export_to_nir
 from snntorch.import_nir import import_from_nir
 
@@ -30,14 +30,6 @@ from plastix.circuits.feedforward import (
 )
 
 DT = 1 * ms
-
-
-@pytest.fixture(autouse=True)
-def numpy_target():
-    old = prefs.codegen.target
-    prefs.codegen.target = "numpy"
-    yield
-    prefs.codegen.target = old
 
 
 def _spec(hidden: str, reset: str = "value", seed: int = 0, scale: float = 1.0):

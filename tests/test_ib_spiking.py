@@ -432,6 +432,66 @@ def test_runtime_and_cpp_standalone_agree(brian_build_cache):
     assert 0.5 < np.abs(d_sa).mean() / np.abs(d_rt).mean() < 2.0
 
 
+def _train_small(trainer_kind: str, backend: str):
+    """Initial weights, trained weights and an evaluation after a few training samples."""
+    from plastix.reservoirs.xi_modulator import XiModulatorConfig, fit_xi_modulator
+
+    x, y, xt, yt = _digits(8, 3)
+    spec = _small_spec(hidden=(10,))
+    w0 = init_weights(spec, np.random.default_rng(0), mean=0.7, spread=0.7)
+    if trainer_kind == "exact":
+        with ExactXiTrainer(
+            spec, w0, XiSettings(window=3), backend=backend, seed=0, warmup=0
+        ) as trainer:
+            trainer.train_epoch(x, y)
+            return w0, trainer.weights, trainer.evaluate(xt, yt)
+    config = XiModulatorConfig(
+        n_neurons=10, n_units=30, n_chunks=1, window_products=False, stream_length=64
+    )
+    with CompiledEpochTrainer(
+        spec, w0, len(x), len(xt), xi_source="reservoir",
+        xi_modulators=[fit_xi_modulator(config)], backend=backend, warmup=2, seed=0,
+    ) as trainer:  # fmt: skip
+        _, test = trainer.run_epoch(x, y, xt, yt)
+        return w0, trainer.weights, test
+
+
+@pytest.mark.parametrize("trainer_kind", ["exact", "compiled-epoch"])
+def test_cython_runtime_trains_like_numpy(trainer_kind, brian_build_cache):
+    """Brian2's default runtime target (Cython, which the other runtime tests replace by numpy
+    to skip compiling) generates code that trains exactly as numpy's does: the same spikes
+    (both targets draw from numpy's generator) and the same weights up to rounding. Compiled
+    without optimisation or debug information (-O0 -g0), which more than halves the compile
+    time, into the test build cache: Brian2's Cython cache key leaves the flags out, so these
+    extensions must not land in the user's ~/.cython."""
+    from brian2 import prefs
+
+    from plastix.circuits.backend import backend_problems
+
+    if backend_problems("cython"):
+        pytest.skip("no Cython + C++ compiler here")
+    test_settings = {
+        "codegen.cpp.extra_compile_args_gcc": ["-w", "-O0", "-g0"],
+        "codegen.runtime.cython.cache_dir": str(brian_build_cache / "cython-O0"),
+    }
+    user_settings = {name: prefs[name] for name in test_settings}
+    prefs.update(test_settings)
+    try:
+        _, w_cython, test_cython = _train_small(trainer_kind, "cython")
+    finally:
+        prefs.update(user_settings)
+    w0, w_numpy, test_numpy = _train_small(trainer_kind, "numpy")
+    assert np.abs(w_numpy.hidden[0] - w0.hidden[0]).max() > 0  # the rule acted
+    np.testing.assert_allclose(w_cython.hidden[0], w_numpy.hidden[0], rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(w_cython.readout, w_numpy.readout, rtol=1e-9, atol=1e-12)
+    for group in ("input", "hidden0"):
+        (i_c, t_c), (i_n, t_n) = test_cython.spikes[group], test_numpy.spikes[group]
+        assert len(t_n) > 0
+        np.testing.assert_array_equal(i_c, i_n)
+        np.testing.assert_allclose(t_c, t_n)
+    assert test_cython.predictions.tolist() == test_numpy.predictions.tolist()
+
+
 def test_standalone_code_generation(tmp_path):
     """The exact-ξ circuit that is built once and re-run per sample generates cpp_standalone code
     without a NetworkOperation, with the per-run reseeding inserted after the run_args."""

@@ -295,17 +295,7 @@ def test_memory_capacity_rejects_bad_arguments():
 # --- Brian2 form ------------------------------------------------------------------------
 
 
-@pytest.fixture
-def numpy_codegen():
-    from brian2 import prefs
-
-    old = prefs.codegen.target
-    prefs.codegen.target = "numpy"
-    yield
-    prefs.codegen.target = old
-
-
-def test_brian2_reservoir_matches_torch_closed_loop(numpy_codegen):
+def test_brian2_reservoir_matches_torch_closed_loop():
     from plastix.reservoirs.brian2_esn import simulate_brian2_esn
 
     cfg = ESNConfig(
@@ -330,7 +320,7 @@ def test_brian2_reservoir_matches_torch_closed_loop(numpy_codegen):
     assert np.abs(previous.numpy() - b2_outputs).max() < 1e-5
 
 
-def test_brian2_reservoir_matches_torch_teacher_forced_and_linear(numpy_codegen):
+def test_brian2_reservoir_matches_torch_teacher_forced_and_linear():
     from plastix.reservoirs.brian2_esn import simulate_brian2_esn
 
     cfg = ESNConfig(
@@ -348,7 +338,7 @@ def test_brian2_reservoir_matches_torch_teacher_forced_and_linear(numpy_codegen)
     assert np.abs(states.numpy() - b2_states).max() < 1e-5
 
 
-def test_brian2_noise_has_the_torch_per_step_variance(numpy_codegen):
+def test_brian2_noise_has_the_torch_per_step_variance():
     from plastix.reservoirs.brian2_esn import simulate_brian2_esn
 
     n = 400

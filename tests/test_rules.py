@@ -33,7 +33,6 @@ from brian2 import (
     defaultclock,
     ms,
     mV,
-    prefs,
     second,
 )
 from brian2 import seed as brian2_seed
@@ -66,13 +65,11 @@ BUILTINS = {
 
 
 @pytest.fixture(autouse=True)
-def brian2_numpy():
-    """numpy codegen and a 0.1 ms clock for each test, restored afterwards."""
-    old_target, old_dt = prefs.codegen.target, defaultclock.dt
-    prefs.codegen.target = "numpy"
+def brian2_clock():
+    """A 0.1 ms clock for each test, restored afterwards."""
+    old_dt = defaultclock.dt
     defaultclock.dt = DT
     yield
-    prefs.codegen.target = old_target
     defaultclock.dt = old_dt
 
 
