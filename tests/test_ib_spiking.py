@@ -457,7 +457,7 @@ def _train_small(trainer_kind: str, backend: str):
 
 
 @pytest.mark.parametrize("trainer_kind", ["exact", "compiled-epoch"])
-def test_cython_runtime_trains_like_numpy(trainer_kind, brian_build_cache):
+def test_cython_runtime_trains_like_numpy(trainer_kind, brian_build_cache, monkeypatch):
     """Brian2's default runtime target (Cython, which the other runtime tests replace by numpy
     to skip compiling) generates code that trains exactly as numpy's does: the same spikes
     (both targets draw from numpy's generator) and the same weights up to rounding. Compiled
@@ -470,16 +470,11 @@ def test_cython_runtime_trains_like_numpy(trainer_kind, brian_build_cache):
 
     if backend_problems("cython"):
         pytest.skip("no Cython + C++ compiler here")
-    test_settings = {
-        "codegen.cpp.extra_compile_args_gcc": ["-w", "-O0", "-g0"],
-        "codegen.runtime.cython.cache_dir": str(brian_build_cache / "cython-O0"),
-    }
-    user_settings = {name: prefs[name] for name in test_settings}
-    prefs.update(test_settings)
-    try:
-        _, w_cython, test_cython = _train_small(trainer_kind, "cython")
-    finally:
-        prefs.update(user_settings)
+    monkeypatch.setitem(prefs, "codegen.cpp.extra_compile_args_gcc", ["-w", "-O0", "-g0"])
+    monkeypatch.setitem(
+        prefs, "codegen.runtime.cython.cache_dir", str(brian_build_cache / "cython-O0")
+    )
+    _, w_cython, test_cython = _train_small(trainer_kind, "cython")
     w0, w_numpy, test_numpy = _train_small(trainer_kind, "numpy")
     assert np.abs(w_numpy.hidden[0] - w0.hidden[0]).max() > 0  # the rule acted
     np.testing.assert_allclose(w_cython.hidden[0], w_numpy.hidden[0], rtol=1e-9, atol=1e-12)
