@@ -39,7 +39,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -48,6 +47,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from plastix.processes import process_has_ended, this_host
 from plastix.scalars import is_integer, is_real
 
 BACKENDS = ("runtime", "cpp_standalone", "cuda_standalone")
@@ -1158,8 +1158,7 @@ def _interruptible_shell_commands() -> Iterator[None]:
 
 def _own_results_folder() -> str:
     """Results folder of this process in a shared ``cache_root`` build folder."""
-    host = _file_name_part(socket.gethostname()) or "host"
-    return f"results-{host}-{os.getpid()}"
+    return f"results-{this_host()}-{os.getpid()}"
 
 
 def _remove_results_of_ended_processes(directory: Path) -> None:
@@ -1169,14 +1168,8 @@ def _remove_results_of_ended_processes(directory: Path) -> None:
     prefix = _own_results_folder().rpartition("-")[0] + "-"
     for path in directory.glob(f"{prefix}*"):
         pid = path.name[len(prefix) :]
-        if not pid.isdigit() or int(pid) == os.getpid():
-            continue
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
+        if pid.isdigit() and int(pid) != os.getpid() and process_has_ended(int(pid)):
             shutil.rmtree(path, ignore_errors=True)
-        except OSError:  # alive, another user's
-            continue
 
 
 def _check_activate_args(

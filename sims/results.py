@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import glob
 import json
 import os
 import pickle
@@ -27,6 +28,8 @@ from typing import Any
 
 import h5py
 import numpy as np
+
+from plastix.processes import process_has_ended, this_host
 
 STATUSES = ("running", "complete", "failed")
 _VERSIONED = ("brian2", "torch", "numpy", "snntorch", "brian2cuda", "h5py")
@@ -79,17 +82,54 @@ def git_sha(source: str | Path = __file__) -> str | None:
 def atomic_path(final: Path) -> Iterator[Path]:
     """Yield a temporary path next to ``final``; rename it onto ``final`` only on success. The
     file is created exclusively with mode 0666, so the kernel applies the umask as for a plain
-    ``open(final, "w")`` (mkstemp would make it owner-only)."""
+    ``open(final, "w")`` (mkstemp would make it owner-only). Its data reach the disk before the
+    rename and the rename before return (fsync of the file, then of the folder), so a power cut
+    leaves under ``final`` the old file or the whole new one, never an empty or partial one.
+    The temporary name ``.NAME.HOST-PID.RANDOM.partial`` says which process writes it; the
+    ones that ended processes of this host left (killed mid-write) are deleted first."""
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp_path = final.with_name(f".{final.name}.{secrets.token_hex(8)}.partial")
+    _remove_partials_of_ended_processes(final)
+    token = secrets.token_hex(8)
+    tmp_path = final.with_name(f"{_partial_prefix(final)}{os.getpid()}.{token}.partial")
     os.close(os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     try:
         yield tmp_path
+        _fsync(tmp_path)
         os.replace(tmp_path, final)
+        _fsync_folder(final.parent)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def _partial_prefix(final: Path) -> str:
+    return f".{final.name}.{this_host()}-"
+
+
+def _remove_partials_of_ended_processes(final: Path) -> None:
+    """Delete the partial files of ``final`` whose writers, processes of this host, have ended
+    (a SIGKILL or power cut skips ``atomic_path``'s own clean-up); the files of running
+    writers and of other hosts sharing the folder are kept."""
+    prefix = _partial_prefix(final)
+    for path in final.parent.glob(f"{glob.escape(prefix)}*.partial"):
+        pid = path.name[len(prefix) :].partition(".")[0]
+        if pid.isdigit() and process_has_ended(int(pid)):
+            path.unlink(missing_ok=True)
+
+
+def _fsync(path: Path, flags: int = os.O_RDONLY) -> None:
+    fd = os.open(path, flags)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make a rename inside ``folder`` durable (POSIX only: Windows cannot open a folder)."""
+    if hasattr(os, "O_DIRECTORY"):
+        _fsync(folder, os.O_RDONLY | os.O_DIRECTORY)
 
 
 @dataclass

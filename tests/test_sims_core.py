@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 import h5py
@@ -612,6 +613,58 @@ def test_atomic_writes_get_the_permissions_of_a_plain_write(tmp_path):
         tmp.write_text("x")
     mode = stat.S_IMODE(os.stat(tmp_path / "atomic.txt").st_mode)
     assert mode == stat.S_IMODE(os.stat(plain).st_mode)
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc to name an fd")
+def test_atomic_writes_reach_the_disk_before_and_after_the_rename(tmp_path, monkeypatch):
+    """The whole new file is synced before it takes the final name, and the folder after, so a
+    power cut cannot leave an empty or partial file under the final name."""
+    from plastix.sims import results
+
+    final = tmp_path / "result.txt"
+    final.write_text("old")
+    synced = []
+
+    def record_fsync(fd):
+        path = Path(os.readlink(f"/proc/self/fd/{fd}"))
+        synced.append((path, final.read_text(), path.read_text() if path.is_file() else None))
+
+    monkeypatch.setattr(results.os, "fsync", record_fsync)
+    with results.atomic_path(final) as tmp:
+        tmp.write_text("new")
+    assert len(synced) == 2
+    (file_synced, final_then, content), (folder_synced, final_after, _) = synced
+    assert file_synced.name.endswith(".partial") and file_synced.parent == tmp_path
+    assert (final_then, content) == ("old", "new")  # the new data synced before the rename
+    assert (folder_synced, final_after) == (tmp_path, "new")  # the rename synced after it
+
+
+def test_atomic_writes_delete_what_killed_writers_of_this_host_left(tmp_path):
+    """A writer killed mid-write (SIGKILL, power cut) leaves its hidden partial file behind; the
+    next write of the same file deletes it, and keeps the partial files of running writers,
+    of writers on other hosts sharing the folder, and of other files."""
+    import subprocess
+    import sys
+
+    from plastix.processes import this_host
+    from plastix.sims.results import atomic_path
+
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                           capture_output=True, text=True, check=True)  # fmt: skip
+    dead_pid, live_pid, host = int(ended.stdout), os.getpid(), this_host()
+    killed = tmp_path / f".result.h5.{host}-{dead_pid}.0123456789abcdef.partial"
+    kept = [
+        tmp_path / f".result.h5.{host}-{live_pid}.fedcba9876543210.partial",
+        tmp_path / f".result.h5.{host}x-{dead_pid}.0123456789abcdef.partial",  # another host
+        tmp_path / f".other.h5.{host}-{dead_pid}.0123456789abcdef.partial",  # another file
+    ]
+    for path in (killed, *kept):
+        path.write_bytes(b"half")
+    with atomic_path(tmp_path / "result.h5") as tmp:
+        tmp.write_bytes(b"whole")
+    assert not killed.exists()
+    assert all(path.exists() for path in kept)
+    assert (tmp_path / "result.h5").read_bytes() == b"whole"
 
 
 @pytest.mark.parametrize(
