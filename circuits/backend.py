@@ -1279,7 +1279,8 @@ def activate_backend(
     (default: the name(s) of the network(s) that ran; see :func:`build_cache_dir`), or a fresh
     temporary folder. Building the same network into the same folder again recompiles nothing.
     Generated names follow the Brian2 objects alive at build time, so name your ``Network``
-    and drop references to earlier networks to get cache hits. The ``cache_root`` folder is
+    and drop references to earlier networks to get cache hits (garbage cycles are collected on
+    entry, so a dropped network no longer counts). The ``cache_root`` folder is
     locked for the whole session, since runs write into it.
 
     ``project_cache`` instead keeps the build folder private — so that runs of one network can
@@ -1356,10 +1357,12 @@ def activate_backend(
     saved = {name: prefs[name] for name in settings}
     if dev_name in STANDALONE_BACKENDS:
         all_devices[dev_name].reinit()
-        # Brian2 names generated code objects after the live ones ("..._codeobject_1" while an
-        # old network is alive); collecting dead cycles keeps the generated code, and so the
-        # build cache folder, the same from one build to the next.
-        gc.collect()
+    # Brian2 names clocks and generated code objects after the live ones ("..._clock_1",
+    # "..._codeobject_1" while an old network is alive, also one only held by a reference cycle
+    # that the collector has not reached yet); collecting those cycles before the network is
+    # built keeps the generated code, and so the standalone build cache and the Cython cache,
+    # the same from one build to the next.
+    gc.collect()
     set_device(dev_name, build_on_run=False)
     session = BackendSession(
         backend=concrete,

@@ -404,6 +404,34 @@ def test_run_seed_gives_each_rerun_new_reproducible_random_numbers(brian_build_c
     assert len(i1) != len(i2) or not np.array_equal(i1, i2)  # another seed: another draw
 
 
+def test_rebuilt_network_gets_the_same_names_while_the_old_one_awaits_collection():
+    """Brian2 names a group's clock after the clocks alive at the time (NAME_clock, then
+    NAME_clock_1 while another is alive), and the generated code, so every cache key, carries
+    those names. A dead network that only a reference cycle still holds is collected when a
+    backend is activated, so building it again gives the same names whether or not Python's
+    collector ran in between."""
+    import gc
+
+    from brian2 import Network, NeuronGroup, ms
+
+    def clock_name_of_a_network_left_in_a_cycle() -> str:
+        with activate_backend("numpy") as sim:
+            group = NeuronGroup(1, "v : 1", dt=1 * ms, name="cycle_held")
+            sim.run_network(Network(group), 1 * ms)
+            cycle = [group]
+            cycle.append(cycle)  # garbage that only the cycle collector frees
+            return group.clock.name
+
+    collector_was_on = gc.isenabled()
+    gc.disable()
+    try:
+        names = [clock_name_of_a_network_left_in_a_cycle() for _ in range(2)]
+    finally:
+        if collector_was_on:
+            gc.enable()
+    assert names == ["cycle_held_clock", "cycle_held_clock"]
+
+
 @needs_cxx
 def test_cached_build_is_reused_not_recompiled(brian_build_cache):
     first_counts, first_dir, (_, first_stamp) = simulate_tiny(
