@@ -204,10 +204,12 @@ def test_idx_truncated_gzip_names_the_file(tmp_path):
     assert str(bad) in str(info.value)
 
 
-def test_idx_wrong_size_names_the_file(tmp_path):
+@pytest.mark.parametrize("damage", ["truncated", "trailing bytes"])
+def test_idx_wrong_size_names_the_file(tmp_path, damage):
     write_idx_folder(tmp_path, compress=False)
     bad = tmp_path / "train-images-idx3-ubyte"
-    bad.write_bytes(bad.read_bytes()[:-7])
+    data = bad.read_bytes()
+    bad.write_bytes(data[:-7] if damage == "truncated" else data + bytes(7))
     with pytest.raises(DatasetError, match="truncated or corrupt") as info:
         load_dataset("mnist", root=tmp_path)
     assert str(bad) in str(info.value)

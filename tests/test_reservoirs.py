@@ -126,6 +126,29 @@ def test_noise_needs_a_generator_and_module_draws_its_own():
     assert sa.abs().max() > 0
 
 
+def test_state_noise_has_the_configured_standard_deviation():
+    n, noise = 400, 0.05
+    weights = ESNWeights(
+        torch.zeros(n, n, dtype=torch.float64),
+        torch.zeros(n, 1, dtype=torch.float64),
+        torch.zeros(n, 0, dtype=torch.float64),
+        torch.zeros(n, dtype=torch.float64),
+        leak=1.0,
+        noise=noise,
+        activation="identity",
+    )
+    states, _ = run_esn(weights, torch.zeros(5, 1, dtype=torch.float64), generator=_gen(7))
+    # zero weights and leak 1: every state is one fresh draw; 2000 draws, std within 10 %
+    assert abs(float(states.std()) - noise) < 0.005
+
+
+@pytest.mark.parametrize("fraction", [0.2, 0.6, 1.0])
+def test_input_connectivity_is_the_fraction_of_nonzero_input_weights(fraction):
+    cfg = ESNConfig(n_inputs=5, n_units=400, input_connectivity=fraction)
+    nonzero = float((init_esn_weights(cfg, seed=3).input != 0).double().mean())
+    assert abs(nonzero - fraction) < 0.05  # 2000 entries: 5 binomial s.d. at most 0.056
+
+
 def test_feedback_teacher_forcing_equals_closed_loop_with_the_same_signal():
     cfg = ESNConfig(n_inputs=2, n_units=40, n_feedback=1, feedback_scaling=0.5)
     weights = init_esn_weights(cfg, seed=2)
@@ -183,6 +206,20 @@ def test_ridge_penalty_shrinks_weights():
     assert large.weight.norm() < 0.5 * small.weight.norm()
 
 
+def test_ridge_solves_the_penalised_least_squares_problem():
+    """W = Yc^T Fc (Fc^T Fc + lambda I)^-1 on centred data, b = mean(y) - W mean(r)."""
+    g = _gen(8)
+    features = torch.randn(60, 5, generator=g, dtype=torch.float64) + 1.0
+    targets = features @ torch.randn(5, 2, generator=g, dtype=torch.float64) + torch.randn(
+        60, 2, generator=g, dtype=torch.float64
+    )
+    fc, yc = features - features.mean(0), targets - targets.mean(0)
+    expected = torch.linalg.solve(fc.T @ fc + 5.0 * torch.eye(5, dtype=torch.float64), fc.T @ yc).T
+    fitted = RidgeReadout(5, 2, ridge=5.0).fit(features, targets)
+    torch.testing.assert_close(fitted.weight, expected)
+    torch.testing.assert_close(fitted.bias, targets.mean(0) - expected @ features.mean(0))
+
+
 def test_rls_converges_to_the_generating_weights():
     g = _gen(2)
     true_w = torch.randn(2, 8, generator=g, dtype=torch.float64)
@@ -206,6 +243,24 @@ def test_rls_with_forgetting_tracks_a_changed_target():
     plain = RLSReadout(4, 1, alpha=1e-2, forgetting=1.0, fit_bias=False)
     plain.step(features, targets)
     assert (plain.weight - w2).abs().max() > 0.1  # without forgetting it averages both maps
+
+
+def test_rls_with_forgetting_is_exponentially_weighted_least_squares():
+    """After n samples W = (sum_i lam^(n-i) y_i r_i^T) (sum_i lam^(n-i) r_i r_i^T + lam^n alpha
+    I)^-1 (Haykin 2002, ch. 9): the initial P(0) = I/alpha acts as a ridge prior that fades as
+    lam^n. Few noisy samples, so the prior and the weighting both show."""
+    g = _gen(9)
+    lam, alpha, n = 0.8, 100.0, 10
+    features = torch.randn(n, 4, generator=g, dtype=torch.float64)
+    targets = torch.randn(n, 2, generator=g, dtype=torch.float64)
+    rls = RLSReadout(4, 2, alpha=alpha, forgetting=lam, fit_bias=False)
+    rls.step(features, targets)
+    decay = lam ** torch.arange(n - 1, -1, -1, dtype=torch.float64)
+    rr = (features * decay[:, None]).T @ features + lam**n * alpha * torch.eye(
+        4, dtype=torch.float64
+    )
+    ry = (features * decay[:, None]).T @ targets
+    torch.testing.assert_close(rls.weight, torch.linalg.solve(rr, ry).T, rtol=1e-6, atol=1e-9)
 
 
 def test_lms_decreases_the_error():
@@ -273,6 +328,11 @@ def test_memory_curve_of_a_delay_line_is_exact():
     curve = memory_curve(states, u, max_delay=6, washout=10)
     np.testing.assert_allclose(curve.r2[:3], 1.0, atol=1e-9)
     assert curve.r2[3:].max() < 0.01
+    # the washout steps are left out of the fit: a start-up transient there changes nothing
+    transient = states.clone()
+    transient[:100] = torch.randn(100, 3, generator=_gen(6), dtype=torch.float64) * 1e3
+    washed = memory_curve(transient, u, max_delay=6, washout=100)
+    np.testing.assert_allclose(washed.r2[:3], 1.0, atol=1e-9)
 
 
 def test_memory_capacity_rejects_bad_arguments():

@@ -99,6 +99,8 @@ def test_build_config_parses_types_and_choices():
     )
     assert (cfg.mode, cfg.epochs, cfg.lr, cfg.hidden, cfg.label) == ("slow", 5, 0.5, (8, 4, 2), "x")
     assert build_config(CounterConfig, {"hidden": [3], "label": "none"}).label is None
+    assert build_config(CounterConfig, {"hidden": "[8, 4]"}).hidden == (8, 4)  # JSON list form
+    assert build_config(CounterConfig, {"epochs": 2.0}).epochs == 2  # TOML float, whole
 
 
 @pytest.mark.parametrize(
@@ -117,11 +119,31 @@ def test_build_config_parses_types_and_choices():
         # past int64 it passed, and crashed (OverflowError) once the run had started
         ({"epochs": "100000000000000000000"}, "epochs: 100000000000000000000 is out of range"),
         ({"hidden": [4, 2**63]}, "integers must lie within"),
+        ({"epochs": 2.5}, "epochs: expected an integer"),  # not truncated to 2
+        ({"hidden": "[8, 4"}, "hidden: cannot read '\\[8, 4' as a list"),
     ],
 )
 def test_build_config_refuses_bad_values(overrides, fragment):
     with pytest.raises(ConfigError, match=fragment):
         build_config(CounterConfig, overrides)
+
+
+def test_build_config_checks_the_defaults_an_experiment_declares():
+    """A default outside its own bounds (an experiment author's slip) is refused like a bad
+    --set value, before any work starts."""
+
+    @dataclass
+    class BadDefaults:
+        epochs: int = field(default=0, metadata={"min": 1})
+
+    @dataclass
+    class EmptyDefault:
+        hidden: tuple[int, ...] = ()
+
+    with pytest.raises(ConfigError, match="epochs: 0 .*must be >= 1"):
+        build_config(BadDefaults, {})
+    with pytest.raises(ConfigError, match="hidden: empty"):
+        build_config(EmptyDefault, {})
 
 
 def test_unknown_key_lists_valid_keys():
@@ -168,7 +190,9 @@ def test_result_file_contract(tmp_path):
             assert attr in h5.attrs
         assert h5.attrs["status"] == "complete"
         assert json.loads(h5.attrs["config"])["hidden"] == [4, 2]
-        assert set(json.loads(h5.attrs["versions"])) >= {"brian2", "torch", "numpy", "snntorch"}
+        versions = json.loads(h5.attrs["versions"])
+        assert set(versions) >= {"brian2", "torch", "numpy", "snntorch"}
+        assert (versions["numpy"], versions["h5py"]) == (np.__version__, h5py.__version__)
         assert h5["metrics/loss"].attrs["axis"] == "epoch"
     res = read_result(out)
     assert res.summary["test_accuracy"] == 0.5 and res.summary["n_hidden"] == 6
@@ -184,6 +208,36 @@ def test_result_file_contract(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.h5"]
 
 
+def test_metric_first_logged_mid_run_is_padded_with_nan(tmp_path):
+    """Columns of one axis stay aligned row by row: a metric that is missing from a row, also
+    from the rows before it first appeared, reads NaN there."""
+    from plastix.sims.results import RunRecord, write_result
+
+    rows = [
+        {"epoch": 0, "loss": 1.0},
+        {"epoch": 1, "loss": 0.5, "val": 0.9},
+        {"epoch": 2, "loss": 0.25},
+        {"step": 0, "lr": 0.1},
+    ]
+    record = RunRecord("test-counter", {}, 0, "runtime", rows=rows)
+    res = read_result(write_result(tmp_path / "r.h5", record, "complete"))
+    np.testing.assert_array_equal(res.metrics["epoch"], [0, 1, 2])
+    np.testing.assert_array_equal(res.metrics["loss"], [1.0, 0.5, 0.25])
+    np.testing.assert_array_equal(res.metrics["val"], [np.nan, 0.9, np.nan])
+    np.testing.assert_array_equal(res.metrics["lr"], [0.1])
+    assert (res.metric_axes["val"], res.metric_axes["lr"]) == ("epoch", "step")
+
+
+@pytest.mark.parametrize("sha", ["0123abcd" * 5, None])
+def test_result_records_the_source_commit_when_known(tmp_path, monkeypatch, sha):
+    from plastix.sims import results
+
+    monkeypatch.setattr(results, "git_sha", lambda: sha)
+    out = run_experiment("test-counter", {"epochs": 1}, out=tmp_path / "r.h5")
+    with h5py.File(out) as h5:
+        assert h5.attrs.get("git_sha") == sha  # absent, not empty, when unknown
+
+
 def test_interrupt_keeps_checkpoint_and_resume_completes(tmp_path):
     out = tmp_path / "r.h5"
     CALLS.clear()
@@ -196,6 +250,9 @@ def test_interrupt_keeps_checkpoint_and_resume_completes(tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".partial")]
     with pytest.raises(ValueError, match="different run"):
         run_experiment("test-counter", {"epochs": 5}, out=out)
+    with pytest.raises(ValueError, match="seed: 0 there, 1 here"):  # another seed's checkpoint
+        run_experiment("test-counter", {"epochs": 4}, out=out, seed=1)
+    assert CALLS == [0, 1, 2]
     CALLS.clear()
     run_experiment("test-counter", {"epochs": 4}, out=out)
     assert CALLS == [2, 3]  # resumed after the last checkpoint; epochs 0 and 1 not re-run

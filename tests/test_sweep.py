@@ -206,6 +206,35 @@ def test_aggregate_confidence_interval():
         aggregate(table, by=["width"], metrics=["acc"])
 
 
+def test_aggregate_leaves_out_runs_without_the_metric():
+    """A run that lacks a summary value (NaN in the table: it failed, or diverged) is left out
+    of that metric's mean, count and interval instead of making them NaN."""
+    import pandas as pd
+
+    table = pd.DataFrame({"B": [2, 2, 2], "acc": [0.8, np.nan, 1.0]})
+    row = aggregate(table, by=["B"], metrics=["acc"]).iloc[0]
+    assert row["acc_n"] == 2
+    assert row["acc_mean"] == pytest.approx(0.9)
+    assert row["acc_ci"] == pytest.approx(12.706205 * np.std([0.8, 1.0], ddof=1) / np.sqrt(2))
+
+
+@pytest.mark.parametrize(
+    ("statuses", "exit_status"), [(["complete"] * 2, 0), (["complete", "failed"], 1)]
+)
+def test_cli_sweep_exit_status_says_whether_every_run_completed(
+    monkeypatch, tmp_path, capsys, statuses, exit_status
+):
+    from plastix.sims import sweep
+
+    runs = [{"run_id": f"r{k}", "status": s, "error": "boom"} for k, s in enumerate(statuses)]
+    monkeypatch.setattr(sweep, "run_sweep", lambda *a, **kw: sweep.SweepSummary(tmp_path, runs))
+    assert (
+        cli.main(["sweep", "ib-rate", "--grid", "window=2,4", "--out-dir", str(tmp_path)])
+        == exit_status
+    )
+    assert ("failed: r1: boom" in capsys.readouterr().out) == bool(exit_status)
+
+
 def test_cli_sweep_refuses_bad_grid(sweep_env, tmp_path, capsys):
     assert (
         cli.main(
