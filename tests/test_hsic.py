@@ -175,6 +175,40 @@ def test_approximations_correlate_positively_with_exact():
             assert mean_cos > (0.9 if method == "row-centred" else 0.0)
 
 
+def _published_xi(x, y, z, gamma, sigmas, method):
+    """xi written out term by term as the authors' two codes compute it (reference 1.3):
+    ``globalerror.jl`` (row-centred) and ``global_error`` in ``hsic.py`` after the Oct 2024 fix
+    (diagonal)."""
+    sx, sy, sz = sigmas
+    kx, ky = (gaussian_kernel(a, s).numpy() for a, s in ((x, sx), (y, sy)))
+    kz = gaussian_kernel(z, sz).numpy()
+    z = z.numpy()
+    window, last, s_z2 = len(z), len(z) - 1, sz**2 * z.shape[1]
+    if method == "row-centred":
+        a = [
+            (kx[last, j] - kx[last].mean()) - gamma * (ky[last, j] - ky[last].mean())
+            for j in range(window)
+        ]
+        alpha = [-(2 / s_z2) * kz[last, j] * (z[last] - z[j]) for j in range(window)]
+        mean_alpha = sum(alpha) / window
+        total = sum(a[j] * (alpha[j] - mean_alpha) for j in range(window))
+    else:
+        m = [(kx[j, j] - kx[j].mean()) - gamma * (ky[j, j] - ky[j].mean()) for j in range(window)]
+        alpha = [(2 / s_z2) * kz[last, j] * (z[last] - z[j]) for j in range(window)]
+        alpha_bar = sum(alpha[:last]) / window
+        total = sum(m[j] * alpha[j] / window for j in range(last)) + m[last] * alpha_bar
+    return total / (window - 1) ** 2
+
+
+@pytest.mark.parametrize("method", ["row-centred", "diagonal"])
+@pytest.mark.parametrize("window", [3, 6, 11])
+def test_approximations_follow_the_published_formulas(method, window):
+    x, y, z = _draw(window + 7, window, 7, 4)
+    sigmas = (0.5, 0.1, 1.0)
+    xi = modulatory_signal(x, y, z, 2.0, sigmas, method)
+    np.testing.assert_allclose(xi.numpy(), _published_xi(x, y, z, 2.0, sigmas, method), rtol=1e-10)
+
+
 def test_all_methods_agree_in_direction_for_two_samples():
     x, y, z = _draw(1, 2, 5, 3)
     exact = modulatory_signal(x, y, z, 2.0, (0.5, 0.1, 1.0), "exact")

@@ -137,6 +137,93 @@ def test_stream_order_makes_every_sample_current_once():
     assert order.shape == (24,)
     current = [int(order[t + 4]) for t in range(20)]
     assert sorted(current) == list(range(20))
+    # the stream wraps around: the first windows hold the end of the shuffled epoch, so every
+    # window holds B distinct samples (no sample is its own memory)
+    torch.testing.assert_close(order[:4], order[-4:])
+    assert all(len(set(order[t : t + 5].tolist())) == 5 for t in range(20))
+
+
+def test_an_epoch_in_chunks_trains_exactly_as_in_one_piece(monkeypatch):
+    """train_epoch computes the kernel weights chunk by chunk (to bound memory); the chunks
+    must neither repeat nor skip a window: n steps, each sample current once, and the same
+    weights as an epoch in one chunk."""
+    from plastix.bridges import ib_training
+
+    x, y = torch.randn(20, 5, dtype=torch.float64), torch.arange(20) % 3
+
+    def epoch(chunk_elements: int) -> tuple[list[int], list[torch.Tensor]]:
+        monkeypatch.setattr(ib_training, "WEIGHT_CHUNK_ELEMENTS", chunk_elements)
+        torch.manual_seed(0)
+        trainer = IBTrainer(RateMLP(5, (6,), 3).double(), IBRule(window=4))
+        current, step = [], trainer.step
+
+        def recording_step(x_window, y_window, weights):
+            current.append(int((x == x_window[-1]).all(1).nonzero()))
+            step(x_window, y_window, weights)
+
+        trainer.step = recording_step
+        trainer.train_epoch(x, y, torch.Generator().manual_seed(1))
+        return current, [p.detach().clone() for p in trainer.net.parameters()]
+
+    current_whole, whole = epoch(10**6)
+    current_chunked, chunked = epoch(4 * 5 * 3)  # chunks of 3 windows
+    assert current_chunked == current_whole and sorted(current_whole) == list(range(20))
+    for a, b in zip(chunked, whole, strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def test_leaky_readout_update_is_the_cross_entropy_gradient_through_one_euler_step():
+    """The readout of leaky units learns from its state after each Euler step,
+    ``o = s + (dt/tau)(W p + b - s)``: its update is dCE/dW through that step, so it carries the
+    factor dt/tau."""
+    torch.manual_seed(0)
+    net = LeakyRateMLP(4, (5,), 3, integration=LeakyIntegration(5e-3, 1e-3, 2)).double()
+    trainer = IBTrainer(net, IBRule(window=4))
+    applied = []
+    trainer._apply = applied.append  # record, leave the weights as they are
+    x, y, y1 = _window(window=4, n_in=4)
+    trainer.step(x, y1, trainer.window_weights(x, y1)[0])
+    _, _, out = net.time_step(x, net.initial_state(4, x))
+    ce = torch.autograd.grad(F.cross_entropy(out, y), list(net.readout.parameters()))
+    for mine, ref in zip(applied[0][-2:], ce, strict=True):
+        torch.testing.assert_close(mine, ref)
+
+
+def test_detached_trace_keeps_every_gradient_inside_its_layer():
+    torch.manual_seed(0)
+    net = RateMLP(5, (6, 4), 3).double()
+    x, y, _ = _window()
+    traces, logits = net.trace(x, detach_inputs=True)
+    F.cross_entropy(logits, y).backward()
+    assert all(p.grad is None for p in net.blocks.parameters())  # the readout's loss stays there
+    assert all(p.grad is not None for p in net.readout.parameters())
+    traces[1].n.sum().backward()  # the second layer's output reaches its own weights only
+    assert all(p.grad is None for p in net.blocks[0].parameters())
+    assert all(p.grad is not None for p in net.blocks[1].parameters())
+
+
+def test_phsic_loss_uses_the_centred_label_kernel():
+    """Pogodin & Latham's layer loss with their label kernel written out: cosine similarity of
+    centred one-hot labels is 1 within a class and -1/(C-1) across classes."""
+    from plastix.bridges.ib_training import PHSICRule, PHSICTrainer
+
+    torch.manual_seed(0)
+    net = RateMLP(5, (6, 4), 3).double()
+    rule = PHSICRule()
+    trainer = PHSICTrainer(net, rule, batch=6)
+    x, y, _ = _window()
+    k_y = torch.where(y[:, None] == y[None, :], 1.0, -1 / (3 - 1)).double()
+
+    def phsic(a, b):
+        return ((a - a.mean()) * b).mean()
+
+    traces, logits = net.trace(x, detach_inputs=True)
+    expected = F.cross_entropy(logits, y)
+    for t in traces:
+        h = t.h.flatten(1)
+        k_z = torch.exp(-(torch.cdist(h, h) ** 2) / (2 * rule.sigma_z**2))
+        expected = expected + phsic(k_z, k_z) - rule.gamma * phsic(k_y, k_z)
+    torch.testing.assert_close(trainer._loss(x, y), expected)
 
 
 # --- networks ---------------------------------------------------------------------------------

@@ -69,6 +69,13 @@ def test_plan_keep_counts_meets_the_budget_with_annealing_and_scoring():
     assert max(counts[:-2]) - min(counts[:-2]) <= 1
 
 
+@pytest.mark.parametrize(("n", "epochs", "rate"), [(503, 8, 0.3), (997, 7, 0.45), (10, 3, 0.5)])
+def test_plan_keep_counts_spends_the_rounded_budget(n, epochs, rate):
+    """(1 - rate) E N passes rounded to the nearest pass, not truncated (0.7 * 8 * 503 =
+    2816.8 -> 2817)."""
+    assert sum(plan_keep_counts(n, epochs, rate)) == round((1 - rate) * epochs * n)
+
+
 def test_plan_keep_counts_refuses_an_unreachable_rate():
     with pytest.raises(ValueError, match="rate: 0.8.*rate <="):
         plan_keep_counts(1000, 10, 0.8, scoring_passes=2000, anneal_epochs=0)
@@ -445,6 +452,52 @@ def test_el2n_and_forgetting_scores_count_their_passes_and_rank_mislabelled_samp
     )
     assert forget.passes == 4 * 300
     assert forget.scores[flipped].mean() > forget.scores[~_mask(300, flipped)].mean() + 1.0
+
+
+def test_el2n_score_is_the_error_norm_of_each_sample():
+    """With nothing learned (lr 0) the score is ``|| softmax(f(x)) - onehot(y) ||_2`` of the
+    fresh model, whatever the number of models averaged (all start from the same weights)."""
+    x, y = blobs(30)
+
+    def make_optimizer(model):
+        return torch.optim.SGD(model.parameters(), lr=0.0)
+
+    scores = el2n_scores(lambda: _seeded_mlp(3), make_optimizer, x, y, n_models=2).scores
+    with torch.no_grad():
+        probs = _seeded_mlp(3)(x).softmax(1)
+    expected = (probs - F.one_hot(y, 3)).norm(dim=1).double()
+    torch.testing.assert_close(scores, expected, rtol=1e-6, atol=1e-7)
+
+
+class _FixedWeights:
+    """A sampler stand-in whose ``update`` returns fixed per-sample loss weights."""
+
+    def __init__(self, weights: torch.Tensor):
+        self.weights = weights
+
+    def update(self, idx, per_sample_loss):
+        return self.weights
+
+
+def test_train_classifier_epoch_scales_each_sample_loss_by_the_sampler_weight():
+    x, y = blobs(4)
+    loader = DataLoader(IndexedTensorDataset(x, y), batch_size=4)
+
+    def one_epoch(weights):
+        model = _seeded_mlp(4)
+        optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
+        train_classifier_epoch(model, optimizer, loader, sampler=_FixedWeights(weights))
+        return [p.detach() for p in model.parameters()]
+
+    start = [p.detach() for p in _seeded_mlp(4).parameters()]
+    for a, b in zip(one_epoch(torch.zeros(4)), start, strict=True):
+        torch.testing.assert_close(a, b)  # every loss weighted 0: nothing learned
+    # weight 4 on sample 2 alone, in a mean over 4: one SGD step on sample 2's loss only
+    model = _seeded_mlp(4)
+    F.cross_entropy(model(x[2:3]), y[2:3]).backward()
+    expected = [p.detach() - p.grad for p in model.parameters()]
+    for a, b in zip(one_epoch(torch.tensor([0.0, 0.0, 4.0, 0.0])), expected, strict=True):
+        torch.testing.assert_close(a, b)
 
 
 def _mask(n: int, idx: torch.Tensor) -> torch.Tensor:
