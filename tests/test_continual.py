@@ -120,6 +120,15 @@ def test_metrics_match_hand_computation():
         forgetting(np.zeros((2, 3)))
 
 
+def test_forgetting_takes_the_best_of_the_earlier_rows_only():
+    """F_i compares R[i, j] with the best of rows l < i, never row i itself, so a task that
+    improved after later training (backward transfer) has negative forgetting.
+
+    F_1 = max(R[0, 0]) - R[1, 0] = 0.5 - 0.9 = -0.4 (row 1's own 0.9 must not enter the max).
+    """
+    np.testing.assert_allclose(forgetting([[0.5, 0.0], [0.9, 0.8]]), [0.0, -0.4])
+
+
 # --- learners and the loop -------------------------------------------------------------------
 
 
@@ -207,6 +216,74 @@ def test_split_scenarios_run(scenario):
         assert res.accuracy_matrix[0, 1] == 0.0
     else:
         assert res.accuracy_matrix[1, 0] > 0.5  # the task-1 head is still masked to 2 classes
+
+
+class _FrozenLearner:
+    """A learner that never changes its model: the accuracy matrix then shows only which
+    output mask each evaluation used."""
+
+    def __init__(self, model: nn.Module):
+        self.model = model
+
+    def begin_task(self, task_index):
+        return None
+
+    def train_batch(self, x, y, mask):
+        return 0.0
+
+    def end_task(self, task_index, task, mask):
+        return None
+
+
+@pytest.mark.parametrize(
+    ("scenario", "expected"),
+    [
+        # all 4 units active: always class 2
+        ("domain", [[0.0, 0.5], [0.0, 0.5]]),
+        # task j's own classes: {0, 1} → class 1, {2, 3} → class 2, whatever row
+        ("task", [[0.5, 0.5], [0.5, 0.5]]),
+        # the classes seen up to task i: row 0 → class 1, row 1 → class 2, for every task j
+        ("class", [[0.5, 0.0], [0.0, 0.5]]),
+    ],
+)
+def test_evaluation_masks_follow_the_scenario(scenario, expected):
+    """R[i, j] is tested with the mask of task j in the task scenario but with the mask of the
+    classes seen up to task i in the class scenario (and with none in the domain scenario).
+
+    Zero weights and bias [0, 1, 5, 0] predict the highest active logit: class 2 when units
+    2, 3 are active, else class 1. Task 1 holds classes {0, 1}, task 2 {2, 3}, each with test
+    labels alternating between its two classes, so predicting one of them scores 0.5.
+    """
+    model = nn.Linear(2, 4)
+    with torch.no_grad():
+        model.weight.zero_()
+        model.bias.copy_(torch.tensor([0.0, 1.0, 5.0, 0.0]))
+    x = torch.randn(4, 2, generator=torch.Generator().manual_seed(0))
+    tasks = [
+        Task(f"t{k}", x, y, x, y, torch.tensor(classes))
+        for k, (classes, y) in enumerate(
+            [([0, 1], torch.tensor([0, 1, 0, 1])), ([2, 3], torch.tensor([2, 3, 2, 3]))]
+        )
+    ]
+    res = run_continual(_FrozenLearner(model), tasks, scenario, n_outputs=4, batch_size=2)
+    np.testing.assert_array_equal(res.accuracy_matrix, expected)
+
+
+def test_make_learner_passes_the_expansion_to_the_ensemble():
+    """nte_expansion="init" reaches the optimizer: it expands about the weights it was given,
+    keeping them as each parameter's seed w0 and adding the small initial Δw to the weights."""
+    model = _model()
+    before = [p.detach().clone() for p in model.parameters()]
+    config = LearnerConfig(optimizer="nte", nte_expansion="init", nte_max_delta=None)
+    learner = make_learner(model, config)
+    opt = learner.optimizer
+    assert opt.expansion == "init"
+    for p, w0 in zip(model.parameters(), before, strict=True):
+        state = opt.state[p]
+        assert "seed" in state
+        torch.testing.assert_close(state["seed"], w0, rtol=0, atol=0)
+        torch.testing.assert_close(p.detach(), w0 + opt.displacement(p))
+        assert 0 < float(opt.displacement(p).abs().max()) < 0.01  # init_noise 1e-3 noise
 
 
 def test_resume_at_a_task_boundary_reproduces_the_uninterrupted_run():

@@ -84,6 +84,89 @@ def test_per_example_step_is_the_product_of_example_likelihoods(method):
     assert float(loss) == pytest.approx((0.3 * 1 - 0.2 * 2 + 0.3 * -1 - 0.2 * 0.5) / 2)
 
 
+def test_batch_step_uses_each_groups_own_learning_rate():
+    """Each parameter group's lr sets its likelihood scale, not the optimizer default (0.01).
+
+    z = 0.5; likelihoods 1 - lr*sign*g = [1 - 0.1*1*1, 1 - 0.2*(-1)*1] = [0.9, 1.2] give
+    magnitudes [0.27, 0.24] (sum 0.51), renormalised to sum 0.5, signs kept.
+    """
+    a = nn.Parameter(torch.tensor([0.3], dtype=torch.float64))
+    b = nn.Parameter(torch.tensor([-0.2], dtype=torch.float64))
+    opt = NeuralTangentEnsemble(
+        [{"params": [a], "lr": 0.1}, {"params": [b], "lr": 0.2}], lr=0.01, max_delta=None
+    )
+    a.grad = torch.tensor([1.0], dtype=torch.float64)
+    b.grad = torch.tensor([1.0], dtype=torch.float64)
+    opt.step()
+    torch.testing.assert_close(a.detach(), torch.tensor([0.27 * 0.5 / 0.51], dtype=torch.float64))
+    torch.testing.assert_close(b.detach(), torch.tensor([-0.24 * 0.5 / 0.51], dtype=torch.float64))
+
+
+def test_clip_uses_each_groups_own_max_delta():
+    """Each group's max_delta (a value or None) replaces the optimizer default (here 0.16).
+
+    z = 0.45; likelihoods [0.9, 1.1] → [0.27, 0.165] (sum 0.435) → ×0.45/0.435
+    = [0.2793, 0.1707]; group A clips at 0.25, group B (max_delta None) is not clipped,
+    although the default 0.16 would clip both.
+    """
+    a = nn.Parameter(torch.tensor([0.3], dtype=torch.float64))
+    b = nn.Parameter(torch.tensor([-0.15], dtype=torch.float64))
+    opt = NeuralTangentEnsemble(
+        [{"params": [a], "max_delta": 0.25}, {"params": [b], "max_delta": None}],
+        lr=0.1,
+        max_delta=0.16,
+    )
+    a.grad = torch.tensor([1.0], dtype=torch.float64)
+    b.grad = torch.tensor([1.0], dtype=torch.float64)
+    opt.step()
+    torch.testing.assert_close(a.detach(), torch.tensor([0.25], dtype=torch.float64))
+    torch.testing.assert_close(
+        b.detach(), torch.tensor([-0.165 * 0.45 / 0.435], dtype=torch.float64)
+    )
+    assert _l1(opt) < 0.45
+
+
+@pytest.mark.parametrize("method", ["vmap", "loop"])
+def test_per_example_step_raises_the_likelihoods_to_the_exponent(method):
+    """β = 2 squares each example's likelihood: log|Δw| += β Σ_k log1p(−η·sign·g_k).
+
+    As in the β = 1 case, g1 = [1, 2], g2 = [-1, 0.5] give likelihood products [0.99, 1.26];
+    squared [0.9801, 1.5876]; magnitudes [0.29403, 0.31752] (sum 0.61155) → sum 0.5.
+    """
+    model = nn.Linear(2, 1, bias=False).double()
+    with torch.no_grad():
+        model.weight.copy_(torch.tensor([[0.3, -0.2]]))
+    opt = NeuralTangentEnsemble(model.parameters(), lr=0.1, exponent=2.0, max_delta=None)
+    x = torch.tensor([[1.0, 2.0], [-1.0, 0.5]], dtype=torch.float64)
+    opt.step_per_example(
+        model, lambda out, y: out.sum(), x, torch.zeros(2), method=method, chunk_size=1
+    )
+    expected = torch.tensor([[0.29403, -0.31752]], dtype=torch.float64) * 0.5 / 0.61155
+    torch.testing.assert_close(model.weight.detach(), expected)
+
+
+@pytest.mark.parametrize("chunk_size", [1, 2, 32])
+def test_per_example_step_does_not_depend_on_the_chunk_size(chunk_size):
+    """The log factors are summed over every example (a product of likelihoods), so how the
+    batch is cut into chunks changes nothing. Three examples: chunk 2 splits them 2 + 1.
+
+    loss = w·x, gradients g1 = [1, 2], g2 = [-1, 0.5], g3 = [0.5, -1]; likelihoods
+    w1 (sign +): 0.9 * 1.1 * 0.95 = 0.9405, w2 (sign −): 1.2 * 1.05 * 0.9 = 1.134;
+    magnitudes [0.28215, 0.2268] (sum 0.50895) → sum 0.5.
+    """
+    model = nn.Linear(2, 1, bias=False).double()
+    with torch.no_grad():
+        model.weight.copy_(torch.tensor([[0.3, -0.2]]))
+    opt = NeuralTangentEnsemble(model.parameters(), lr=0.1, max_delta=None)
+    x = torch.tensor([[1.0, 2.0], [-1.0, 0.5], [0.5, -1.0]], dtype=torch.float64)
+    loss = opt.step_per_example(
+        model, lambda out, y: out.sum(), x, torch.zeros(3), chunk_size=chunk_size
+    )
+    expected = torch.tensor([[0.28215, -0.2268]], dtype=torch.float64) * 0.5 / 0.50895
+    torch.testing.assert_close(model.weight.detach(), expected)
+    assert float(loss) == pytest.approx((0.3 * 1 - 0.2 * 2 + 0.3 * -1 - 0.2 * 0.5 + 0.15 + 0.2) / 3)
+
+
 def test_per_example_and_batch_forms_agree_for_one_example():
     torch.manual_seed(0)
     model_a = nn.Sequential(nn.Linear(4, 5), nn.Tanh(), nn.Linear(5, 3))
