@@ -209,3 +209,49 @@ def test_from_nir_refuses_a_reading_that_contradicts_the_plastix_metadata(tmp_pa
     exported = export_to_nir(_snntorch_net(False), torch.zeros(8))
     from_nir(exported)
     from_nir(exported, convention=SnntorchConvention())
+
+
+def test_cubalif_with_equal_synaptic_and_membrane_time_constants_matches_brian2():
+    """tau_syn = tau_mem takes the degenerate branch of the exact propagator
+    (kappa = R dt beta / tau_mem); Brian2 integrates its own equal-tau equations, so the
+    spike trains agree step by step only if that branch is right."""
+    base = _spec("CubaLIF")
+    equal = NeuronParams(
+        "CubaLIF",
+        tau_mem=5 * ms,
+        tau_syn=5 * ms,
+        v_leak=-65 * mV,
+        v_reset=-65 * mV,
+        v_th=-50 * mV,
+        R=10 * mV * ms,
+    )
+    first = base.layers[0]
+    spec = FeedForwardSpec(5, (LayerSpec(first.weight, equal, bias=first.bias), *base.layers[1:]))
+    steps, batch = 150, 3
+    raster = _raster(1, steps, batch, 5)
+    spikes, _ = run_raster(spec, raster, DT)
+    rec = _snntorch_run(to_snntorch(spec, DT, dtype=torch.float64), raster)
+    brian = spikes["layer0"][1 : 1 + steps]
+    assert brian.sum() > 50
+    np.testing.assert_array_equal(brian, rec.spikes[0].numpy().astype(bool))
+    np.testing.assert_array_equal(
+        spikes["layer1"][2 : 2 + steps], rec.spikes[1].numpy().astype(bool)
+    )
+
+
+def _driven_lif(refractory) -> FeedForwardSpec:
+    """One LIF neuron whose bias lifts it 19 mV per 1 ms step from rest (threshold 10 mV)."""
+    neuron = NeuronParams("LIF", refractory=refractory)
+    return FeedForwardSpec(1, (LayerSpec(np.zeros((1, 1)), neuron, bias=np.array([20000.0])),))
+
+
+def test_brian2_form_holds_a_lif_neuron_for_its_refractory_period():
+    """A bias strong enough to fire on every step: with refractory 5 ms the neuron fires
+    every fifth step (every inter-spike interval >= 5 steps), without it on every step."""
+    raster = np.zeros((50, 1, 1), dtype=bool)
+    free, _ = run_raster(_driven_lif(0 * ms), raster, DT)
+    held, _ = run_raster(_driven_lif(5 * ms), raster, DT)
+    assert free["layer0"][:, 0, 0].all()  # 51 steps (one transit step added), 51 spikes
+    spike_steps = np.flatnonzero(held["layer0"][:, 0, 0])
+    np.testing.assert_array_equal(spike_steps, np.arange(0, 51, 5))
+    assert np.diff(spike_steps).min() >= 5

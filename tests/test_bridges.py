@@ -293,6 +293,64 @@ def test_nir_round_trip_is_identical_in_memory_and_through_a_file(tmp_path):
     assert not from_nir(to_nir(changed)).same_as(_spec("LIF"))
 
 
+def test_nir_export_keeps_the_resting_potential_of_an_li_readout():
+    """The LI node carries v_leak in volts (native SI numbers): a readout resting at -65 mV
+    must not come back resting at 0 V."""
+    base = _spec("LIF")
+    readout = LayerSpec(base.layers[2].weight, NeuronParams("LI", v_leak=-65 * mV))
+    spec = FeedForwardSpec(5, (*base.layers[:2], readout))
+    graph = to_nir(spec)
+    li = next(node for node in graph.nodes.values() if isinstance(node, nir.LI))
+    np.testing.assert_array_equal(li.v_leak, np.full(3, -0.065))
+    back = from_nir(graph)
+    assert back.same_as(spec)  # identical floats
+    np.testing.assert_array_equal(back.layers[2].neuron.values(3)["v_leak"], np.full(3, -0.065))
+
+
+def _lif_graph(v_leak: float, v_threshold: float, v_reset: float) -> nir.NIRGraph:
+    """Input (3) -> Affine -> LIF (4) -> Output in snntorch's encoding: tau = 1 ms and
+    r = tau / dt_graph, so one graph step decays by beta = 0.9 with input gain 1."""
+    weight = np.random.default_rng(8).uniform(0.2, 0.9, (4, 3))
+    n = np.ones(4)
+    nodes = {
+        "input": nir.Input(input_type=np.array([3])),
+        "affine": nir.Affine(weight=weight, bias=np.zeros(4)),
+        "lif": nir.LIF(
+            tau=1e-3 * n,
+            r=1e-3 / SNNTORCH_NIR_DT * n,
+            v_leak=v_leak * n,
+            v_threshold=v_threshold * n,
+            v_reset=v_reset * n,
+        ),
+        "output": nir.Output(output_type=np.array([4])),
+    }
+    edges = [("input", "affine"), ("affine", "lif"), ("lif", "output")]
+    return nir.NIRGraph(nodes=nodes, edges=edges)
+
+
+def test_snntorch_convention_import_measures_the_threshold_from_the_leak():
+    """snntorch's membrane is relative to rest: a LIF node resting at 0.2 with threshold 1.2
+    and reset 0.2 is the node resting at 0 with threshold 1 and reset 0, shifted by 0.2 —
+    same threshold above rest, same per-step dynamics, same spike trains."""
+    convention = SnntorchConvention()
+    shifted = from_nir(_lif_graph(0.2, 1.2, 0.2), convention=convention, dt=DT)
+    plain = from_nir(_lif_graph(0.0, 1.0, 0.0), convention=convention, dt=DT)
+    a, b = shifted.layers[0].neuron.values(4), plain.layers[0].neuron.values(4)
+    np.testing.assert_allclose(a["v_th"] - a["v_leak"], np.ones(4), rtol=1e-12)
+    np.testing.assert_allclose(b["v_th"] - b["v_leak"], np.ones(4), rtol=1e-12)
+    np.testing.assert_array_equal(a["v_leak"], np.full(4, 0.2))
+    np.testing.assert_array_equal(a["v_reset"], a["v_leak"])
+    (ds,), (dp,) = discretise(shifted, DT), discretise(plain, DT)
+    np.testing.assert_allclose(ds.beta, np.full(4, 0.9), rtol=1e-12)
+    np.testing.assert_allclose(ds.beta, dp.beta, rtol=1e-12)
+    np.testing.assert_allclose(ds.weight, dp.weight, rtol=1e-12)
+    raster = _raster(9, 100, 2, 3, p=0.5)
+    spikes_shifted, _ = run_raster(shifted, raster, DT)
+    spikes_plain, _ = run_raster(plain, raster, DT)
+    assert spikes_plain["lif"].sum() > 50
+    np.testing.assert_array_equal(spikes_shifted["lif"], spikes_plain["lif"])
+
+
 def test_nir_export_refuses_what_nir_cannot_express():
     layer = LayerSpec(np.ones((2, 5)), NeuronParams("LIF", reset="subtract"))
     with pytest.raises(ValueError, match="reset"):
