@@ -567,12 +567,21 @@ class IBCircuit:
                 )
         self.readout_projection = self._readout_projection(sources[-1], f"{name}_wout")
         self.set_weights(weights)
+        # read after the last step's resets (which count its spikes), before the sample_end
+        # operations of the same slot clear the accumulators
+        at_sample_end = {"when": "after_resets", "order": -1}
         self.count_monitors = [
-            EventMonitor(layer.group, "sample_end", variables=["n_spikes"], name=f"{name}_cnt{k}")
+            EventMonitor(
+                layer.group, "sample_end", ["n_spikes"], name=f"{name}_cnt{k}", **at_sample_end
+            )
             for k, layer in enumerate(self.layers)
         ]
         self.readout_monitor = EventMonitor(
-            self.readout.group, "sample_end", variables=["abar", "bias_acc"], name=f"{name}_out"
+            self.readout.group,
+            "sample_end",
+            ["abar", "bias_acc"],
+            name=f"{name}_out",
+            **at_sample_end,
         )
         self.spike_monitors: dict[str, SpikeMonitor] = {}
         if record_spikes:

@@ -11,9 +11,10 @@ backend and whether a run covers one slot or many) and::
     gate      = in_window * learn(t)          (learn: one 0/1 value per slot, a TimedArray)
 
 and fires the custom event ``sample_end`` at the last step of each slot; an ``EventMonitor``
-records the per-sample accumulators there (``thresholds`` slot) before they are cleared
-(``after_resets`` slot). Rates used for learning and for ξ are spike counts inside the window
-divided by the window length.
+records the per-sample accumulators there, after that step's resets (which count its spikes)
+and before the ``sample_end`` operations clear them (both in the ``after_resets`` slot, the
+monitor first). Rates used for learning and for ξ are spike counts inside the window divided
+by the window length.
 """
 
 from __future__ import annotations
