@@ -667,3 +667,288 @@ def test_dataset_defaults_fill_only_the_keys_left_unset():
     assert (mixed.w_init_mean, mixed.readout_eta) == (1.4, 3.0)
     cfg = build_config(IBSpikingConfig, {"dataset": "fashion-mnist", "w_init_mean": "2.0"})
     assert cfg.resolved().w_init_mean == 2.0 and cfg.resolved().readout_eta == 1.0
+
+
+# ------------------------------------------------------------------------------ per-sample state
+
+
+def _tonic_layer_traces(variable: str, tau_name: str, tau, n_slots: int):
+    """Three LIF neurons under constant drive above rheobase (15 mV): ``variable`` recorded
+    after every step's resets (``when="end"``), and the time step of every spike."""
+    from brian2 import StateMonitor
+
+    timing = SampleTiming(presentation=100 * ms, settle=10 * ms, dt=0.5 * ms)
+    drive = np.array([18.0, 25.0, 40.0]) * mV
+    with activate_backend("numpy"):
+        layer = LIFLayer(
+            len(drive),
+            LIFParams(),
+            timing,
+            learn_schedule([1] * n_slots, timing),
+            name=f"tonic_{variable}",
+            rate_norm=100 * Hz,
+            **{tau_name: tau},
+        )
+        layer.group.I_ext = drive
+        trace = StateMonitor(layer.group, variable, record=True, when="end")
+        spikes = SpikeMonitor(layer.group)
+        Network(layer.group, trace, spikes).run(n_slots * timing.slot, namespace={})
+        values = np.array(getattr(trace, variable)[:], dtype=float)  # (n_neurons, n_steps)
+        spike_i = np.asarray(spikes.i[:])
+        spike_step = np.round(np.asarray(spikes.t_[:]) / float(timing.dt)).astype(int)
+    return timing, values, spike_i, spike_step
+
+
+def test_rate_mean_is_a_spike_filter_with_tau_mean_and_jump_one_over_tau_mean_rate_norm():
+    """``rate_mean`` after step n equals ``sum_{spikes s <= n} exp(-(n - s) dt / tau_mean) /
+    (tau_mean rate_norm)`` (it starts at 0 and carries over sample ends), whose mean is
+    ``rate / rate_norm``; a wrong time constant breaks the match from the first spike on."""
+    tau_mean = 50 * ms
+    timing, values, spike_i, spike_step = _tonic_layer_traces("rate_mean", "tau_mean", tau_mean, 5)
+    dt, tau = float(timing.dt), float(tau_mean)
+    steps = np.arange(values.shape[1])
+    jump = 1.0 / (tau * 100.0)  # 1 / (tau_mean rate_norm)
+    for neuron in range(values.shape[0]):
+        s = spike_step[spike_i == neuron]
+        assert len(s) > 20  # tonic firing over the 10 tau_mean of the run
+        lag = steps[:, None] - s[None, :]
+        expected = jump * np.where(lag >= 0, np.exp(-np.maximum(lag, 0) * dt / tau), 0.0).sum(1)
+        np.testing.assert_allclose(values[neuron], expected, rtol=1e-9, atol=1e-12)
+    # after 10 tau_mean the filter has forgotten its start: over the last 2 tau_mean its mean
+    # is the spike rate / rate_norm up to the count's +-1 spike edge effect per window
+    tail = steps >= values.shape[1] - round(2 * tau / dt)
+    for neuron in range(values.shape[0]):
+        s = spike_step[spike_i == neuron]
+        rate = np.sum(s >= steps[tail][0]) / (tail.sum() * dt)
+        edge = 1.0 / (tail.sum() * dt) / 100.0 + 0.05 * rate / 100.0
+        assert abs(values[neuron, tail].mean() - rate / 100.0) < edge
+
+
+def test_rtrace_sums_the_samples_spikes_decaying_with_tau_trace():
+    """``rtrace`` after step n equals ``sum_{spikes s <= n of this sample} exp(-(n - s) dt /
+    tau_trace)`` (+1 at the spike's own step), and is 0 after each sample's last step."""
+    tau_trace = 20 * ms
+    n_slots = 2
+    timing, values, spike_i, spike_step = _tonic_layer_traces(
+        "rtrace", "tau_trace", tau_trace, n_slots
+    )
+    dt, tau = float(timing.dt), float(tau_trace)
+    steps = np.arange(values.shape[1])
+    slot_of = steps // timing.slot_steps
+    last_step = steps % timing.slot_steps == timing.slot_steps - 1
+    for neuron in range(values.shape[0]):
+        s = spike_step[spike_i == neuron]
+        assert len(s) > 5
+        lag = steps[:, None] - s[None, :]
+        same_sample = slot_of[:, None] == (s // timing.slot_steps)[None, :]
+        kernel = np.where((lag >= 0) & same_sample, np.exp(-np.maximum(lag, 0) * dt / tau), 0.0)
+        expected = np.where(last_step, 0.0, kernel.sum(1))
+        np.testing.assert_allclose(values[neuron], expected, rtol=1e-9, atol=1e-12)
+
+
+def test_learning_window_starts_exactly_at_settle_steps():
+    """One slot (20 ms on, 5 ms gap, settle 5 ms, dt 0.5 ms): ``in_window`` is 1 exactly on
+    steps 10 to 39 (``settle_steps <= slot_step < on_steps``), 30 steps, 0 elsewhere."""
+    from brian2 import StateMonitor
+
+    timing = SampleTiming(presentation=20 * ms, gap=5 * ms, settle=5 * ms, dt=0.5 * ms)
+    with activate_backend("numpy"):
+        layer = LIFLayer(1, LIFParams(), timing, learn_schedule([1], timing), name="window")
+        monitor = StateMonitor(layer.group, "in_window", record=0)
+        Network(layer.group, monitor).run(timing.slot, namespace={})
+        in_window = np.array(monitor.in_window[0], dtype=float)
+    expected = np.zeros(50)  # 25 ms / 0.5 ms
+    expected[10:40] = 1.0  # settle 5 ms = 10 steps, presentation 20 ms = 40 steps
+    np.testing.assert_array_equal(in_window, expected)
+    assert in_window.sum() == timing.on_steps - timing.settle_steps == 30
+    assert np.flatnonzero(in_window)[0] == timing.settle_steps == 10
+
+
+@pytest.mark.parametrize("gap", [0 * ms, 2 * ms])
+def test_window_spike_counts_leave_out_settle_period_spikes(gap):
+    """``records(k).counts`` (the sample_end copy of ``n_spikes``) equal the SpikeMonitor's
+    spikes of sample k on steps ``settle_steps <= step < on_steps``; the hidden neurons also
+    spike during the settle period, and those must not be counted. Without a gap the window's
+    last step is the sample_end step, whose spikes count too (read after that step's resets)."""
+    x, y, _, _ = _digits(3, 0)
+    timing = SampleTiming(presentation=40 * ms, gap=gap, settle=12 * ms, dt=1 * ms)
+    spec = _small_spec(hidden=(10,), timing=timing)
+    w0 = init_weights(spec, np.random.default_rng(0), mean=0.7, spread=0.7)
+    with activate_backend("numpy"):
+        circuit = IBCircuit(spec, np.ones_like(x), y, np.ones(len(x)), w0)
+        circuit.network.run(len(x) * timing.slot, namespace={})
+        records = circuit.records(0)
+        monitor = circuit.spike_monitors["hidden0"]
+        i = np.asarray(monitor.i[:])
+        step = np.round(np.asarray(monitor.t_[:]) / float(timing.dt)).astype(int)
+    slot_step = step % timing.slot_steps
+    in_window = (slot_step >= timing.settle_steps) & (slot_step < timing.on_steps)
+    assert np.sum(~in_window) > 0  # settle-period spikes exist, so the test can tell
+    last_window_step = slot_step == timing.on_steps - 1
+    assert np.sum(last_window_step) > 0  # and spikes on the window's last step
+    assert len(records) == len(x)
+    for k, record in enumerate(records):
+        mine = (step // timing.slot_steps == k) & in_window
+        expected = np.bincount(i[mine], minlength=10)
+        np.testing.assert_array_equal(record.counts[0], expected)
+
+
+def test_synaptic_current_does_not_carry_into_the_next_sample():
+    """Strong input up to the last step of sample 1, silence in sample 2, in one IBCircuit run
+    (no Python reset between samples, as in a compiled epoch): ``I_syn`` is large at sample
+    1's end, yet sample 2 runs as a fresh run of a silent sample does: ``I_syn = 0`` and the
+    membrane at v_rest on every step (nothing drives it)."""
+    from brian2 import StateMonitor
+
+    spec = _small_spec(hidden=(10,))
+    w0 = init_weights(spec, np.random.default_rng(0), mean=0.7, spread=0.7)
+    steps = spec.timing.slot_steps
+    samples = np.stack([np.ones(spec.n_input), np.zeros(spec.n_input)])
+    with activate_backend("numpy"):
+        circuit = IBCircuit(spec, samples, np.zeros(2, int), np.zeros(2), w0)
+        monitor = StateMonitor(circuit.layers[0].group, ["v", "I_syn"], record=True)
+        circuit.network.add(monitor)
+        circuit.network.run(2 * spec.timing.slot, namespace={})
+        v, i_syn = np.array(monitor.v_[:]), np.array(monitor.I_syn_[:])
+    assert v.shape[1] == 2 * steps
+    assert np.all(i_syn[:, steps - 1] > 5e-3)  # > 5 mV of synaptic drive at sample 1's end
+    np.testing.assert_array_equal(i_syn[:, steps:], 0.0)
+    np.testing.assert_array_equal(v[:, steps:], float(spec.lif.v_rest))
+
+
+# ------------------------------------------------------------------------------ sample updates
+
+
+def test_in_simulation_hidden_update_is_w_minus_eta_xi_eligibility():
+    """Reservoir ξ inside the run: at every slot boundary each hidden synapse goes from ``w``
+    to ``clip(w - eta * xi[post] * E, w_min, w_max)`` with the ξ and the eligibility ``E``
+    present just before the update (recorded on the slot clock around the update's order)."""
+    from brian2 import StateMonitor
+
+    from plastix.circuits.ib_network import _ORDER_UPDATE
+    from plastix.reservoirs.xi_modulator import XiModulatorConfig, fit_xi_modulator
+
+    n_samples, n_hidden = 4, 12
+    x, y, _, _ = _digits(n_samples, 0)
+    spec = _small_spec(hidden=(n_hidden,))
+    w0 = init_weights(spec, np.random.default_rng(0), mean=0.7, spread=0.7)
+    modulator = fit_xi_modulator(
+        XiModulatorConfig(
+            n_neurons=n_hidden, n_units=30, n_chunks=1, window_products=False, stream_length=64
+        )
+    )
+    slot = spec.timing.slot
+    with activate_backend("numpy"):
+        circuit = IBCircuit(spec, x, y, np.ones(n_samples), w0, xi_modulators=[modulator])
+        syn = circuit.projections[0].synapses
+        at = dict(dt=slot, when="groups")
+        before = StateMonitor(syn, ["w", "elig_sum"], record=True, order=_ORDER_UPDATE - 1, **at)
+        after = StateMonitor(syn, "w", record=True, order=_ORDER_UPDATE + 1, **at)
+        xi_mon = StateMonitor(
+            circuit.layers[0].group, "res_xi", record=True, order=_ORDER_UPDATE - 1, **at
+        )
+        circuit.network.add(before, after, xi_mon)
+        circuit.network.run(circuit.run_duration(n_samples), namespace={})
+        post = np.asarray(syn.j[:])
+        w_before, elig = np.array(before.w[:]), np.array(before.elig_sum_[:])
+        w_after, xi = np.array(after.w[:]), np.array(xi_mon.res_xi[:])
+    rule = spec.rule
+    assert w_before.shape[1] == n_samples + 1  # boundaries 0, slot, ..., n_samples * slot
+    expected = np.clip(
+        w_before - float(rule.eta) * xi[post] * elig, rule.w_min, rule.w_max
+    )  # xi[post]: (n_synapses, n_boundaries)
+    np.testing.assert_allclose(w_after, expected, rtol=1e-9, atol=1e-12)
+    assert np.abs(w_after - w_before)[:, 1:].max() > 1e-3  # the update acted
+    assert np.all(np.abs(xi[:, 1:]).max(0) > 0) and np.abs(elig[:, 1:]).max() > 0
+
+
+def _softmax(b: np.ndarray) -> np.ndarray:
+    e = np.exp(b - b.max())
+    return e / e.sum()
+
+
+def _silent_bias_path(b0: np.ndarray, labels, eta: float, window: float) -> np.ndarray:
+    """The readout bias after a sequence of learned samples with a silent hidden layer: the
+    logits are the bias alone, so ``p = softmax(b)`` all sample long and each sample adds
+    ``eta * integral gate (y - p) dt = eta * window * (onehot(y) - softmax(b))``."""
+    b = np.asarray(b0, dtype=float).copy()
+    for label in labels:
+        b = b + eta * window * (np.eye(len(b))[label] - _softmax(b))
+    return b
+
+
+def test_in_simulation_readout_bias_follows_the_delta_rule():
+    """IBCircuit with ``eta_online > 0``, three silent samples then three digits in one run:
+    after the silent ones (``p = softmax(b)`` exactly) the bias is the hand-iterated delta
+    rule; at the end it is that plus ``eta_online`` times the recorded ``bias_acc`` of each
+    digit sample."""
+    from brian2 import StateMonitor
+
+    spec = _small_spec(hidden=(10,))
+    w0 = init_weights(spec, np.random.default_rng(0), mean=0.7, spread=0.7)
+    w0.bias = np.linspace(-0.4, 0.5, spec.n_classes)
+    x, y, _, _ = _digits(3, 0)
+    labels = np.array([3, 1, 3])
+    samples = np.concatenate([np.zeros((3, spec.n_input)), x])
+    eta, slot = 2.0, spec.timing.slot
+    with activate_backend("numpy"):
+        circuit = IBCircuit(spec, samples, np.r_[labels, y], np.ones(6), w0)
+        circuit.readout.group.eta_online = eta * Hz
+        monitor = StateMonitor(circuit.readout.group, "b", record=True, dt=slot)
+        circuit.network.add(monitor)
+        circuit.network.run(6 * slot, namespace={})
+        b_at_onset = np.array(monitor.b[:]).T  # row k: before sample k
+        final = circuit.get_weights().bias
+        digit_acc = np.array([r.bias_acc for r in circuit.records(3)])
+    expected = _silent_bias_path(w0.bias, labels, eta, float(spec.timing.window))
+    np.testing.assert_allclose(b_at_onset[3], expected, rtol=1e-9, atol=1e-12)
+    assert np.abs(digit_acc).max() > 1e-3
+    np.testing.assert_allclose(final, expected + eta * digit_acc.sum(0), rtol=1e-9, atol=1e-12)
+
+
+def test_exact_xi_readout_bias_follows_the_delta_rule():
+    """ExactXiTrainer, silent input (logits = bias, so ``p = softmax(b)``), learning from the
+    first sample, a ξ window longer than the pass (no hidden update): the bias after the
+    epoch is the hand-iterated ``b += readout_eta * window * (onehot(y) - softmax(b))``."""
+    spec = _small_spec(hidden=(10,))
+    w0 = init_weights(spec, np.random.default_rng(0), mean=0.7, spread=0.7)
+    w0.bias = np.linspace(0.3, -0.6, spec.n_classes)
+    labels = np.array([2, 7, 2, 0])
+    with ExactXiTrainer(
+        spec, w0, XiSettings(window=8), backend="numpy", seed=0, warmup=0
+    ) as trainer:
+        trainer.train_epoch(np.zeros((len(labels), spec.n_input)), labels)
+        learned = trainer.weights
+    expected = _silent_bias_path(
+        w0.bias, labels, float(spec.readout_eta), float(spec.timing.window)
+    )
+    np.testing.assert_allclose(learned.bias, expected, rtol=1e-9, atol=1e-12)
+    np.testing.assert_array_equal(learned.hidden[0], w0.hidden[0])
+
+
+def test_exact_xi_working_memory_pairs_each_samples_input_label_and_rates():
+    """After a pass over 4 digits with a 4-sample window, memory item k holds x[k],
+    onehot(y[k]) and sample k's hidden window spike counts (from the SpikeMonitor) divided by
+    ``window * rate_norm``."""
+    x, y, _, _ = _digits(4, 0)
+    timing = SampleTiming(presentation=40 * ms, settle=6 * ms, dt=1 * ms)
+    spec = _small_spec(hidden=(10,), timing=timing)
+    w0 = init_weights(spec, np.random.default_rng(0), mean=0.7, spread=0.7)
+    with ExactXiTrainer(
+        spec, w0, XiSettings(window=4), backend="numpy", seed=0, warmup=0, raster_samples=4
+    ) as trainer:
+        result = trainer.train_epoch(x, y)
+        items = list(trainer.memory.items)
+    assert np.all(y[1:] != y[:-1])  # neighbours differ, so a shifted pairing shows
+    i, t = result.spikes["hidden0"]
+    step = np.round(t / float(timing.dt)).astype(int)
+    slot_step = step % timing.slot_steps
+    in_window = (slot_step >= timing.settle_steps) & (slot_step < timing.on_steps)
+    scale = float(timing.window) * float(spec.rule.rate_norm)
+    assert len(items) == 4
+    for k, (xk, yk, rates) in enumerate(items):
+        np.testing.assert_array_equal(xk, x[k])
+        np.testing.assert_array_equal(yk, np.eye(spec.n_classes)[y[k]])
+        counts = np.bincount(i[in_window & (step // timing.slot_steps == k)], minlength=10)
+        np.testing.assert_allclose(rates[0], counts / scale, rtol=1e-12)
+    assert len(set(np.sum(x, 1).tolist())) == 4  # the inputs differ
