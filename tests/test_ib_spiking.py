@@ -73,7 +73,7 @@ def test_poisson_encoder_rates_follow_schedule():
         monitor = SpikeMonitor(encoder.group)
         net = Network(encoder.group, monitor)
         net.run(schedule.duration, namespace={})
-        i, t = np.asarray(monitor.i[:]), np.asarray(monitor.t_[:])
+        i, t = np.array(monitor.i[:]), np.array(monitor.t_[:])
     slot = float(schedule.slot)
     step = np.round(t / 0.5e-3).astype(int)  # time steps: exact integers
     slot_steps, on_steps = round(slot / 0.5e-3), round(float(presentation) / 0.5e-3)
@@ -333,8 +333,8 @@ def test_reservoir_xi_matches_torch_modulator():
         )
         circuit.network.add(monitor)
         circuit.network.run(n_samples * slot, namespace={})
-        xi_brian = np.asarray(monitor.res_xi[:]).T[1:]  # row k: the sample ending at (k+1) slot
-        z = np.asarray(monitor.z_last[:]).T[1:]
+        xi_brian = np.array(monitor.res_xi[:]).T[1:]  # row k: the sample ending at (k+1) slot
+        z = np.array(monitor.z_last[:]).T[1:]
     modulator.reset(1)
     for k in range(n_samples - 1):
         zk = torch.tensor(z[k])
@@ -541,7 +541,7 @@ def test_circuit_weight_layout_round_trip():
         back = circuit.get_weights()
         means = circuit.get_rate_means()
         syn = circuit.projections[1].synapses
-        i, j, w = np.asarray(syn.i[:]), np.asarray(syn.j[:]), np.asarray(syn.w[:])
+        i, j, w = np.array(syn.i[:]), np.array(syn.j[:]), np.array(syn.w[:])
         # what get_* returned are snapshots: later changes to the circuit leave them alone
         first_means = [m.copy() for m in means]
         circuit.set_rate_means([m + 1 for m in means])
@@ -674,7 +674,8 @@ def test_dataset_defaults_fill_only_the_keys_left_unset():
 
 def _tonic_layer_traces(variable: str, tau_name: str, tau, n_slots: int):
     """Three LIF neurons under constant drive above rheobase (15 mV): ``variable`` recorded
-    after every step's resets (``when="end"``), and the time step of every spike."""
+    after every step's resets (``when="end"``), and the time step of every spike. The monitor
+    values are copied: Brian2 2.11's arrays do not keep the monitor's memory alive."""
     from brian2 import StateMonitor
 
     timing = SampleTiming(presentation=100 * ms, settle=10 * ms, dt=0.5 * ms)
@@ -694,7 +695,7 @@ def _tonic_layer_traces(variable: str, tau_name: str, tau, n_slots: int):
         spikes = SpikeMonitor(layer.group)
         Network(layer.group, trace, spikes).run(n_slots * timing.slot, namespace={})
         values = np.array(getattr(trace, variable)[:], dtype=float)  # (n_neurons, n_steps)
-        spike_i = np.asarray(spikes.i[:])
+        spike_i = np.array(spikes.i[:])
         spike_step = np.round(np.asarray(spikes.t_[:]) / float(timing.dt)).astype(int)
     return timing, values, spike_i, spike_step
 
@@ -779,7 +780,7 @@ def test_window_spike_counts_leave_out_settle_period_spikes(gap):
         circuit.network.run(len(x) * timing.slot, namespace={})
         records = circuit.records(0)
         monitor = circuit.spike_monitors["hidden0"]
-        i = np.asarray(monitor.i[:])
+        i = np.array(monitor.i[:])
         step = np.round(np.asarray(monitor.t_[:]) / float(timing.dt)).astype(int)
     slot_step = step % timing.slot_steps
     in_window = (slot_step >= timing.settle_steps) & (slot_step < timing.on_steps)
@@ -849,7 +850,7 @@ def test_in_simulation_hidden_update_is_w_minus_eta_xi_eligibility():
         )
         circuit.network.add(before, after, xi_mon)
         circuit.network.run(circuit.run_duration(n_samples), namespace={})
-        post = np.asarray(syn.j[:])
+        post = np.array(syn.j[:])
         w_before, elig = np.array(before.w[:]), np.array(before.elig_sum_[:])
         w_after, xi = np.array(after.w[:]), np.array(xi_mon.res_xi[:])
     rule = spec.rule
