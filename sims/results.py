@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import errno
 import glob
 import json
 import os
@@ -119,9 +120,14 @@ def _remove_partials_of_ended_processes(final: Path) -> None:
 
 
 def _fsync(path: Path, flags: int = os.O_RDONLY) -> None:
+    """fsync ``path``; a file system that cannot sync (EINVAL, ENOTSUP: some network and FUSE
+    mounts) is passed over, a real failure to write (EIO, ENOSPC) is raised."""
     fd = os.open(path, flags)
     try:
         os.fsync(fd)
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP):
+            raise
     finally:
         os.close(fd)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from dataclasses import dataclass, field
@@ -694,6 +695,28 @@ def test_atomic_writes_reach_the_disk_before_and_after_the_rename(tmp_path, monk
     assert file_synced.name.endswith(".partial") and file_synced.parent == tmp_path
     assert (final_then, content) == ("old", "new")  # the new data synced before the rename
     assert (folder_synced, final_after) == (tmp_path, "new")  # the rename synced after it
+
+
+@pytest.mark.parametrize(("code", "written"), [(errno.EINVAL, True), (errno.EIO, False)])
+def test_atomic_writes_on_a_file_system_that_cannot_sync(tmp_path, monkeypatch, code, written):
+    """A mount that does not support fsync (EINVAL) still gets the file; a failed write-back
+    (EIO) is an error, and nothing is left under the final name."""
+    from plastix.sims import results
+
+    def failing_fsync(fd):
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(results.os, "fsync", failing_fsync)
+    final = tmp_path / "result.txt"
+    if written:
+        with results.atomic_path(final) as tmp:
+            tmp.write_text("new")
+        assert final.read_text() == "new"
+    else:
+        with pytest.raises(OSError), results.atomic_path(final) as tmp:
+            tmp.write_text("new")
+        assert not final.exists()
+    assert [p.name for p in tmp_path.iterdir()] == (["result.txt"] if written else [])
 
 
 def test_atomic_writes_delete_what_killed_writers_of_this_host_left(tmp_path):
