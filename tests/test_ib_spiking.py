@@ -301,6 +301,20 @@ def test_exact_xi_waits_for_a_full_window_and_warmup_fills_it():
         assert not np.array_equal(trainer.weights.hidden[0], w0.hidden[0])
 
 
+def _reservoir_xi_circuit_inputs(n_samples: int, n_hidden: int):
+    """Digits, a one-hidden-layer spec, initial weights and a small fitted ξ-modulator for an
+    IBCircuit with reservoir ξ inside the simulation."""
+    from plastix.reservoirs.xi_modulator import XiModulatorConfig, fit_xi_modulator
+
+    x, y, _, _ = _digits(n_samples, 0)
+    spec = _small_spec(hidden=(n_hidden,))
+    w0 = init_weights(spec, np.random.default_rng(0), mean=0.7, spread=0.7)
+    config = XiModulatorConfig(
+        n_neurons=n_hidden, n_units=30, n_chunks=1, window_products=False, stream_length=64
+    )
+    return x, y, spec, w0, fit_xi_modulator(config)
+
+
 def test_reservoir_xi_matches_torch_modulator():
     """The Brian2 ξ-modulator (per-neuron reservoirs stepped at each sample boundary, gated
     readout, LayerNorm VJP) reproduces the torch XiModulator stepped on the same labels and
@@ -308,17 +322,9 @@ def test_reservoir_xi_matches_torch_modulator():
     from brian2 import StateMonitor
 
     from plastix.circuits.ib_network import _ORDER_UPDATE
-    from plastix.reservoirs.xi_modulator import XiModulatorConfig, fit_xi_modulator
 
     n_samples, n_hidden = 10, 12
-    x, y, _, _ = _digits(n_samples, 0)
-    spec = _small_spec(hidden=(n_hidden,))
-    w0 = init_weights(spec, np.random.default_rng(0), mean=0.7, spread=0.7)
-    modulator = fit_xi_modulator(
-        XiModulatorConfig(
-            n_neurons=n_hidden, n_units=30, n_chunks=1, window_products=False, stream_length=64
-        )
-    )
+    x, y, spec, w0, modulator = _reservoir_xi_circuit_inputs(n_samples, n_hidden)
     slot = spec.timing.slot
     with activate_backend("numpy"):
         circuit = IBCircuit(spec, x, y, np.ones(n_samples), w0, xi_modulators=[modulator])
@@ -827,17 +833,9 @@ def test_in_simulation_hidden_update_is_w_minus_eta_xi_eligibility():
     from brian2 import StateMonitor
 
     from plastix.circuits.ib_network import _ORDER_UPDATE
-    from plastix.reservoirs.xi_modulator import XiModulatorConfig, fit_xi_modulator
 
     n_samples, n_hidden = 4, 12
-    x, y, _, _ = _digits(n_samples, 0)
-    spec = _small_spec(hidden=(n_hidden,))
-    w0 = init_weights(spec, np.random.default_rng(0), mean=0.7, spread=0.7)
-    modulator = fit_xi_modulator(
-        XiModulatorConfig(
-            n_neurons=n_hidden, n_units=30, n_chunks=1, window_products=False, stream_length=64
-        )
-    )
+    x, y, spec, w0, modulator = _reservoir_xi_circuit_inputs(n_samples, n_hidden)
     slot = spec.timing.slot
     with activate_backend("numpy"):
         circuit = IBCircuit(spec, x, y, np.ones(n_samples), w0, xi_modulators=[modulator])
