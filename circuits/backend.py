@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from plastix.processes import process_has_ended, this_host
+from plastix.processes import file_name_part, process_has_ended, this_host
 from plastix.scalars import is_integer, is_real
 
 BACKENDS = ("runtime", "cpp_standalone", "cuda_standalone")
@@ -682,14 +682,9 @@ def build_cache_dir(cache_root: str | os.PathLike[str], key: str) -> Path:
     """
     if not isinstance(key, str) or not key.strip():
         raise ValueError(f"cache_key: expected a non-empty string, got {key!r}")
-    slug = _file_name_part(key.strip()).strip(".-")[:60] or "build"
+    slug = file_name_part(key.strip()).strip(".-")[:60] or "build"
     digest = hashlib.sha256(f"{key}\0{host_cpu_signature()}".encode()).hexdigest()[:10]
     return Path(cache_root) / f"{slug}-{digest}"
-
-
-def _file_name_part(text: str) -> str:
-    """``text`` with every run of characters a file name should not hold replaced by '-'."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text)
 
 
 @functools.lru_cache(maxsize=1)

@@ -7,13 +7,17 @@ import os
 import re
 import socket
 
-__all__ = ["process_has_ended", "this_host"]
+__all__ = ["file_name_part", "process_has_ended", "this_host"]
+
+
+def file_name_part(text: str) -> str:
+    """``text`` with every run of characters a file name should not hold replaced by '-'."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text)
 
 
 def this_host() -> str:
-    """The host name as a file-name part: every run of characters a file name should not hold
-    becomes '-'."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", socket.gethostname()) or "host"
+    """The host name as a file-name part (:func:`file_name_part`)."""
+    return file_name_part(socket.gethostname()) or "host"
 
 
 def process_has_ended(pid: int) -> bool:
