@@ -1,13 +1,34 @@
 """This host and its processes, as files that processes share name them (per-process results
-folders in a shared build folder, partial files of interrupted writes), shared by every layer."""
+folders in a shared build folder, partial files of interrupted writes, lock files), shared by
+every layer."""
 
 from __future__ import annotations
 
+import contextlib
+import datetime as _dt
+import errno
+import json
 import os
 import re
 import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 
-__all__ = ["file_name_part", "process_has_ended", "this_host"]
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None
+
+__all__ = [
+    "LockHeld",
+    "LockHolder",
+    "file_name_part",
+    "hold_lock_file",
+    "lock_holder",
+    "process_has_ended",
+    "this_host",
+]
 
 
 def file_name_part(text: str) -> str:
@@ -33,3 +54,109 @@ def process_has_ended(pid: int) -> bool:
     except OSError:  # it runs, as another user
         return False
     return False
+
+
+@dataclass(frozen=True)
+class LockHolder:
+    """Who holds a lock file of :func:`hold_lock_file`: host, process id and when it took the
+    lock (None where the holder has not written them yet)."""
+
+    host: str | None = None
+    pid: int | None = None
+    since: str | None = None
+
+    @property
+    def is_this_process(self) -> bool:
+        return self.host == this_host() and self.pid == os.getpid()
+
+    def __str__(self) -> str:
+        if self.pid is None:
+            return "another process (it has not written its name yet)"
+        return f"process {self.pid} on {self.host}, since {self.since}"
+
+
+class LockHeld(RuntimeError):
+    """The lock file ``path`` is held by ``holder`` (another process, or another open of this
+    one)."""
+
+    def __init__(self, path: Path, holder: LockHolder) -> None:
+        super().__init__(f"{path} is held by {holder}")
+        self.path, self.holder = path, holder
+
+
+#: flock errors of a file system that has no locks (some network and FUSE mounts).
+_NO_LOCKS_HERE = {errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EINVAL}
+_CONTENDED = {errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK}
+
+
+@contextlib.contextmanager
+def hold_lock_file(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Hold the exclusive lock file ``path`` (``fcntl.flock``, never waiting) for the block.
+
+    Raises :class:`LockHeld` naming the holder when another process (or another open in this
+    one) holds it. The file records this host, process id and time; it is deleted on release,
+    while still locked, and a lock taken on a file deleted meanwhile is given up and taken
+    again on the file now at ``path``, so two processes never both hold it. A holder that dies
+    (even by SIGKILL) releases the lock with its process; its file is taken over. Where the
+    file system has no locks, or the platform no ``fcntl``, the block runs unlocked.
+    """
+    path = Path(path)
+    if fcntl is None:
+        yield
+        return
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno in _CONTENDED:
+                raise LockHeld(path, lock_holder(path) or LockHolder()) from None
+            if exc.errno not in _NO_LOCKS_HERE:
+                raise
+            fd = None
+        if fd is None:
+            path.unlink(missing_ok=True)
+            yield
+            return
+        try:
+            current = os.stat(path)
+        except FileNotFoundError:
+            current = None
+        if current is not None and os.path.samestat(os.fstat(fd), current):
+            break
+        os.close(fd)  # its holder deleted the file between our open and our lock: again
+    try:
+        since = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+        os.ftruncate(fd, 0)
+        os.write(fd, json.dumps({"host": this_host(), "pid": os.getpid(), "since": since}).encode())
+        yield
+    finally:
+        path.unlink(missing_ok=True)
+        os.close(fd)
+
+
+def lock_holder(path: str | os.PathLike[str]) -> LockHolder | None:
+    """Who holds the lock file ``path`` of :func:`hold_lock_file`, or None when nobody does (no
+    file, or one whose holder has ended)."""
+    if fcntl is None:
+        return None
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno not in _CONTENDED:
+                return None  # no locks on this file system: nobody can hold one
+        else:
+            return None
+        try:
+            fields = json.loads(os.read(fd, 4096) or b"{}")
+            return LockHolder(str(fields["host"]), int(fields["pid"]), str(fields["since"]))
+        except (ValueError, KeyError, TypeError):
+            return LockHolder()
+    finally:
+        os.close(fd)

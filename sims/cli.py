@@ -120,6 +120,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
             force=args.force,
         )
+    except ConfigError as exc:  # another run is writing the same --out
+        return _fail(str(exc))
     except KeyboardInterrupt:
         if not checkpoint_path(out_path).exists():
             resume = "no checkpoint was reached, so a new run starts from the beginning"
@@ -150,19 +152,57 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
-    from plastix.sims.results import read_result
+    from plastix.processes import lock_holder
+    from plastix.sims.results import read_result, run_lock_path
 
+    holder = lock_holder(run_lock_path(args.file))
     try:
         res = read_result(args.file)
-    except (FileNotFoundError, ValueError) as exc:
+    except FileNotFoundError as exc:
+        return _show_unwritten(Path(args.file), holder, str(exc))
+    except ValueError as exc:
         return _fail(str(exc))
+    _print_result(res)
+    if holder is not None:
+        print(f"a run into this file is in progress ({holder}); it replaces this file when done")
+    return 0
+
+
+def _show_unwritten(path: Path, holder, missing: str) -> int:
+    """``plastix show`` of a result not written yet: a run writing it (status running) or an
+    interrupted one (its checkpoint), with what they have logged up to their last checkpoint."""
+    from plastix.sims.results import checkpoint_path, read_checkpoint, record_as_result
+
+    try:
+        saved = read_checkpoint(path)
+    except ValueError as exc:
+        return _fail(str(exc))
+    if holder is None and saved is None:
+        return _fail(missing)
+    if holder is not None:
+        status = f"running ({holder}); not written yet"
+    else:
+        status = (
+            "interrupted; not written yet: run the same command, with --out "
+            f"{path}, to resume from its checkpoint"
+        )
+    if saved is None:
+        print(f"{path}: status={status}; no checkpoint reached yet")
+        return 0
+    _print_result(record_as_result(path, saved[0], "running" if holder else "interrupted"))
+    print(f"status: {status}; shown: what it logged up to {checkpoint_path(path)}")
+    return 0
+
+
+def _print_result(res) -> None:
     a = res.attrs
     print(
         f"{res.path}: {res.experiment}  status={res.status}  seed={a.get('seed')}  "
         f"device={a.get('device')}  created={a.get('created')}"
     )
-    print(f"  plastix {a.get('plastix_version')}  git {a.get('git_sha', 'unknown')}")
-    print(f"  versions: {a.get('versions')}")
+    if "plastix_version" in a:
+        print(f"  plastix {a.get('plastix_version')}  git {a.get('git_sha', 'unknown')}")
+        print(f"  versions: {a.get('versions')}")
     print(f"  config: {json.dumps(res.config)}")
     if "error" in a:
         print("  error: " + str(a["error"]).strip().splitlines()[-1])
@@ -184,7 +224,6 @@ def _cmd_show(args: argparse.Namespace) -> int:
             print(f"{group}: " + ", ".join(f"{k}{tuple(v.shape)}" for k, v in items.items()))
     if res.spikes:
         print("spikes: " + ", ".join(f"{k} ({len(i)} spikes)" for k, (i, _) in res.spikes.items()))
-    return 0
 
 
 def _cmd_plot(args: argparse.Namespace) -> int:
@@ -290,7 +329,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--force", action="store_true", help="replace an existing result file")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
 
-    show = sub.add_parser("show", help="print a result file's attributes, summary and metrics")
+    show = sub.add_parser(
+        "show",
+        help="print a result file's attributes, summary and metrics (for a run in progress: "
+        "what it logged up to its last checkpoint)",
+    )
     show.add_argument("file")
 
     plot = sub.add_parser("plot", help="draw the figures a result file supports")

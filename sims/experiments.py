@@ -4,7 +4,8 @@ An experiment is a function ``fn(cfg, ctx)`` registered with :func:`experiment` 
 ``plastix/sims/exp_<topic>.py``; every such module is discovered by :func:`load_experiments`.
 :func:`run_experiment` validates the configuration before any work, gives the function a
 :class:`RunContext` to log into, and writes the result atomically; Ctrl-C or a crash leaves the
-last checkpoint (``<out>.ckpt``), from which the same command resumes.
+last checkpoint (``<out>.ckpt``), from which the same command resumes. While it runs, the run
+holds ``<out>.lock``: a second run into the same ``--out`` is refused, naming the first.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from plastix.processes import LockHeld, LockHolder, hold_lock_file
 from plastix.scalars import is_integer
 from plastix.sims.config import ConfigError, build_config, config_to_dict, read_config_file
 from plastix.sims.results import (
@@ -34,6 +36,7 @@ from plastix.sims.results import (
     load_checkpoint,
     read_result,
     run_differences,
+    run_lock_path,
     save_checkpoint,
     write_result,
 )
@@ -469,19 +472,33 @@ def run_experiment(
     interrupted or failed (a failed result of that same run is replaced without ``force``). On
     an exception the result is written with status ``failed`` (only where no other earlier file
     would be replaced) and the exception is re-raised; on Ctrl-C nothing is written under the
-    final name and the checkpoint stays.
+    final name and the checkpoint stays. An ``out`` that another run is writing (it holds
+    ``<out>.lock``) is refused with a ConfigError that names that run.
     """
-    spec, cfg, out_path, (record, state), replaceable = prepare_run(
-        name,
-        overrides=overrides,
-        config_file=config_file,
-        device=device,
-        seed=seed,
-        out=out,
-        force=force,
-        data_root=data_root,
-    )
+    checks = {"overrides": overrides, "config_file": config_file, "device": device, "seed": seed}
+    checks |= {"force": force, "data_root": data_root}
+    out_path = prepare_run(name, out=out, **checks).out_path
     out_path.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.ExitStack() as held:
+        try:
+            held.enter_context(hold_lock_file(run_lock_path(out_path)))
+        except LockHeld as exc:
+            raise _another_run_writes(out_path, exc.holder) from None
+        # checked again under the lock: the result and checkpoint as they are now
+        prepared = prepare_run(name, out=out_path, **checks)
+        return _run_prepared(prepared, data_root=data_root, progress=progress)
+
+
+def _another_run_writes(out_path: Path, holder: LockHolder) -> ConfigError:
+    return ConfigError(
+        f"--out {str(out_path)!r} is being written by another run ({holder}); wait for it to "
+        f"finish (plastix show {out_path} shows its progress), or choose another --out"
+    )
+
+
+def _run_prepared(prepared: PreparedRun, *, data_root: str | None, progress: bool) -> Path:
+    """Run a checked run (holding its lock) and write its result."""
+    spec, cfg, out_path, (record, state), replaceable = prepared
     ctx = RunContext(record, out_path, state=state, data_root=data_root, progress=progress)
     try:
         with _ctrl_c_interrupts_simulations(record.device):

@@ -313,6 +313,30 @@ def read_result(path: str | Path) -> Result:
     return Result(path, attrs, config, summary, metrics, axes, arrays, weights, spikes)
 
 
+def record_as_result(path: str | Path, record: RunRecord, status: str) -> Result:
+    """What ``record`` (a run's data so far, e.g. from its checkpoint) would be as a result file
+    at ``path`` with ``status``; attributes only the written file has (versions, git) are left
+    out."""
+    metrics, axes = {}, {}
+    for axis, (_, cols) in _metric_columns(record.rows).items():
+        for key, col in cols.items():
+            metrics[key] = np.asarray(col, dtype=np.float64)
+            axes[key] = axis
+    attrs = {"experiment": record.experiment, "seed": record.seed, "device": record.device}
+    attrs |= {"created": record.created, "status": status}
+    return Result(
+        Path(path),
+        attrs,
+        record.config,
+        dict(record.summary),
+        metrics,
+        axes,
+        dict(record.arrays),
+        dict(record.weights),
+        dict(record.spikes),
+    )
+
+
 def runs_table(paths: Iterable[str | Path] | str | Path):
     """One row per result file (a folder is searched recursively for ``*.h5``): path,
     experiment, seed, device, status, created, every config key and every summary scalar."""
@@ -350,6 +374,13 @@ def checkpoint_path(result_path: str | Path) -> Path:
     """Where the checkpoint of the run whose final result goes to ``result_path`` lives."""
     result_path = Path(result_path)
     return result_path.with_name(result_path.name + ".ckpt")
+
+
+def run_lock_path(result_path: str | Path) -> Path:
+    """The lock file that the run writing ``result_path`` holds while it runs (it names the run's
+    host and process; :func:`plastix.processes.hold_lock_file`)."""
+    result_path = Path(result_path)
+    return result_path.with_name(result_path.name + ".lock")
 
 
 def save_checkpoint(result_path: str | Path, record: RunRecord, state: Any) -> Path:

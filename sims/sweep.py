@@ -9,6 +9,7 @@ Dask, and the new attempt resumes from the run's last checkpoint.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import hashlib
 import itertools
@@ -19,11 +20,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from plastix.processes import LockHeld, LockHolder, hold_lock_file, lock_holder
 from plastix.scalars import is_integer, is_real
 from plastix.sims.config import ConfigError, config_to_dict, read_config_file
 from plastix.sims.results import atomic_path, run_differences
 
 INDEX_NAME = "index.json"
+#: Held by the sweep running into a folder (it names the sweep's host and process).
+LOCK_NAME = "sweep.lock"
 
 
 def parse_grid(items: Sequence[str] | None) -> dict[str, list[str]]:
@@ -138,6 +142,9 @@ def plan_sweep(
             f"--out-dir {str(out_dir)!r}: no folder can be created there (a parent is not a "
             "folder, or is not writable); choose another --out-dir"
         )
+    holder = lock_holder(Path(out_dir) / LOCK_NAME)
+    if holder is not None and not holder.is_this_process:
+        raise _another_sweep_runs(out_dir, holder)
     earlier = read_index(out_dir)
     if earlier is not None and earlier["experiment"] != experiment:
         raise ConfigError(
@@ -289,7 +296,7 @@ def run_sweep(
 ) -> SweepSummary:
     """Run the sweep on a Dask cluster (a LocalCluster unless ``scheduler`` names one)."""
     try:
-        from dask.distributed import Client, LocalCluster, as_completed
+        from dask.distributed import Client, LocalCluster
     except ImportError:
         raise ConfigError(
             "plastix sweep needs Dask distributed; install it with pip install 'plastix[dask]'"
@@ -298,17 +305,10 @@ def run_sweep(
     out_dir = Path(out_dir)
     if n_workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {n_workers}")
-    planned = plan_sweep(
-        experiment,
-        grid,
-        seeds=seeds,
-        out_dir=out_dir,
-        base_overrides=base_overrides,
-        config_file=config_file,
-        device=device,
-        imports=imports,
-        data_root=data_root,
-    )
+    plan = {"seeds": seeds, "out_dir": out_dir, "base_overrides": base_overrides}
+    plan |= {"config_file": config_file, "device": device, "imports": imports}
+    plan |= {"data_root": data_root}
+    plan_sweep(experiment, grid, **plan)  # every check before anything is started or written
     if scheduler:
         client, cluster = _connect(scheduler), None
     else:
@@ -322,7 +322,43 @@ def run_sweep(
             dashboard_address=":0",
         )
         client = Client(cluster)
-    (out_dir / "runs").mkdir(parents=True, exist_ok=True)
+    try:
+        (out_dir / "runs").mkdir(parents=True, exist_ok=True)
+        with contextlib.ExitStack() as held:
+            try:
+                held.enter_context(hold_lock_file(out_dir / LOCK_NAME))
+            except LockHeld as exc:
+                raise _another_sweep_runs(out_dir, exc.holder) from None
+            # planned again under the lock: the folder's index and files as they are now
+            planned = plan_sweep(experiment, grid, **plan)
+            status = _run_planned(experiment, planned, out_dir, client, device, data_root, imports)
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+    return SweepSummary(out_dir, list(status.values()))
+
+
+def _another_sweep_runs(out_dir: str | Path, holder: LockHolder) -> ConfigError:
+    return ConfigError(
+        f"--out-dir {str(out_dir)!r}: another sweep is running into it ({holder}); wait for "
+        "it to finish, or choose another --out-dir"
+    )
+
+
+def _run_planned(
+    experiment: str,
+    planned: list[PlannedRun],
+    out_dir: Path,
+    client: Any,
+    device: str | None,
+    data_root: str | None,
+    imports: Sequence[str],
+) -> dict[str, dict[str, Any]]:
+    """Run the planned runs on ``client``'s cluster, keeping the folder's index up to date (the
+    caller holds the folder's lock); returns the index entries by run id."""
+    from dask.distributed import as_completed
+
     earlier = read_index(out_dir)
     status = {  # runs of earlier sweeps into this folder (another grid) stay in its index
         r["run_id"]: r for r in (earlier["runs"] if earlier is not None else [])
@@ -337,38 +373,29 @@ def run_sweep(
         }
         for r in planned
     }
-    try:
+    _write_index(out_dir, experiment, list(status.values()))
+    futures = [
+        client.submit(
+            run_one,
+            experiment,
+            r,
+            device,
+            data_root,
+            tuple(imports),
+            key=f"plastix-{r.run_id}",
+            pure=False,
+        )
+        for r in planned
+    ]
+    for future in as_completed(futures):
+        try:
+            entry = future.result()
+        except Exception as exc:  # noqa: BLE001 - e.g. KilledWorker after repeated crashes
+            run_id = future.key.removeprefix("plastix-")
+            entry = {**status[run_id], "status": "failed", "error": f"{type(exc).__name__}: {exc}"}
+        status[entry["run_id"]] = entry
         _write_index(out_dir, experiment, list(status.values()))
-        futures = [
-            client.submit(
-                run_one,
-                experiment,
-                r,
-                device,
-                data_root,
-                tuple(imports),
-                key=f"plastix-{r.run_id}",
-                pure=False,
-            )
-            for r in planned
-        ]
-        for future in as_completed(futures):
-            try:
-                entry = future.result()
-            except Exception as exc:  # noqa: BLE001 - e.g. KilledWorker after repeated crashes
-                run_id = future.key.removeprefix("plastix-")
-                entry = {
-                    **status[run_id],
-                    "status": "failed",
-                    "error": f"{type(exc).__name__}: {exc}",
-                }
-            status[entry["run_id"]] = entry
-            _write_index(out_dir, experiment, list(status.values()))
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
-    return SweepSummary(out_dir, list(status.values()))
+    return status
 
 
 def _connect(scheduler: str):

@@ -1,8 +1,9 @@
-"""An experiment used by the sweep tests; imported by Dask workers through ``imports=``."""
+"""Experiments used by the sweep and lock tests; imported by Dask workers through ``imports=``."""
 
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,3 +39,23 @@ def run_steps(cfg: StepConfig, ctx: RunContext) -> None:
 @experiment("test-sweep-other", StepConfig, description="sweep test: a second experiment")
 def run_other(cfg: StepConfig, ctx: RunContext) -> None:
     ctx.summary(final=0.0)
+
+
+@dataclass
+class WaitConfig:
+    go_file: str = ""
+
+
+@experiment("test-waits", WaitConfig, description="lock test: waits for go_file after epoch 0")
+def run_waits(cfg: WaitConfig, ctx: RunContext) -> None:
+    """Logs and checkpoints epoch 0, then waits (at most 120 s) until ``go_file`` exists."""
+    if ctx.resume_state() is None:
+        ctx.log(epoch=0, value=1.0)
+        ctx.checkpoint({"epoch": 0})
+    deadline = time.monotonic() + 120.0
+    while not Path(cfg.go_file).exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{cfg.go_file} did not appear")
+        time.sleep(0.02)
+    ctx.log(epoch=1, value=2.0)
+    ctx.summary(final=2.0)

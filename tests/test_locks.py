@@ -1,0 +1,227 @@
+"""Lock files: one run per result file, one sweep per folder, and ``plastix show`` of a run that
+is still going (status running) or was interrupted."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from plastix import processes
+from plastix.processes import LockHeld, hold_lock_file, lock_holder, this_host
+from plastix.sims import cli
+from plastix.sims.config import ConfigError
+from plastix.sims.results import checkpoint_path, read_result, run_lock_path
+
+TESTS = str(Path(__file__).parent)
+HOLD = (
+    "import sys\n"
+    "from plastix.processes import hold_lock_file\n"
+    "with hold_lock_file(sys.argv[1]):\n"
+    "    print('held', flush=True)\n"
+    "    sys.stdin.read()\n"
+)
+CLI = "import sys; from plastix.sims.cli import main; sys.exit(main())"
+
+
+@pytest.fixture
+def test_experiments(monkeypatch):
+    """The experiments of tests/sweep_experiments.py, importable here and in child processes."""
+    monkeypatch.setenv("PYTHONPATH", TESTS + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    monkeypatch.syspath_prepend(TESTS)
+
+
+@contextlib.contextmanager
+def held_by_another_process(path: Path):
+    """A child process that holds the lock file ``path`` until the block ends."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        assert child.stdout.readline().strip() == "held"
+        yield child
+    finally:
+        child.stdin.close()
+        child.wait(timeout=60)
+
+
+def wait_for(condition, child: subprocess.Popen, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert child.poll() is None, child.communicate()[1][-3000:]
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def start_a_waiting_run(folder: Path):
+    """``plastix run test-waits --out folder/r.h5`` in a child process, past its checkpoint and
+    waiting for ``folder/go``; returns the output, the go file, the CLI arguments and the child."""
+    out, go = folder / "r.h5", folder / "go"
+    args = ["run", "test-waits", "--import", "sweep_experiments", "--set", f"go_file={go}"]
+    args += ["--out", str(out), "--no-progress"]
+    child = subprocess.Popen([sys.executable, "-c", CLI, *args], stderr=subprocess.PIPE, text=True)
+    wait_for(checkpoint_path(out).exists, child)
+    return out, go, args, child
+
+
+def test_a_lock_file_is_exclusive_names_its_holder_and_goes_with_it(tmp_path):
+    path = tmp_path / "x.lock"
+    assert lock_holder(path) is None
+    with held_by_another_process(path) as child:
+        with pytest.raises(LockHeld) as refused:
+            with hold_lock_file(path):
+                pytest.fail("two processes held one lock")
+        holder = refused.value.holder
+        assert (holder.host, holder.pid) == (this_host(), child.pid)
+        assert f"process {child.pid} on {this_host()}, since " in str(refused.value)
+        assert lock_holder(path) == holder and not holder.is_this_process
+    assert not path.exists()  # deleted by its holder on release
+    assert lock_holder(path) is None
+    with hold_lock_file(path):
+        assert json.loads(path.read_text())["pid"] == os.getpid()
+        assert lock_holder(path).is_this_process
+        with pytest.raises(LockHeld):  # a second open in the same process is refused too
+            with hold_lock_file(path):
+                pass
+    assert not path.exists()
+
+
+def test_the_lock_of_a_killed_holder_is_taken_over(tmp_path):
+    path = tmp_path / "x.lock"
+    with held_by_another_process(path) as child:
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=60)
+        assert path.exists()  # a killed holder cannot delete its file...
+        assert lock_holder(path) is None  # ...but its lock went with its process
+        with hold_lock_file(path):
+            assert lock_holder(path).is_this_process
+    assert not path.exists()
+
+
+def test_a_lock_taken_on_a_file_deleted_meanwhile_is_taken_again_on_the_new_file(
+    tmp_path, monkeypatch
+):
+    """The holder deletes its file on release: a process that opened the old file just before
+    and locks it afterwards holds a lock nobody else sees, so it must take the new file's."""
+    path = tmp_path / "x.lock"
+    path.write_text("")
+    real_open = os.open
+    replaced = []
+
+    def open_then_replace(name, flags, mode=0o777):
+        fd = real_open(name, flags, mode)
+        if not replaced:  # after this open another holder released (deleted) and a third
+            replaced.append(True)  # process created a new file under the name
+            (tmp_path / "new").write_text("")
+            os.replace(tmp_path / "new", path)
+        return fd
+
+    monkeypatch.setattr(processes.os, "open", open_then_replace)
+    with hold_lock_file(path):
+        monkeypatch.setattr(processes.os, "open", real_open)
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            with pytest.raises(BlockingIOError):  # the file now under the name is the locked one
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        finally:
+            os.close(fd)
+        assert lock_holder(path).is_this_process
+    assert replaced and not path.exists()
+
+
+def test_where_the_file_system_has_no_locks_the_block_runs_unlocked(tmp_path, monkeypatch):
+    def no_locks(fd, operation):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(processes.fcntl, "flock", no_locks)
+    ran = []
+    with hold_lock_file(tmp_path / "x.lock"):
+        ran.append(True)
+    assert ran and not (tmp_path / "x.lock").exists()
+    assert lock_holder(tmp_path / "x.lock") is None
+
+
+def test_a_run_in_progress_is_shown_as_running_and_its_out_is_refused(
+    tmp_path, test_experiments, capsys
+):
+    out, go, args, child = start_a_waiting_run(tmp_path)
+    try:
+        ckpt = checkpoint_path(out).read_bytes()
+        assert cli.main(args) == 2  # refused before any work, naming the run that writes it
+        err = capsys.readouterr().err
+        assert f"is being written by another run (process {child.pid} on {this_host()}" in err
+        assert f"plastix show {out} shows its progress" in err
+        assert checkpoint_path(out).read_bytes() == ckpt and not out.exists()
+
+        assert cli.main(["show", str(out)]) == 0
+        shown = capsys.readouterr().out
+        assert "test-waits  status=running  seed=0" in shown
+        assert f"running (process {child.pid} on {this_host()}" in shown
+        assert "value [epoch, n=1]: 1 → 1" in shown  # what it logged up to its checkpoint
+    finally:
+        go.touch()
+        assert child.wait(timeout=120) == 0, child.communicate()[1][-3000:]
+    assert cli.main(["show", str(out)]) == 0
+    assert "status=complete" in capsys.readouterr().out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["go", "r.h5"]  # no lock left
+
+
+def test_an_interrupted_run_is_shown_with_how_to_resume_and_resumes(
+    tmp_path, test_experiments, capsys
+):
+    out, go, args, child = start_a_waiting_run(tmp_path)
+    child.kill()  # SIGKILL: its lock file stays, its lock does not
+    child.communicate(timeout=60)
+    assert run_lock_path(out).exists()
+
+    assert cli.main(["show", str(out)]) == 0
+    shown = capsys.readouterr().out
+    assert "test-waits  status=interrupted" in shown
+    assert f"run the same command, with --out {out}, to resume from its checkpoint" in shown
+    assert "value [epoch, n=1]: 1 → 1" in shown
+
+    go.touch()
+    assert cli.main(args) == 0  # the killed run's lock is taken over; the run resumes
+    np.testing.assert_array_equal(read_result(out).metrics["epoch"], [0, 1])
+    assert not run_lock_path(out).exists() and not checkpoint_path(out).exists()
+    assert cli.main(["show", str(tmp_path / "never.h5")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_a_second_sweep_into_a_folder_is_refused_naming_the_first(
+    tmp_path, test_experiments, monkeypatch
+):
+    from plastix.sims import sweep
+
+    out = tmp_path / "s"
+    out.mkdir()
+    plan = {"out_dir": out, "imports": ["sweep_experiments"], "n_workers": 1}
+    with held_by_another_process(out / sweep.LOCK_NAME) as child:
+        with pytest.raises(
+            ConfigError, match=f"another sweep is running into it \\(process {child.pid} on"
+        ):
+            sweep.run_sweep("test-waits", {"go_file": [str(tmp_path / "go")]}, **plan)
+        # refused before any cluster started or file was written
+        assert list(out.iterdir()) == [out / sweep.LOCK_NAME]
+        # and where it started between this sweep's checks and its lock
+        monkeypatch.setattr(sweep, "lock_holder", lambda path: None)
+        with pytest.raises(
+            ConfigError, match=f"another sweep is running into it \\(process {child.pid} on"
+        ):
+            sweep.run_sweep("test-waits", {"go_file": [str(tmp_path / "go")]}, **plan)
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == ["runs"]
+    (tmp_path / "go").touch()
+    done = sweep.run_sweep("test-waits", {"go_file": [str(tmp_path / "go")]}, **plan)
+    assert [r["status"] for r in done.runs] == ["complete"]
+    assert not (out / sweep.LOCK_NAME).exists()
