@@ -67,6 +67,12 @@ _CURAND_LINK_DIR = "_curand_lib"
 _CODE_HASH_FILE = ".plastix_code_hash"
 #: Compiled projects kept per key in a ``project_cache`` (the most recently used ones).
 PROJECTS_KEPT = 3
+#: Keys (circuits) kept in a ``project_cache``: those whose projects were used most recently.
+KEYS_KEPT = 64
+#: Names of the folders a project cache holds: keys (:func:`build_cache_dir`) and projects
+#: (:func:`store_in_project_cache`); pruning touches nothing else.
+_KEY_FOLDER_NAME = re.compile(r".+-[0-9a-f]{10}")
+_PROJECT_FOLDER_NAME = re.compile(r"[0-9a-f]{24}")
 #: A ``.partial-*`` folder of a ``project_cache`` older than this was left by a store that was
 #: killed (a store copies a few MB in seconds); the next store deletes it.
 ABANDONED_PARTIAL_S = 3600.0
@@ -848,13 +854,16 @@ def _remove_binary(directory: Path) -> None:
         (directory / name).unlink(missing_ok=True)
 
 
-def store_in_project_cache(directory: Path, folder: Path, keep: int = PROJECTS_KEPT) -> Path | None:
+def store_in_project_cache(
+    directory: Path, folder: Path, keep: int = PROJECTS_KEPT, keys_kept: int = KEYS_KEPT
+) -> Path | None:
     """Keep the compiled project in ``directory`` (sources, objects, binary; no data or results)
-    under ``folder/<hash of its sources>`` for later builds, and prune ``folder`` to the
-    ``keep`` most recently used. A stored project is never changed: it appears whole, by an
-    atomic rename, and a project already stored is only marked as used; what a killed store
-    left behind is deleted after an hour. Returns where it is stored, or None where it could
-    not be (the build itself is unaffected)."""
+    under ``folder/<hash of its sources>`` for later builds, prune ``folder`` (one key's) to
+    the ``keep`` most recently used projects and the cache above it to the ``keys_kept`` most
+    recently used keys (:func:`prune_project_cache`). A stored project is never changed: it
+    appears whole, by an atomic rename, and a project already stored is only marked as used;
+    what a killed store left behind is deleted after an hour. Returns where it is stored, or
+    None where it could not be (the build itself is unaffected)."""
     stored = folder / generated_code_hash(directory)[:24]
     partial = None
     try:
@@ -872,7 +881,37 @@ def store_in_project_cache(directory: Path, folder: Path, keep: int = PROJECTS_K
     for old in cached_projects(folder)[keep:]:
         _delete_project(old)
     _remove_abandoned_partials(folder)
+    prune_project_cache(folder.parent, keys_kept)
     return stored
+
+
+def prune_project_cache(root: Path, keep: int = KEYS_KEPT) -> None:
+    """Keep the ``keep`` most recently used keys of the project cache ``root`` (a key's last use
+    is that of its most recently used project), delete the others' projects, and remove the
+    folders of keys left without projects where nothing else is in them. Only folders named as
+    plastix names keys and projects are touched, so a cache pointed at a folder that holds
+    other things keeps them."""
+    keys = []
+    try:
+        folders = [f for f in root.iterdir() if _KEY_FOLDER_NAME.fullmatch(f.name) and f.is_dir()]
+    except OSError:  # no cache folder (yet)
+        return
+    for folder in folders:
+        projects = [p for p in cached_projects(folder) if _PROJECT_FOLDER_NAME.fullmatch(p.name)]
+        try:
+            last_use = projects[0].stat().st_mtime_ns if projects else None
+        except OSError:  # pruned by another process meanwhile
+            continue
+        if last_use is not None:
+            keys.append((last_use, folder, projects))
+        else:
+            with contextlib.suppress(OSError):  # not empty: a store going on, or other files
+                folder.rmdir()
+    for _, folder, projects in sorted(keys, key=lambda key: key[0], reverse=True)[keep:]:
+        for project in projects:
+            _delete_project(project)
+        with contextlib.suppress(OSError):  # something else in it, or a store going on now
+            folder.rmdir()
 
 
 def _delete_project(project: Path) -> None:

@@ -21,6 +21,7 @@ from plastix.circuits.backend import (
     format_backend_report,
     generated_code_hash,
     is_standalone,
+    prune_project_cache,
     refuse_network_operations,
     resolve_backend,
     seed_from_project_cache,
@@ -551,6 +552,35 @@ def test_project_cache_deletes_what_a_killed_store_left_behind(tmp_path):
     stored = store_in_project_cache(project, cache)
     assert sorted(cache.iterdir()) == sorted([stored, in_progress])  # a live store is younger
     assert cached_projects(cache) == [stored]
+
+
+def test_project_cache_keeps_the_most_recently_used_keys_and_nothing_else_is_touched(tmp_path):
+    root = tmp_path / "cache"
+    keys = [build_cache_dir(root, f"circuit {k}") for k in range(4)]
+    last_use = (10, 2, 5, 20)  # circuit 3 used last, then 0, 2, 1
+    for k, key in enumerate(keys):
+        for j, project in enumerate((f"{k}" * 24, f"{k}f" * 12)):
+            (key / project / "code_objects").mkdir(parents=True)
+            used = last_use[k] * 10**9 - j  # a key's last use is its newest project's
+            os.utime(key / project, ns=(used, used))
+    (keys[1] / "notes.txt").write_text("not the cache's")  # a pruned key keeps what is not
+    own = [root / "papers" / "draft", root / "x-0123456789abcdef", keys[2] / "results"]
+    for folder in own:  # folders named otherwise than plastix names keys and projects
+        folder.mkdir(parents=True)
+    prune_project_cache(root, keep=2)
+    assert [p.name for p in keys[1].iterdir()] == ["notes.txt"]
+    assert [p.name for p in keys[2].iterdir()] == ["results"]
+    assert len(cached_projects(keys[0])) == len(cached_projects(keys[3])) == 2
+    assert all(folder.is_dir() for folder in own)
+    keys[2].joinpath("results").rmdir()
+    prune_project_cache(root, keep=2)
+    assert not keys[2].exists()  # a pruned key's folder goes once nothing else is in it
+    # storing a project prunes the cache above its key
+    project = _fake_project(tmp_path / "p", "int main() { return 3; }")
+    stored = store_in_project_cache(project, build_cache_dir(root, "new"), keys_kept=1)
+    assert not keys[0].exists() and not keys[3].exists()
+    names = [keys[1].name, stored.parent.name, "papers", "x-0123456789abcdef"]
+    assert sorted(p.name for p in root.iterdir()) == sorted(names)
 
 
 def test_build_cache_dir_and_code_hash(tmp_path, monkeypatch):
