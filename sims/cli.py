@@ -96,7 +96,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     try:
         import_modules(args.imports or ())
         overrides = parse_set_options(args.set)
-        out_path = prepare_run(
+        prepared = prepare_run(
             args.experiment,
             overrides=overrides,
             config_file=args.config,
@@ -105,9 +105,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
             out=args.out,
             force=args.force,
             data_root=args.data_root,
-        ).out_path
+        )
     except ConfigError as exc:
         return _fail(str(exc))
+    out_path = prepared.out_path  # named here where --out is not given
+    resuming = ", resuming from its checkpoint" if checkpoint_path(out_path).exists() else ""
+    print(
+        f"plastix: running {args.experiment} into {out_path}{resuming} "
+        f"(plastix show {out_path} shows its progress)",
+        file=sys.stderr,
+    )
     try:
         path = run_experiment(
             args.experiment,

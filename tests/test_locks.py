@@ -193,6 +193,8 @@ def test_an_interrupted_run_is_shown_with_how_to_resume_and_resumes(
 
     go.touch()
     assert cli.main(args) == 0  # the killed run's lock is taken over; the run resumes
+    said = f"plastix: running test-waits into {out}, resuming from its checkpoint (plastix show"
+    assert said in capsys.readouterr().err
     np.testing.assert_array_equal(read_result(out).metrics["epoch"], [0, 1])
     assert not run_lock_path(out).exists() and not checkpoint_path(out).exists()
     assert cli.main(["show", str(tmp_path / "never.h5")]) == 2

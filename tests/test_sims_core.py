@@ -495,6 +495,8 @@ def test_cli_run_show_and_errors(tmp_path, capsys):
         cli.main(["run", "test-counter", "--set", "epochs=2", "--out", str(out), "--no-progress"])
         == 0
     )
+    said = f"plastix: running test-counter into {out} (plastix show {out} shows its progress)"
+    assert said in capsys.readouterr().err
     assert cli.main(["show", str(out)]) == 0
     shown = capsys.readouterr().out
     assert "test-counter" in shown and "test_accuracy" in shown
