@@ -162,6 +162,8 @@ def _cmd_show(args: argparse.Namespace) -> int:
     from plastix.processes import lock_holder
     from plastix.sims.results import read_result, run_lock_path
 
+    if Path(args.file).is_dir():
+        return _show_sweep(Path(args.file))
     holder = lock_holder(run_lock_path(args.file))
     try:
         res = read_result(args.file)
@@ -172,6 +174,22 @@ def _cmd_show(args: argparse.Namespace) -> int:
     _print_result(res)
     if holder is not None:
         print(f"a run into this file is in progress ({holder}); it replaces this file when done")
+    return 0
+
+
+def _show_sweep(folder: Path) -> int:
+    """``plastix show`` of a sweep folder: its runs' status as it is now."""
+    from plastix.processes import lock_holder
+    from plastix.sims.sweep import LOCK_NAME, sweep_status
+
+    try:
+        summary = sweep_status(folder)
+    except ConfigError as exc:
+        return _fail(f"{exc}; name a result file (.h5) or a sweep's --out-dir")
+    print(summary.describe())
+    holder = lock_holder(folder / LOCK_NAME)
+    if holder is not None:
+        print(f"a sweep is running into it ({holder})")
     return 0
 
 
@@ -339,9 +357,9 @@ def build_parser() -> argparse.ArgumentParser:
     show = sub.add_parser(
         "show",
         help="print a result file's attributes, summary and metrics (for a run in progress: "
-        "what it logged up to its last checkpoint)",
+        "what it logged up to its last checkpoint), or the status of each run of a sweep folder",
     )
-    show.add_argument("file")
+    show.add_argument("file", metavar="FILE.h5|OUT_DIR")
 
     plot = sub.add_parser("plot", help="draw the figures a result file supports")
     plot.add_argument("files", nargs="+")

@@ -95,13 +95,45 @@ class SweepSummary:
             counts[r["status"]] = counts.get(r["status"], 0) + 1
         parts = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
         lines = [f"sweep in {self.out_dir}: {len(self.runs)} runs ({parts})"]
-        lines += [
-            f"  failed: {r['run_id']}: {r.get('error', '')}"
-            for r in self.runs
-            if r["status"] == "failed"
-        ]
+        for r in self.runs:
+            if r["status"] in ("failed", "running", "interrupted"):
+                detail = r.get("error") or r.get("holder")
+                lines.append(f"  {r['status']}: {r['run_id']}" + (f": {detail}" if detail else ""))
         lines.append(f"index: {self.out_dir / INDEX_NAME}")
         return "\n".join(lines)
+
+
+def sweep_status(out_dir: str | Path) -> SweepSummary:
+    """The runs of the sweep in ``out_dir`` as they are now: ``complete`` or ``failed`` (its
+    result file says which), ``running`` (a process holds its lock; ``holder`` names it),
+    ``interrupted`` (a checkpoint and no process), else ``pending``."""
+    from plastix.sims.results import checkpoint_path, read_result, run_lock_path
+
+    index = read_index(out_dir)
+    if index is None:
+        raise ConfigError(f"{str(out_dir)!r} has no {INDEX_NAME}: not a plastix sweep folder")
+    runs = []
+    for entry in index["runs"]:
+        path = Path(entry["path"])
+        holder = lock_holder(run_lock_path(path))
+        entry = {k: v for k, v in entry.items() if k != "error"}
+        if holder is not None:
+            entry |= {"status": "running", "holder": str(holder)}
+        elif path.is_file():
+            try:
+                result = read_result(path)
+            except (ValueError, OSError) as exc:
+                entry |= {"status": "failed", "error": f"unreadable result: {exc}"}
+            else:
+                entry["status"] = result.status
+                if "error" in result.attrs:
+                    entry["error"] = str(result.attrs["error"]).strip().splitlines()[-1]
+        elif checkpoint_path(path).exists():
+            entry["status"] = "interrupted"
+        else:
+            entry["status"] = "pending"
+        runs.append(entry)
+    return SweepSummary(Path(out_dir), runs)
 
 
 def plan_sweep(

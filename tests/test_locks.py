@@ -227,3 +227,42 @@ def test_a_second_sweep_into_a_folder_is_refused_naming_the_first(
     done = sweep.run_sweep("test-waits", {"go_file": [str(tmp_path / "go")]}, **plan)
     assert [r["status"] for r in done.runs] == ["complete"]
     assert not (out / sweep.LOCK_NAME).exists()
+
+
+def test_show_of_a_sweep_folder_gives_each_runs_status_as_it_is_now(
+    tmp_path, test_experiments, monkeypatch, capsys
+):
+    from plastix.sims import sweep
+    from plastix.sims.experiments import import_modules, run_experiment
+    from plastix.sims.results import RunRecord, save_checkpoint
+
+    import_modules(["sweep_experiments"])
+    monkeypatch.setenv("PLASTIX_TEST_JOURNAL", str(tmp_path / "journal"))
+    monkeypatch.setenv("PLASTIX_TEST_KILL", str(tmp_path / "no-kill"))
+    out = tmp_path / "s"
+    runs = out / "runs"
+    runs.mkdir(parents=True)
+    ids = ["complete", "failed", "running", "interrupted", "pending"]
+    index = [{"run_id": i, "overrides": {}, "seed": 0, "path": str(runs.resolve() / f"{i}.h5")}
+             for i in ids]  # fmt: skip
+    sweep._write_index(out, "test-sweep-steps", [{**r, "status": "pending"} for r in index])
+    run_experiment("test-sweep-steps", {"epochs": 1}, out=runs / "complete.h5")
+    with pytest.raises(RuntimeError, match="fails on purpose"):
+        run_experiment("test-sweep-steps", {"fail": True}, out=runs / "failed.h5")
+    save_checkpoint(runs / "interrupted.h5", RunRecord("test-sweep-steps", {}, 0, "cpu"), {})
+    with held_by_another_process(run_lock_path(runs / "running.h5")) as child:
+        assert cli.main(["show", str(out)]) == 0
+    shown = capsys.readouterr().out.splitlines()
+    assert shown[0] == (
+        f"sweep in {out}: 5 runs (1 complete, 1 failed, 1 interrupted, 1 pending, 1 running)"
+    )
+    assert shown[1:4] == [
+        "  failed: failed: RuntimeError: this configuration fails on purpose",
+        f"  running: running: process {child.pid} on {this_host()}, since "
+        + shown[2].rpartition("since ")[2],
+        "  interrupted: interrupted",
+    ]
+    assert shown[4:] == [f"index: {out / 'index.json'}"]
+    with held_by_another_process(out / sweep.LOCK_NAME) as child:
+        assert cli.main(["show", str(out)]) == 0
+    assert f"a sweep is running into it (process {child.pid} on" in capsys.readouterr().out

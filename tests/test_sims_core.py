@@ -832,7 +832,9 @@ def test_show_and_plot_refuse_files_that_break_the_layout(tmp_path, capsys):
         assert cli.main(["show", str(bad)]) == 2
         assert "does not follow the plastix result layout" in capsys.readouterr().err
     assert cli.main(["show", str(tmp_path)]) == 2
-    assert "is a folder" in capsys.readouterr().err
+    assert "has no index.json: not a plastix sweep folder; name a result file (.h5) or" in (
+        capsys.readouterr().err
+    )
 
 
 def test_plot_says_when_a_file_has_nothing_to_plot(tmp_path, capsys):
