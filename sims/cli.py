@@ -12,8 +12,13 @@ import signal
 import sys
 import traceback
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from plastix.sims.config import ConfigError, config_fields, parse_set_options
+
+if TYPE_CHECKING:
+    from plastix.processes import LockHolder
+    from plastix.sims.results import Result
 
 EXIT_USAGE = 2
 
@@ -193,7 +198,7 @@ def _show_sweep(folder: Path) -> int:
     return 0
 
 
-def _show_unwritten(path: Path, holder, missing: str) -> int:
+def _show_unwritten(path: Path, holder: LockHolder | None, missing: str) -> int:
     """``plastix show`` of a result not written yet: a run writing it (status running) or an
     interrupted one (its checkpoint), with what they have logged up to their last checkpoint."""
     from plastix.sims.results import checkpoint_path, read_checkpoint, record_as_result
@@ -219,7 +224,7 @@ def _show_unwritten(path: Path, holder, missing: str) -> int:
     return 0
 
 
-def _print_result(res) -> None:
+def _print_result(res: Result) -> None:
     a = res.attrs
     print(
         f"{res.path}: {res.experiment}  status={res.status}  seed={a.get('seed')}  "
