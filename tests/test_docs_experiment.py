@@ -30,14 +30,15 @@ def doc_blocks(tmp_path, monkeypatch):
     sys.modules.pop("my_experiments", None)
 
 
-def test_the_guide_runs_as_written(doc_blocks, tmp_path):
+def test_the_guide_runs_as_written(doc_blocks, tmp_path, capsys):
     _, commands, analysis = doc_blocks
     lines = [line for line in commands.splitlines() if line.strip()]
-    assert len(lines) == 4
+    assert len(lines) == 5
     for line in lines:
         program, *args = shlex.split(line)
         assert program == "plastix"
         assert cli.main(args) == 0, line
+    assert "sweep in sweeps/noise: 6 runs (6 complete)" in capsys.readouterr().out
     assert read_result("noisy.h5").config["noise"] == 0.5
     figures = sorted(p.name for p in Path("plots").iterdir())
     assert figures == ["noisy_curves.png", "noisy_weights.png"]
