@@ -176,8 +176,8 @@ def _metric_columns(rows: list[dict[str, Any]]) -> dict[str, tuple[str, dict[str
             col.append(row.get(key, np.nan))
     owner: dict[str, str] = {}
     for axis, cols in axes.items():
-        for key in cols:
-            if key in owner and key != axis:
+        for key in cols:  # the axis itself included: an axis is no other axis's metric
+            if owner.get(key, axis) != axis:
                 raise ValueError(
                     f"metric {key!r} was logged against two axes ({owner[key]!r} and {axis!r}); "
                     "log each metric against one axis only"

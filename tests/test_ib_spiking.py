@@ -89,6 +89,56 @@ def test_poisson_encoder_rates_follow_schedule():
             assert abs(counts[cols].mean() - mean_expected) <= 5 * sd + 1e-9
 
 
+def test_schedule_table_refuses_a_negative_gap():
+    """A gap below zero would shorten each slot (rows = (on + off) / unit) and overlap the
+    samples; it is refused like any other negative time."""
+    with pytest.raises(ValueError, match="gap"):
+        schedule_table(np.array([[0.5]]), 30 * ms, -10 * ms, 0.5 * ms)
+
+
+def test_schedule_table_for_new_samples_matches_schedule_table_and_checks_the_count():
+    """``Schedule.table`` (the run_args table of a standalone rerun) lays new samples out as
+    ``schedule_table`` with the schedule's own presentation / gap / dt, and refuses a sample
+    count other than the one the schedule was built for (too few or too many)."""
+    old = np.array([[0.1, 0.2], [0.3, 0.4]])
+    new = np.array([[1.0, 0.0], [0.5, 0.25]])
+    schedule = make_schedule(old, 30 * ms, 10 * ms, dt=0.5 * ms, name="table_test")
+    table = schedule.table(new)
+    # 10 ms rows: 3 on, 1 gap per sample
+    expected = np.array([new[0]] * 3 + [[0.0, 0.0]] + [new[1]] * 3 + [[0.0, 0.0]])
+    np.testing.assert_array_equal(table, expected)
+    for wrong in (new[:1], np.concatenate([new, new[:1]])):
+        with pytest.raises(ValueError, match="samples"):
+            schedule.table(wrong)
+
+
+def test_poisson_encoder_rate_maps_the_unit_interval_onto_rate_min_rate_max():
+    """``rate = rate_min + (rate_max - rate_min) * schedule(t, i)``, read off the group at the
+    start of the run and inside the second sample (deterministic, no spikes drawn), and
+    ``expected_counts`` is that rate times the presentation."""
+    samples = np.array([[0.0, 0.5, 1.0], [1.0, 0.25, 0.0]])
+    with activate_backend("numpy"):
+        schedule = make_schedule(samples, 20 * ms, 10 * ms, dt=0.5 * ms, name="rmin_stim")
+        encoder = PoissonEncoder(schedule, 3, rate_max=120 * Hz, rate_min=20 * Hz, name="rmin")
+        first = np.array(encoder.group.rate_[:])
+        net = Network(encoder.group)
+        net.run(35 * ms, namespace={})  # 5 ms into the second sample's presentation
+        second = np.array(encoder.group.rate_[:])
+    hand = 20.0 + 100.0 * samples  # Hz
+    np.testing.assert_allclose(first, hand[0], rtol=1e-12)
+    np.testing.assert_allclose(second, hand[1], rtol=1e-12)
+    np.testing.assert_allclose(encoder.expected_counts(samples), hand * 0.020, rtol=1e-12)
+
+
+def test_poisson_encoder_refuses_rate_max_below_rate_min_and_negative_values():
+    schedule = make_schedule(np.array([[0.5, 0.2]]), 5 * ms, name="refuse_stim")
+    with pytest.raises(ValueError, match="rate_max.*below rate_min"):
+        PoissonEncoder(schedule, 2, rate_max=10 * Hz, rate_min=20 * Hz)
+    negative = make_schedule(np.array([[-0.1, 0.5]]), 5 * ms, name="negative_stim")
+    with pytest.raises(ValueError, match="schedule: values span"):
+        PoissonEncoder(negative, 2)
+
+
 # ------------------------------------------------------------------------------ neurons
 
 
@@ -111,6 +161,48 @@ def test_lif_f_i_curve_matches_theory():
     tolerance = theory[above] * (0.1e-3 / isi) + 1.0  # spike times fall on the dt grid
     np.testing.assert_array_less(np.abs(counts[above] - theory[above]), tolerance)
     assert np.all(np.diff(counts) >= 0)
+
+
+def test_lif_params_refuse_zero_time_constants_negative_refractory_and_reset_at_threshold():
+    """Boundaries of the LIFParams checks: tau_m / tau_syn must be > 0 (0 is refused), t_ref
+    >= 0 (0 is fine, below is refused) and v_reset strictly below v_th."""
+    with pytest.raises(ValueError, match="tau_m"):
+        LIFParams(tau_m=0 * ms)
+    with pytest.raises(ValueError, match="tau_syn"):
+        LIFParams(tau_syn=0 * ms)
+    with pytest.raises(ValueError, match="t_ref"):
+        LIFParams(t_ref=-1 * ms)
+    assert float(LIFParams(t_ref=0 * ms).t_ref) == 0.0
+    with pytest.raises(ValueError, match="v_reset"):
+        LIFParams(v_reset=-50 * mV)  # at v_th
+
+
+def test_lif_rate_resets_to_v_reset_not_v_rest():
+    """With v_reset below v_rest the interspike interval is ``t_ref + tau_m ln((v_rest + I -
+    v_reset) / (v_rest + I - v_th))``: computed by hand for I = 20 mV, v_reset = -75 mV."""
+    params = LIFParams(v_reset=-75 * mV)  # v_rest -65, v_th -50, tau_m 10 ms, t_ref 2 ms
+    # v_rest + I = -45 mV: ln((-45 + 75) / (-45 + 50)) = ln(6)
+    expected = 1.0 / (2e-3 + 10e-3 * np.log(6.0))
+    assert float(lif_rate(20e-3, params)) == pytest.approx(expected, rel=1e-12)
+    np.testing.assert_allclose(lif_rate(np.array([10e-3, 20e-3]), params), [0.0, expected])
+
+
+def test_brian2_psi_is_the_surrogate_derivative_on_both_sides_of_threshold():
+    """The layer's ``psi`` subexpression equals ``1 / (1 + beta |v - v_th| / (v_th -
+    v_rest))^2`` (and :func:`surrogate_derivative`) below, at and above threshold: the
+    fast sigmoid is symmetric about v_th."""
+    params = LIFParams(surrogate_beta=4.0)
+    timing = SampleTiming(presentation=20 * ms, settle=0 * ms, dt=0.5 * ms)
+    v_rel = np.array([0.0, 9.0, 15.0, 21.0, 30.0])  # mV above rest; threshold at 15
+    with activate_backend("numpy"):
+        layer = LIFLayer(len(v_rel), params, timing, learn_schedule([0], timing), name="psi")
+        layer.group.v = params.v_rest + v_rel * mV
+        psi = np.array(layer.group.psi[:])
+    hand = 1.0 / (1.0 + 4.0 * np.abs(v_rel - 15.0) / 15.0) ** 2
+    np.testing.assert_allclose(psi, hand, rtol=1e-12)
+    np.testing.assert_allclose(psi[[1, 3]], [1.0 / 2.6**2] * 2, rtol=1e-12)  # 6 mV either side
+    v = float(params.v_rest) + v_rel * 1e-3
+    np.testing.assert_allclose(surrogate_derivative(v, params), hand, rtol=1e-12)
 
 
 def test_every_sample_starts_from_the_same_state_refractory_state_included():
@@ -587,6 +679,27 @@ def _run_small_experiment(tmp_path, device="runtime", name="r.h5", **overrides):
     return read_result(out)
 
 
+def test_dense_projection_is_pre_major_and_refuses_a_transposed_matrix():
+    """Synapse ``s = j_pre * n_post + i_post``: ``to_flat`` puts ``M[i, j]`` there and
+    ``to_matrix`` inverts it; a ``(n_pre, n_post)`` matrix (same size, transposed) is refused
+    instead of being scrambled into the synapses."""
+    from brian2 import NeuronGroup
+
+    with activate_backend("numpy"):
+        pre = NeuronGroup(3, "v : 1", threshold="False", name="dense_pre")
+        post = NeuronGroup(2, "v : 1", name="dense_post")
+        proj = DenseProjection(pre, post, "w : 1", "v_post += w", {}, "dense", None)
+        i, j = np.array(proj.synapses.i[:]), np.array(proj.synapses.j[:])
+    np.testing.assert_array_equal(i, [0, 0, 1, 1, 2, 2])
+    np.testing.assert_array_equal(j, [0, 1, 0, 1, 0, 1])
+    matrix = np.array([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])  # (n_post, n_pre)
+    flat = proj.to_flat(matrix)
+    np.testing.assert_array_equal(flat, matrix[j, i])
+    np.testing.assert_array_equal(proj.to_matrix(flat), matrix)
+    with pytest.raises(ValueError, match=r"expected \(n_post, n_pre\) = \(2, 3\)"):
+        proj.to_flat(matrix.T)
+
+
 def test_cpp_standalone_runs_reuse_the_compiled_circuit(tmp_path, monkeypatch):
     """A second ib-spiking run of the same circuit starts from the first run's compiled
     project ($PLASTIX_BUILD_CACHE) and gives the same result."""
@@ -751,6 +864,64 @@ def test_rtrace_sums_the_samples_spikes_decaying_with_tau_trace():
         kernel = np.where((lag >= 0) & same_sample, np.exp(-np.maximum(lag, 0) * dt / tau), 0.0)
         expected = np.where(last_step, 0.0, kernel.sum(1))
         np.testing.assert_allclose(values[neuron], expected, rtol=1e-9, atol=1e-12)
+
+
+def test_z_last_is_the_window_spike_count_over_window_times_z_rate():
+    """At each sample's end ``z_last`` becomes that sample's window spike count divided by
+    ``window z_rate`` (window = presentation - settle = 90 ms here, not the presentation)."""
+    z_rate = 50 * Hz
+    n_slots = 2
+    timing, values, spike_i, spike_step = _tonic_layer_traces("z_last", "z_rate", z_rate, n_slots)
+    slot_step = spike_step % timing.slot_steps
+    in_window = (slot_step >= timing.settle_steps) & (slot_step < timing.on_steps)
+    scale = float(timing.window) * 50.0
+    assert float(timing.window) == pytest.approx(0.090)
+    for k in range(n_slots):
+        mine = in_window & (spike_step // timing.slot_steps == k)
+        counts = np.bincount(spike_i[mine], minlength=values.shape[0])
+        assert np.all(counts >= 5)  # tonic firing: every neuron spikes in the window
+        last = (k + 1) * timing.slot_steps - 1
+        np.testing.assert_allclose(values[:, last], counts / scale, rtol=1e-12)
+
+
+def test_sample_timing_and_learn_schedule_refuse_negative_gaps_and_non_binary_masks():
+    with pytest.raises(ValueError, match="gap"):
+        SampleTiming(presentation=20 * ms, gap=-5 * ms, settle=5 * ms)
+    timing = SampleTiming()
+    with pytest.raises(ValueError, match="mask"):
+        learn_schedule([1, 0.5, 0], timing)
+    with pytest.raises(ValueError, match="mask"):
+        learn_schedule([], timing)
+
+
+def test_readout_window_logit_and_bias_accumulator_on_a_silent_input():
+    """RateReadout alone with ``a = 0`` (logits = b), settle 0: over each sample ``abar`` is
+    the window average of the logits, ``b``, whether or not the sample is learned from;
+    ``bias_acc`` is ``window (onehot(y) - softmax(b))`` for a learned sample (softmax
+    normalised from the first step on) and 0 for one that is not."""
+    from brian2 import EventMonitor, TimedArray
+
+    from plastix.circuits.layers import RateReadout
+
+    timing = SampleTiming(presentation=20 * ms, settle=0 * ms, dt=0.5 * ms)
+    b = np.array([0.4, -0.3, 1.1])
+    labels = [2, 0]
+    with activate_backend("numpy"):
+        learn = learn_schedule([1, 0], timing, name="ro_learn")
+        label = TimedArray(np.eye(3)[labels], dt=timing.slot, name="ro_label")
+        readout = RateReadout(3, timing, learn, label, name="ro")
+        readout.group.b = b
+        monitor = EventMonitor(
+            readout.group, "sample_end", ["abar", "bias_acc"], when="after_resets", order=-1
+        )
+        Network(*readout.objects, monitor).run(2 * timing.slot, namespace={})
+        order = np.lexsort((np.asarray(monitor.i[:]), np.asarray(monitor.t_[:])))
+        abar = np.asarray(monitor.abar[:])[order].reshape(2, 3)
+        bias_acc = np.asarray(monitor.bias_acc_[:])[order].reshape(2, 3)
+    np.testing.assert_allclose(abar, [b, b], rtol=1e-12)
+    softmax = np.exp(b) / np.exp(b).sum()
+    np.testing.assert_allclose(bias_acc[0], 0.020 * (np.eye(3)[2] - softmax), rtol=1e-9)
+    np.testing.assert_array_equal(bias_acc[1], 0.0)
 
 
 def test_learning_window_starts_exactly_at_settle_steps():

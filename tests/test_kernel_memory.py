@@ -57,8 +57,17 @@ def _modulator(n_neurons: int, topology: str = "delay-line", **kw):
     return fit_kernel_memory_modulator(XiModulatorConfig(**cfg))
 
 
-@pytest.mark.parametrize("topology", ["delay-line", "orthogonal"])
-def test_kernel_memory_xi_matches_torch_modulator(topology):
+@pytest.mark.parametrize(
+    ("topology", "options"),
+    [
+        ("delay-line", {}),
+        ("orthogonal", {}),
+        # a leaky tanh memory: r <- (1 - a) r + a tanh(W r + W_in u + b)
+        ("orthogonal", {"activation": "tanh", "leak": 0.6}),
+    ],
+    ids=["delay-line", "orthogonal", "orthogonal-tanh-leaky"],
+)
+def test_kernel_memory_xi_matches_torch_modulator(topology, options):
     """Codes, memory reservoir, decoding readout, kernel units, row-centred weights and the
     LayerNorm VJP in Brian2 reproduce the torch KernelMemoryModulator stepped on the same
     inputs, labels and window rates."""
@@ -66,7 +75,7 @@ def test_kernel_memory_xi_matches_torch_modulator(topology):
     x, y, _, _ = _digits(n_samples, 1)
     spec = _spec(n_hidden)
     w0 = init_weights(spec, np.random.default_rng(0), mean=0.7, spread=0.7)
-    modulator = _modulator(n_hidden, topology)
+    modulator = _modulator(n_hidden, topology, **options)
     slot = spec.timing.slot
     with activate_backend("numpy"):
         circuit = IBCircuit(spec, x, y, np.ones(n_samples), w0, xi_modulators=[modulator])
@@ -106,3 +115,25 @@ def test_kernel_memory_without_brian2_form_is_refused():
         CompiledEpochTrainer(spec, w0, 4, 0, xi_source="reservoir", xi_modulators=[exact])
     with pytest.raises(ValueError, match="n_neurons=12"):
         CompiledEpochTrainer(spec, w0, 4, 0, xi_source="reservoir", xi_modulators=[_modulator(10)])
+
+
+def test_modulator_fitted_for_another_label_count_or_with_feedback_is_refused():
+    """``check_fits_layer`` compares both the neuron and the class count with the layer's, and
+    refuses reservoirs with output feedback (nothing feeds a Brian2 readout back)."""
+    from types import SimpleNamespace
+
+    from plastix.circuits.kernel_memory import check_fits_layer
+
+    def fake(n_neurons=12, n_classes=10, n_feedback=0):
+        return SimpleNamespace(
+            config=SimpleNamespace(n_neurons=n_neurons, n_classes=n_classes),
+            weights=SimpleNamespace(n_feedback=n_feedback),
+        )
+
+    check_fits_layer(fake(), 12, 10)  # fits
+    with pytest.raises(ValueError, match="12 neurons / 10 classes.*12 / 4"):
+        check_fits_layer(fake(), 12, 4)
+    with pytest.raises(ValueError, match="12 neurons / 10 classes.*8 / 10"):
+        check_fits_layer(fake(), 8, 10)
+    with pytest.raises(ValueError, match="output feedback"):
+        check_fits_layer(fake(n_feedback=1), 12, 10)

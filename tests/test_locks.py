@@ -18,7 +18,15 @@ import numpy as np
 import pytest
 
 from plastix import processes
-from plastix.processes import LockHeld, hold_lock_file, lock_holder, this_host
+from plastix.processes import (
+    LockHeld,
+    LockHolder,
+    file_name_part,
+    hold_lock_file,
+    lock_holder,
+    process_has_ended,
+    this_host,
+)
 from plastix.sims import cli
 from plastix.sims.config import ConfigError
 from plastix.sims.results import checkpoint_path, read_result, run_lock_path
@@ -152,6 +160,58 @@ def test_where_the_file_system_has_no_locks_the_block_runs_unlocked(tmp_path, mo
     assert lock_holder(tmp_path / "x.lock") is None
 
 
+def test_file_name_part_replaces_each_run_of_other_characters_by_one_dash():
+    assert file_name_part("my host/\u03b1: 1") == "my-host-1"
+    assert file_name_part("node-07.lab_x") == "node-07.lab_x"
+
+
+def test_a_process_of_another_user_counts_as_running(monkeypatch):
+    """kill(pid, 0) refused (EPERM) means the process exists; only ESRCH means it has ended."""
+
+    def kill(error):
+        def raise_it(pid, sig):
+            raise error
+
+        return raise_it
+
+    monkeypatch.setattr(processes.os, "kill", kill(PermissionError(errno.EPERM, "refused")))
+    assert process_has_ended(12345) is False
+    monkeypatch.setattr(processes.os, "kill", kill(ProcessLookupError(errno.ESRCH, "none")))
+    assert process_has_ended(12345) is True
+    monkeypatch.undo()
+    assert process_has_ended(os.getpid()) is False
+
+
+def test_a_lock_file_left_with_longer_content_is_rewritten_whole(tmp_path):
+    """The holder's record replaces what an earlier holder left, not just its first bytes."""
+    path = tmp_path / "x.lock"
+    path.write_text(json.dumps({"host": "elsewhere", "pid": 1, "since": "x" * 200}))
+    with hold_lock_file(path):
+        assert json.loads(path.read_text())["pid"] == os.getpid()
+        assert lock_holder(path).is_this_process
+
+
+def test_a_held_lock_file_without_a_name_yet_reports_an_unnamed_holder(tmp_path):
+    """Locked but still empty (its holder has not written yet): an unnamed LockHolder."""
+    path = tmp_path / "x.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        assert lock_holder(path) == LockHolder()
+        with pytest.raises(LockHeld, match=r"held by another process \(it has not written"):
+            with hold_lock_file(path):
+                pytest.fail("two opens held one lock")
+    finally:
+        os.close(fd)
+    assert str(LockHolder()) == "another process (it has not written its name yet)"
+
+
+def test_a_holder_with_this_pid_on_another_host_is_not_this_process():
+    assert LockHolder(this_host(), os.getpid(), "now").is_this_process
+    assert not LockHolder(this_host() + "-other", os.getpid(), "now").is_this_process
+    assert not LockHolder(this_host(), os.getpid() + 1, "now").is_this_process
+
+
 def test_a_run_in_progress_is_shown_as_running_and_its_out_is_refused(
     tmp_path, test_experiments, capsys
 ):
@@ -266,3 +326,32 @@ def test_show_of_a_sweep_folder_gives_each_runs_status_as_it_is_now(
     with held_by_another_process(out / sweep.LOCK_NAME) as child:
         assert cli.main(["show", str(out)]) == 0
     assert f"a sweep is running into it (process {child.pid} on" in capsys.readouterr().out
+
+
+def test_sweep_status_drops_errors_of_earlier_attempts_and_fails_an_unreadable_result(tmp_path):
+    """The index's recorded error belongs to an earlier attempt: a run now interrupted or
+    pending shows none. A result file that cannot be read makes its run failed, saying why."""
+    from plastix.sims import sweep
+    from plastix.sims.results import RunRecord, save_checkpoint
+
+    out = tmp_path / "s"
+    runs = out / "runs"
+    runs.mkdir(parents=True)
+    ids = ["interrupted", "pending", "unreadable"]
+    index = [{"run_id": i, "overrides": {}, "seed": 0, "path": str(runs.resolve() / f"{i}.h5"),
+              "status": "failed", "error": "old boom"} for i in ids]  # fmt: skip
+    sweep._write_index(out, "test-counter", index)
+    save_checkpoint(runs / "interrupted.h5", RunRecord("test-counter", {}, 0, "cpu"), {})
+    (runs / "unreadable.h5").write_bytes(b"not hdf5")
+    summary = sweep.sweep_status(out)
+    status = {r["run_id"]: (r["status"], r.get("error")) for r in summary.runs}
+    assert status["interrupted"] == ("interrupted", None)
+    assert status["pending"] == ("pending", None)
+    assert status["unreadable"][0] == "failed"
+    assert status["unreadable"][1].startswith("unreadable result: ")
+    assert "is not an HDF5 file" in status["unreadable"][1]
+    assert summary.n_failed == 1
+    shown = summary.describe().splitlines()
+    assert shown[0] == f"sweep in {out}: 3 runs (1 failed, 1 interrupted, 1 pending)"
+    assert shown[1] == "  interrupted: interrupted"
+    assert shown[2].startswith("  failed: unreadable: unreadable result: ")

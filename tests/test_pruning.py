@@ -81,6 +81,22 @@ def test_plan_keep_counts_refuses_an_unreachable_rate():
         plan_keep_counts(1000, 10, 0.8, scoring_passes=2000, anneal_epochs=0)
 
 
+def test_plan_keep_counts_accepts_the_smallest_budget_of_one_pass_per_pruned_epoch():
+    """A budget of exactly one pass per pruned epoch is reachable: round(0.1 * 2 * 10) = 2
+    passes over 2 epochs, and round(0.4 * 3 * 10) - 10 annealing = 2 over the 2 pruned ones."""
+    assert plan_keep_counts(10, 2, 0.9) == [1, 1]
+    assert plan_keep_counts(10, 3, 0.6, anneal_epochs=1) == [1, 1, 10]
+
+
+def test_plan_keep_counts_allows_every_epoch_to_anneal_at_rate_zero():
+    """anneal_epochs == epochs is allowed (only more is refused): all epochs use full data."""
+    assert plan_keep_counts(10, 3, 0.0, anneal_epochs=3) == [10, 10, 10]
+    sampler = PruningSampler(10, UCB(anneal_epochs=3), rate=0.0, epochs=3)
+    assert sampler.keep_counts == [10, 10, 10]
+    with pytest.raises(ValueError, match="all 3 epochs are full-data annealing"):
+        plan_keep_counts(10, 3, 0.5, anneal_epochs=3)
+
+
 @pytest.mark.parametrize("rate", [-0.1, 1.0, 1.5, float("nan")])
 def test_sampler_rejects_rate_outside_unit_interval(rate):
     with pytest.raises(ValueError, match="rate"):
@@ -158,6 +174,15 @@ def test_static_scores_must_match_the_data():
         PruningSampler(20, StaticPruning(scores), rate=0.5, epochs=2)
     with pytest.raises(TypeError, match="StaticScores"):
         StaticPruning(torch.rand(10))
+
+
+def test_stats_report_the_wall_time_the_static_scores_took():
+    """scoring_wall_s is the StaticScores' own wall_s; a dynamic strategy scored nothing."""
+    scores = StaticScores("el2n", torch.rand(20), passes=0, wall_s=12.5)
+    static = PruningSampler(20, StaticPruning(scores), rate=0.5, epochs=2).stats()
+    assert static.scoring_wall_s == 12.5 and static.as_dict()["scoring_wall_s"] == 12.5
+    dynamic = PruningSampler(20, UniformDynamic(), rate=0.5, epochs=2).stats()
+    assert dynamic.scoring_wall_s == 0.0
 
 
 # ----------------------------------------------------------------------- DataLoader contract
@@ -247,6 +272,14 @@ def test_dataset_wrapper_checks_its_tensors():
         IndexedTensorDataset(np.zeros((5, 2)))
 
 
+def test_dataset_wrapper_refuses_a_scalar_tensor():
+    """A 0-d tensor has no sample axis: refused with the first-dimension message."""
+    with pytest.raises(ValueError, match=r"tensors\[1\]: first dimension"):
+        IndexedTensorDataset(torch.zeros(5), torch.tensor(1.0))
+    with pytest.raises(ValueError, match=r"tensors\[0\]: first dimension"):
+        IndexedTensorDataset(torch.tensor(1.0))
+
+
 # ----------------------------------------------------------------------- strategy behaviour
 
 
@@ -270,6 +303,33 @@ def test_epsilon_greedy_explores_an_epsilon_share():
     assert len(chosen) == 100 and top <= chosen
     explored = chosen - top
     assert len(explored) == 25 and min(explored) < 100  # random picks reach low-loss samples
+
+
+def test_epsilon_greedy_rounds_its_greedy_share_to_the_nearest_sample():
+    """(1 - 0.2) * 7 = 5.6 greedy picks round to 6 (not 5): the 6 highest losses (14..19)
+    are always kept and exactly one other sample explored, whatever the generator."""
+    n = 20
+    strategy = EpsilonGreedy(epsilon=0.2)
+    strategy.reset(n)
+    strategy.observe(torch.arange(n), torch.arange(n, dtype=torch.float64))  # loss of i is i
+    for seed in range(10):
+        chosen = set(strategy.select(0, 7, torch.Generator().manual_seed(seed))[0].tolist())
+        assert len(chosen) == 7 and set(range(14, 20)) <= chosen
+
+
+def test_ucb_adds_c_times_the_standard_deviation_not_the_variance():
+    """Sample 0: losses 1.5, 2.5 give mean 2.0, variance 0.25, sigma 0.5: bound 2.5. Sample 1:
+    2.4 twice, bound 2.4. With c = 1 sample 0 ranks first (mean + variance would be 2.25)."""
+    strategy = UCB(c=1.0, decay=0.5, decay_unit="observation")
+    strategy.reset(2)
+    idx = torch.arange(2)
+    strategy.observe(idx, torch.tensor([1.5, 2.4], dtype=torch.float64))
+    strategy.observe(idx, torch.tensor([2.5, 2.4], dtype=torch.float64))
+    assert strategy.mean.tolist() == pytest.approx([2.0, 2.4])
+    assert strategy.var.tolist() == pytest.approx([0.25, 0.0])
+    for seed in range(3):
+        chosen, _ = strategy.select(1, 1, torch.Generator().manual_seed(seed))
+        assert chosen.tolist() == [0]
 
 
 def test_ucb_prefers_uncertain_samples_at_equal_mean_loss():
@@ -320,6 +380,23 @@ def test_moving_loss_discounts_a_stale_loss_by_the_epochs_since_it_was_measured(
     assert results["observation"] == (pytest.approx(1.5), pytest.approx(0.25))
 
 
+def test_moving_loss_measures_the_gap_from_the_latest_observation():
+    """Seen at epochs 0, 2 and 3 (decay 0.5 per epoch): the last update is one epoch after the
+    previous one, so alpha = 0.5, not 1 - 0.5**3 as if it were still measured from epoch 0.
+    Epoch 2 (gap 2, alpha 0.75): mean 2 + 0.75 * 2 = 3.5, var 0.25 * 0.75 * 4 = 0.75;
+    epoch 3 (gap 1, alpha 0.5): mean 3.5 - 0.5 * 3.5 = 1.75, var 0.5 * (0.75 + 0.5 * 12.25)."""
+    gen = torch.Generator().manual_seed(0)
+    idx = torch.tensor([0])
+    strategy = UCB(decay=0.5, decay_unit="epoch")
+    strategy.reset(1)
+    for epoch, loss in ((0, 2.0), (2, 4.0), (3, 0.0)):
+        strategy.select(epoch, 1, gen)
+        strategy.observe(idx, torch.tensor([loss], dtype=torch.float64))
+    assert strategy.last_epoch.tolist() == [3]
+    assert strategy.mean.item() == pytest.approx(1.75)
+    assert strategy.var.item() == pytest.approx(0.5 * (0.75 + 0.5 * 3.5**2))
+
+
 def test_epsilon_greedy_decays_its_exploration_share_per_epoch():
     n = 200
     strategy = EpsilonGreedy(epsilon=0.4, epsilon_decay=0.5)
@@ -364,6 +441,26 @@ def test_infobatch_keeps_hard_samples_and_rescales_kept_well_learned_ones():
     assert hard.sum() == 300 and torch.all(weights[hard] == 1.0)  # every hard sample kept
     assert torch.allclose(weights[easy], torch.full((357,), 700 / 357, dtype=weights.dtype))
     assert weights.sum().item() == pytest.approx(n)  # unbiased: weights sum to N
+
+
+def test_infobatch_counts_a_loss_equal_to_the_mean_as_not_well_learned():
+    """Well learned means strictly below the mean: losses 0, 1, 2 (mean 1) leave only sample
+    0 in W (w = 1, h = 2). Keeping 2 keeps all of H, p_W = max(0.5 * 2/3, 0) rounds to none
+    of W, so samples 1 and 2 are kept with weight 1."""
+    strategy = InfoBatch(min_relative_keep=0.5)
+    strategy.reset(3)
+    strategy.observe(torch.arange(3), torch.tensor([0.0, 1.0, 2.0], dtype=torch.float64))
+    for seed in range(5):
+        idx, weights = strategy.select(0, 2, torch.Generator().manual_seed(seed))
+        assert sorted(idx.tolist()) == [1, 2]
+        assert weights.tolist() == [1.0, 1.0]
+
+
+def test_infobatch_anneal_epochs_tolerate_float_error_in_delta_times_epochs():
+    """0.56 * 25 is 14.000000000000002 in floating point: 14 pruned epochs, 11 annealing."""
+    assert InfoBatch(delta=0.56).anneal_epochs(25) == 11
+    sampler = PruningSampler(10, InfoBatch(delta=0.56), rate=0.1, epochs=25)
+    assert sampler.keep_counts[-11:] == [10] * 11 and sampler.keep_counts[-12] < 10
 
 
 def test_infobatch_anneals_on_full_data_and_meets_the_rate():

@@ -88,6 +88,20 @@ def test_an_epoch_left_early_ends_and_len_reports_the_next_one():
     assert sum(1 for _ in loader) == 10
 
 
+def test_closing_an_earlier_epochs_iterator_does_not_end_the_epoch_in_progress():
+    """An iterator of epoch 0 left open and closed (or garbage collected) only once epoch 1
+    has started must not end epoch 1: len stays epoch 1's size until its indices run out."""
+    sampler = PruningSampler(100, InfoBatch(delta=0.5), rate=0.3, epochs=4, seed=0)
+    assert sampler.keep_counts == [40, 40, 100, 100]
+    stale = iter(sampler)
+    next(stale)  # epoch 0 started, then abandoned
+    current = iter(sampler)  # epoch 1
+    stale.close()
+    assert len(sampler) == 40
+    assert len(list(current)) == 40
+    assert len(sampler) == 100  # epoch 1 ran out: the plan of epoch 2
+
+
 # ----------------------------------------------------------------------- sampler: pass accounting
 
 

@@ -229,6 +229,26 @@ def test_metric_first_logged_mid_run_is_padded_with_nan(tmp_path):
     assert (res.metric_axes["val"], res.metric_axes["lr"]) == ("epoch", "step")
 
 
+def test_a_metric_logged_against_two_axes_is_refused(tmp_path):
+    """'loss' logged in an 'epoch' row and in a 'step' row: refused by name, nothing written."""
+    from plastix.sims.results import RunRecord, record_as_result, write_result
+
+    rows = [{"epoch": 0, "loss": 1.0}, {"step": 0, "loss": 2.0}]
+    record = RunRecord("test-counter", {}, 0, "runtime", rows=rows)
+    message = r"metric 'loss' was logged against two axes \('epoch' and 'step'\)"
+    with pytest.raises(ValueError, match=message):
+        write_result(tmp_path / "r.h5", record, "complete")
+    with pytest.raises(ValueError, match=message):
+        record_as_result(tmp_path / "r.h5", record, "running")
+    # an axis logged as another axis's metric, in either order
+    for rows in ([{"epoch": 0, "step": 5}, {"step": 7, "loss": 1.0}],
+                 [{"step": 7, "loss": 1.0}, {"epoch": 0, "step": 5}]):  # fmt: skip
+        record = RunRecord("test-counter", {}, 0, "runtime", rows=rows)
+        with pytest.raises(ValueError, match=r"metric 'step' was logged against two axes"):
+            write_result(tmp_path / "r.h5", record, "complete")
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("sha", ["0123abcd" * 5, None])
 def test_result_records_the_source_commit_when_known(tmp_path, monkeypatch, sha):
     from plastix.sims import results
@@ -489,6 +509,15 @@ def test_runs_table(tmp_path):
     assert {"epochs", "test_accuracy", "status", "path"} <= set(table.columns)
 
 
+def test_runs_table_searches_subfolders_and_gives_list_configs_as_tuples(tmp_path):
+    """A folder is searched recursively; a list in the config (JSON) becomes a hashable tuple."""
+    run_experiment("test-counter", {"epochs": 1}, out=tmp_path / "a" / "b" / "r.h5", seed=2)
+    table = runs_table(tmp_path)
+    assert list(table["seed"]) == [2]
+    assert table["path"][0] == str(tmp_path / "a" / "b" / "r.h5")
+    assert table["hidden"][0] == (4, 2)
+
+
 def test_cli_run_show_and_errors(tmp_path, capsys):
     out = tmp_path / "c.h5"
     assert (
@@ -699,7 +728,9 @@ def test_atomic_writes_reach_the_disk_before_and_after_the_rename(tmp_path, monk
     assert (folder_synced, final_after) == (tmp_path, "new")  # the rename synced after it
 
 
-@pytest.mark.parametrize(("code", "written"), [(errno.EINVAL, True), (errno.EIO, False)])
+@pytest.mark.parametrize(
+    ("code", "written"), [(errno.EINVAL, True), (errno.ENOTSUP, True), (errno.EIO, False)]
+)
 def test_atomic_writes_on_a_file_system_that_cannot_sync(tmp_path, monkeypatch, code, written):
     """A mount that does not support fsync (EINVAL) still gets the file; a failed write-back
     (EIO) is an error, and nothing is left under the final name."""
@@ -814,6 +845,18 @@ def test_unreadable_checkpoint_is_refused_naming_the_fix(tmp_path, capsys):
     assert cli.main(["run", "test-counter", "--out", str(out), "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert "cannot be read" in err and "delete it to start afresh" in err
+
+
+def test_a_checkpoint_that_holds_no_run_record_is_refused(tmp_path):
+    """A readable pickle whose 'record' is not a RunRecord is refused naming the file."""
+    import pickle
+
+    from plastix.sims.results import read_checkpoint
+
+    out = tmp_path / "r.h5"
+    checkpoint_path(out).write_bytes(pickle.dumps({"record": {"experiment": "x"}, "state": {}}))
+    with pytest.raises(ValueError, match=r"r\.h5\.ckpt' holds no plastix run; delete it"):
+        read_checkpoint(out)
 
 
 def test_show_and_plot_refuse_files_that_break_the_layout(tmp_path, capsys):
