@@ -78,8 +78,9 @@ def _parse_scalar(key: str, tp: Any, value: Any) -> Any:
     origin = typing.get_origin(tp)
     if origin is Literal:
         choices = typing.get_args(tp)
-        for choice in choices:
-            if value == choice or (isinstance(value, str) and str(choice) == value):
+        for choice in choices:  # a bool (TOML true) is not the number 1, as for int keys
+            same_kind = isinstance(value, bool) == isinstance(choice, bool)
+            if (value == choice and same_kind) or (isinstance(value, str) and str(choice) == value):
                 return choice
         raise ConfigError(
             f"{key}: {value!r} is not a valid choice; valid choices: "

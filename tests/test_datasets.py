@@ -494,3 +494,246 @@ def test_dataset_checks_labels_against_classes():
     ds = toy()
     with pytest.raises(ValueError, match="labels must lie in"):
         Dataset("bad", ds.x_train, ds.y_train + 1, ds.x_test, ds.y_test, ds.classes)
+
+
+# ------------------------------------------------------------- audit: Dataset checks
+
+
+@pytest.mark.parametrize(
+    ("change", "fragment"),
+    [
+        (
+            {"y_train": np.arange(20, dtype=np.int64) % 4 - 1},
+            r"labels in \[-1, 2\].*lie in \[0, 3\]",
+        ),
+        ({"x_test": np.zeros((10, 3, 2), np.float32)}, "both splits need one sample shape"),
+        ({"classes": ()}, "classes must name at least one class"),
+        (
+            {"x_train": np.zeros((21, 2, 3), np.float32)},
+            "x_train has 21 samples but y_train has 20",
+        ),
+        ({"x_test": np.zeros((9, 2, 3), np.float32)}, "x_test has 9 samples but y_test has 10"),
+    ],
+    ids=["negative label", "sample shapes differ", "no classes", "more x", "fewer x"],
+)
+def test_dataset_refuses_inconsistent_fields(change, fragment):
+    """Negative labels, splits with different sample shapes, an empty class tuple, and x/y
+    arrays of different lengths (either way round) are each refused with their own message."""
+    with pytest.raises(ValueError, match=fragment):
+        dataclasses.replace(toy(), **change)
+
+
+def test_subset_test_draw_ignores_the_train_size():
+    """The train and test draws use independent streams: the test draw for one seed is the
+    same whatever n_train is (given, another size, or none)."""
+    ds = toy()
+    draws = [ds.subset(n_train=n, n_test=4, seed=3) for n in (8, 12, None)]
+    for other in draws[1:]:
+        np.testing.assert_array_equal(other.x_test, draws[0].x_test)
+        np.testing.assert_array_equal(other.y_test, draws[0].y_test)
+
+
+def test_subset_of_every_sample_keeps_the_original_order():
+    """n equal to the split size is allowed and, the indices being sorted, returns the split
+    unchanged (same rows in the same order)."""
+    ds = toy()
+    full = ds.subset(n_train=20, n_test=10, seed=7)
+    np.testing.assert_array_equal(full.x_train, ds.x_train)
+    np.testing.assert_array_equal(full.y_train, ds.y_train)
+    np.testing.assert_array_equal(full.x_test, ds.x_test)
+    idx = stratified_indices(np.arange(30) % 3, 11, np.random.default_rng(0))
+    assert np.all(np.diff(idx) > 0)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_stratified_indices_give_the_leftover_draws_to_the_largest_remainders(seed):
+    """Counts 6, 3, 1 of 10, n = 3: quotas floor(1.8, 0.9, 0.3) = 1, 0, 0 with remainders
+    8, 9, 3 (in tenths); the 2 leftover draws go to classes 1 and 0, so 2, 1, 0 are drawn."""
+    labels = np.repeat([0, 1, 2], [6, 3, 1])
+    idx = stratified_indices(labels, 3, np.random.default_rng(seed))
+    assert list(np.bincount(labels[idx], minlength=3)) == [2, 1, 0]
+
+
+def test_make_linear_uses_every_given_centre():
+    """With three centres the classes 0, 1, 2 come in equal numbers, each point on its own
+    centre when the noise is zero."""
+    centres = ((0.0, 0.0), (1.0, 2.0), (3.0, -1.0))
+    x, y = make_linear(9, np.random.default_rng(0), centres=centres, noise=0.0)
+    assert list(np.bincount(y)) == [3, 3, 3]
+    np.testing.assert_array_equal(x, np.asarray(centres, np.float32)[y])
+
+
+# ------------------------------------------------------------- audit: file look-up
+
+
+def test_root_and_env_var_with_a_tilde_are_expanded(tmp_path, monkeypatch):
+    arrays = write_idx_folder(tmp_path / "data" / "mnist", seed=2)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    ds = load_dataset("mnist", root="~/data")
+    assert ds.source == str(tmp_path / "data" / "mnist")
+    assert np.array_equal(ds.y_train, arrays[1])
+    monkeypatch.setenv("PLASTIX_DATA", "~/data")
+    assert load_dataset("mnist").source == str(tmp_path / "data" / "mnist")
+
+
+def test_env_var_surrounding_whitespace_is_ignored(tmp_path, monkeypatch):
+    write_idx_folder(tmp_path / "mnist")
+    monkeypatch.setenv("PLASTIX_DATA", f"  {tmp_path}\n")
+    assert load_dataset("mnist").source == str(tmp_path / "mnist")
+    monkeypatch.setenv("PLASTIX_DATA", "   ")  # blank counts as not set
+    with pytest.raises(DatasetError, match=r"nowhere: no root argument .* is not set"):
+        load_dataset("mnist")
+
+
+def test_system_fashion_mnist_folder_is_used_only_without_root(tmp_path, monkeypatch):
+    """The system default folder is the last place looked when neither root nor
+    $PLASTIX_DATA is given, and is not looked at when root is given."""
+    system = tmp_path / "system" / "fashion-mnist"
+    arrays = write_idx_folder(system, seed=6)
+    monkeypatch.setattr(datasets, "SYSTEM_FASHION_MNIST", system)
+    ds = load_dataset("fashion-mnist")
+    assert ds.source == str(system) and np.array_equal(ds.y_test, arrays[3])
+    with pytest.raises(DatasetError, match="dataset files not found") as info:
+        load_dataset("fashion-mnist", root=tmp_path / "nowhere")
+    assert "system default" not in str(info.value)
+
+
+def test_idx_files_with_dotted_gz_names_are_found(tmp_path):
+    arrays = write_idx_folder(tmp_path, compress=True, seed=4)
+    for stem in IDX_STEMS:
+        (tmp_path / f"{stem}.gz").rename(tmp_path / (stem.replace("-idx", ".idx") + ".gz"))
+    assert np.array_equal(load_dataset("mnist", root=tmp_path).y_train, arrays[1])
+
+
+def test_folder_named_like_a_data_file_is_passed_over(tmp_path):
+    """A folder called train-images-idx3-ubyte.gz is not taken for the file: the plain
+    train-images-idx3-ubyte next to it is read."""
+    arrays = write_idx_folder(tmp_path, compress=False, seed=8)
+    (tmp_path / "train-images-idx3-ubyte.gz").mkdir()
+    ds = load_dataset("mnist", root=tmp_path)
+    np.testing.assert_array_equal(ds.x_train[:, 0] * 255, arrays[0])
+
+
+@pytest.mark.parametrize(
+    ("alias", "key"),
+    [
+        ("fashion_mnist", "fashion-mnist"),
+        ("FashionMNIST", "fashion-mnist"),
+        ("CIFAR-10", "cifar10"),
+        ("cifar_100", "cifar100"),
+    ],
+)
+def test_dataset_name_aliases(tmp_path, alias, key):
+    """Underscores, case and the fashionmnist / cifar-10 / cifar-100 spellings name the same
+    set: the look-up fails as that set's, not as an unknown name."""
+    with pytest.raises(DatasetError, match=f"^{key}: dataset files not found"):
+        load_dataset(alias, root=tmp_path / "nowhere")
+
+
+def test_locate_dataset_finds_folders_without_loading(tmp_path):
+    write_idx_folder(tmp_path / "mnist")
+    assert datasets.locate_dataset("mnist", root=tmp_path) == str(tmp_path / "mnist")
+    assert datasets.locate_dataset(" XOR ") == "xor"
+    with pytest.raises(DatasetError, match="cifar10: dataset files not found"):
+        datasets.locate_dataset("cifar10", root=tmp_path)
+
+
+def test_rewritten_file_of_the_same_size_is_read_again(tmp_path):
+    """The parse cache is keyed on modification time too: new contents of the same size are
+    not served from the cache."""
+    write_idx_folder(tmp_path, seed=0, compress=False)
+    load_dataset("mnist", root=tmp_path)
+    arrays = write_idx_folder(tmp_path, seed=5, compress=False)
+    for stem in IDX_STEMS:  # a distinct mtime whatever the file system's clock resolution
+        stat = (tmp_path / stem).stat()
+        os.utime(tmp_path / stem, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    ds = load_dataset("mnist", root=tmp_path)
+    np.testing.assert_array_equal(ds.x_train[:, 0] * 255, arrays[0])
+
+
+# ------------------------------------------------------------- audit: damaged IDX files
+
+
+@pytest.mark.parametrize(
+    ("stem", "content", "fragment"),
+    [
+        (
+            "train-images-idx3-ubyte",
+            b"\x00\x01\x08\x03" + struct.pack(">3I", 12, 5, 5) + bytes(300),
+            "bad magic number",
+        ),
+        (
+            "train-images-idx3-ubyte",
+            b"\x00\x00\x0d\x03" + struct.pack(">3I", 12, 5, 5) + bytes(1200),
+            r"IDX element type 0x0d is not supported",
+        ),
+        (
+            "train-labels-idx1-ubyte",
+            idx_bytes(np.zeros((12, 1), np.uint8)),
+            "IDX file has 2 dimensions, expected 1",
+        ),
+        ("t10k-images-idx3-ubyte", b"\x00\x00\x08\x03" + bytes(4), r"IDX header is truncated"),
+        (
+            "t10k-labels-idx1-ubyte",
+            idx_bytes(np.array([1, 10, 2, 3, 4, 5, 6], np.uint8)),
+            "label 10 is outside 0..9",
+        ),
+        (
+            "t10k-images-idx3-ubyte",
+            idx_bytes(np.zeros((7, 6, 6), np.uint8)),
+            r"holds \(5, 5\) images but .*t10k-images-idx3-ubyte holds \(6, 6\) images",
+        ),
+    ],
+    ids=["magic byte 1", "element type", "dimensions", "short header", "label 10", "sizes"],
+)
+def test_damaged_idx_file_is_a_dataset_error_naming_it(tmp_path, stem, content, fragment):
+    """Each header or content fault is reported as a DatasetError naming the file (which the
+    CLI turns into a clear message) rather than another exception or a bad Dataset."""
+    write_idx_folder(tmp_path, compress=False)
+    (tmp_path / stem).write_bytes(content)
+    with pytest.raises(DatasetError, match=fragment) as info:
+        load_dataset("mnist", root=tmp_path)
+    assert str(tmp_path / stem) in str(info.value)
+
+
+# ------------------------------------------------------------ audit: damaged CIFAR files
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "fragment"),
+    [
+        (
+            "data_batch_4",
+            {b"labels": [1, 2], b"data": np.zeros((2, 3072), np.int64)},
+            r"'data' is int64 \(2, 3072\), expected uint8",
+        ),
+        (
+            "data_batch_4",
+            {b"labels": [1, 2, 3], b"data": np.zeros((2, 3072), np.uint8)},
+            r"'labels' has shape \(3,\), expected 2 integer labels",
+        ),
+        (
+            "data_batch_4",
+            {b"labels": [1, -1], b"data": np.zeros((2, 3072), np.uint8)},
+            r"labels outside 0\.\.9",
+        ),
+        (
+            "test_batch",
+            {b"labels": [1, 10, 0], b"data": np.zeros((3, 3072), np.uint8)},
+            r"labels outside 0\.\.9",
+        ),
+        (
+            "batches.meta",
+            {b"label_names": [f"c{k}".encode() for k in range(9)]},
+            "'label_names' lists 9 classes, expected 10",
+        ),
+        ("data_batch_1", [1, 2, 3], "expected a pickled dict, got list"),
+    ],
+    ids=["data dtype", "label count", "label -1", "label 10", "9 class names", "not a dict"],
+)
+def test_damaged_cifar_file_is_a_dataset_error_naming_it(tmp_path, name, content, fragment):
+    write_cifar10(tmp_path)
+    (tmp_path / name).write_bytes(pickle.dumps(content, protocol=2))
+    with pytest.raises(DatasetError, match=fragment) as info:
+        load_dataset("cifar10", root=tmp_path)
+    assert str(tmp_path / name) in str(info.value)

@@ -14,7 +14,13 @@ import numpy as np
 import pytest
 
 from plastix.sims import cli
-from plastix.sims.config import ConfigError, build_config, parse_set_options, read_config_file
+from plastix.sims.config import (
+    ConfigError,
+    build_config,
+    config_fields,
+    parse_set_options,
+    read_config_file,
+)
 from plastix.sims.experiments import RunContext, experiment, run_experiment
 from plastix.sims.results import checkpoint_path, read_result, runs_table
 
@@ -173,6 +179,136 @@ def test_set_options_and_toml(tmp_path):
         read_config_file(outside)
     with pytest.raises(ConfigError, match="is a folder"):
         read_config_file(tmp_path)
+
+
+@dataclass
+class ParseConfig:
+    """Every kind of key build_config parses (for the checks below)."""
+
+    width: Literal[1, 2, 4] = 1
+    flag: bool = False
+    count: int = 0
+    scale: float = 1.0
+    name: str = "a"
+    maybe: int | None = None
+    either: int | float = 0
+    weights: list[float] = field(default_factory=lambda: [0.5])
+    extras: tuple[int, ...] = field(default=(), metadata={"allow_empty": True})
+    modes: tuple[Literal["x", "y"], ...] = ("x",)
+    fraction: float = field(default=0.5, metadata={"min": 0.0, "max": 1.0, "max_exclusive": True})
+    level: int = field(default=1, metadata={"min": 1, "max": 5, "help": "how high"})
+
+
+def test_build_config_parses_int_choices_given_as_strings():
+    """A --set value is a string: '2' selects the int choice 2 of Literal[1, 2, 4]."""
+    cfg = build_config(ParseConfig, {"width": "2"})
+    assert cfg.width == 2 and isinstance(cfg.width, int)
+    assert build_config(ParseConfig, {"width": 4}).width == 4  # TOML gives the int
+    with pytest.raises(ConfigError, match="width: '3' is not a valid choice; valid choices: 1"):
+        build_config(ParseConfig, {"width": "3"})
+    with pytest.raises(ConfigError, match="width: True is not a valid choice"):
+        build_config(ParseConfig, {"width": True})  # TOML true is not the choice 1
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("true", True), ("YES", True), ("On", True), ("1", True), (True, True)]
+    + [("false", False), ("No", False), ("OFF", False), ("0", False), (False, False)],
+)
+def test_build_config_parses_bool_words(text, expected):
+    assert build_config(ParseConfig, {"flag": text}).flag is expected
+
+
+@pytest.mark.parametrize(
+    ("overrides", "fragment"),
+    [
+        ({"flag": "maybe"}, "flag: expected true or false, got 'maybe'"),
+        ({"flag": 1}, "flag: expected true or false, got 1"),
+        ({"count": True}, "count: expected an integer, got True"),  # bool is an int subclass
+        ({"scale": False}, "scale: expected a number, got False"),
+        ({"name": 3}, "name: expected a string, got 3"),
+        ({"either": "none"}, "either: expected an integer"),  # no None in int | float
+        ({"level": 6}, "level: 6 is out of range; it must be <= 5"),
+        ({"fraction": 1.0}, "fraction: 1.0 is out of range; it must be < 1"),
+        ({"level": 0}, "level: 0 is out of range; it must be >= 1"),
+        ({"modes": ""}, "modes: empty; choose at least one of x, y"),
+        ({"count": 2**63}, "count: 9223372036854775808 is out of range"),
+        ({"count": -(2**63)}, "count: -9223372036854775808 is out of range"),
+    ],
+)
+def test_build_config_refuses_wrong_types_and_bounds(overrides, fragment):
+    with pytest.raises(ConfigError, match=fragment):
+        build_config(ParseConfig, overrides)
+
+
+def test_build_config_accepts_values_on_inclusive_bounds_and_none_words():
+    """Inclusive bounds admit the bound itself; 'none', 'null', 'None' and '' give None for an
+    optional key; allow_empty admits an empty sequence; list keys stay lists."""
+    cfg = build_config(
+        ParseConfig,
+        {"level": 5, "fraction": 0.0, "count": 2**63 - 1, "extras": "", "weights": "1, 2.5"},
+    )
+    assert (cfg.level, cfg.fraction, cfg.count, cfg.extras) == (5, 0.0, 2**63 - 1, ())
+    assert cfg.weights == [1.0, 2.5] and isinstance(cfg.weights, list)
+    assert build_config(ParseConfig, {"level": "1"}).level == 1
+    assert build_config(ParseConfig, {"count": -(2**63 - 1)}).count == -(2**63 - 1)
+    assert build_config(CounterConfig, {"epochs": 1}).epochs == 1
+    for word in ("none", "null", "None", "NULL", ""):
+        assert build_config(ParseConfig, {"maybe": word}).maybe is None
+    assert build_config(ParseConfig, {"maybe": "7"}).maybe == 7
+    assert build_config(ParseConfig, {"either": "2.5"}).either == 2.5
+    assert build_config(ParseConfig, {"extras": "  [3, 4]"}).extras == (3, 4)  # JSON, padded
+
+
+def test_build_config_turns_a_post_init_value_error_into_a_config_error():
+    @dataclass
+    class Checked:
+        lo: int = 0
+        hi: int = 1
+
+        def __post_init__(self) -> None:
+            if self.lo > self.hi:
+                raise ValueError("lo: must not exceed hi")
+
+    with pytest.raises(ConfigError, match="lo: must not exceed hi"):
+        build_config(Checked, {"lo": 3})
+
+
+def test_build_config_unknown_key_says_where():
+    with pytest.raises(ConfigError, match="unknown config key 'x' for experiment 'demo'; valid"):
+        build_config(CounterConfig, {"x": 1}, where="experiment 'demo'")
+    with pytest.raises(ConfigError, match="unknown config keys 'x', 'y'; valid keys: epochs"):
+        build_config(CounterConfig, {"y": 1, "x": 2})
+
+
+def test_config_fields_describe_defaults_help_and_choices():
+    fields = {f.name: f for f in config_fields(ParseConfig)}
+    assert fields["weights"].default == [0.5]  # from the default factory
+    assert fields["width"].choices == (1, 2, 4) and fields["flag"].choices is None
+    assert fields["width"].type_name == "one of 1, 2, 4"
+    assert fields["level"].help == "how high" and fields["level"].default == 1
+
+
+def test_set_options_refuse_an_empty_key_and_strip_keys():
+    assert parse_set_options([" epochs =3", "mode= slow"]) == {"epochs": "3", "mode": " slow"}
+    assert parse_set_options(None) == {}
+    for item in ("=3", "  =3"):
+        with pytest.raises(ConfigError, match="expected key=value"):
+            parse_set_options([item])
+
+
+def test_read_config_file_table_missing_and_binary_files(tmp_path):
+    """Keys under [config] are returned without the table; a missing file and a file that is
+    not text are ConfigErrors naming the file."""
+    table = tmp_path / "t.toml"
+    table.write_text('[config]\nepochs = 2\nmode = "slow"\n')
+    assert read_config_file(table) == {"epochs": 2, "mode": "slow"}
+    with pytest.raises(ConfigError, match="missing.toml' does not exist"):
+        read_config_file(tmp_path / "missing.toml")
+    binary = tmp_path / "b.toml"
+    binary.write_bytes(b"epochs = 2\n\xff\xfe\x00")
+    with pytest.raises(ConfigError, match="b.toml' is not valid TOML"):
+        read_config_file(binary)
 
 
 def test_result_file_contract(tmp_path):
