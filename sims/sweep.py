@@ -4,7 +4,9 @@ Every run writes its own HDF5 result under ``<out_dir>/runs/``; ``<out_dir>/inde
 them with their overrides, seed and status. A run that fails is recorded as failed and the sweep
 goes on. Running the same sweep again skips complete runs, re-runs failed ones and resumes
 interrupted ones from their checkpoints. A worker that dies mid-run has its task rescheduled by
-Dask, and the new attempt resumes from the run's last checkpoint.
+Dask, and the new attempt resumes from the run's last checkpoint. A sweep holds
+``<out_dir>/sweep.lock`` while it runs, so a second sweep into the folder is refused;
+:func:`sweep_status` (``plastix show OUT_DIR``) gives each run's status meanwhile.
 """
 
 from __future__ import annotations
