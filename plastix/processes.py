@@ -101,31 +101,10 @@ def hold_lock_file(path: str | os.PathLike[str]) -> Iterator[None]:
     file system has no locks, or the platform no ``fcntl``, the block runs unlocked.
     """
     path = Path(path)
-    if fcntl is None:
+    fd = _take_lock(path) if fcntl is not None else None
+    if fd is None:
         yield
         return
-    while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            os.close(fd)
-            if exc.errno in _CONTENDED:
-                raise LockHeld(path, lock_holder(path) or LockHolder()) from None
-            if exc.errno not in _NO_LOCKS_HERE:
-                raise
-            fd = None
-        if fd is None:
-            path.unlink(missing_ok=True)
-            yield
-            return
-        try:
-            current = os.stat(path)
-        except FileNotFoundError:
-            current = None
-        if current is not None and os.path.samestat(os.fstat(fd), current):
-            break
-        os.close(fd)  # its holder deleted the file between our open and our lock: again
     try:
         since = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
         os.ftruncate(fd, 0)
@@ -134,6 +113,27 @@ def hold_lock_file(path: str | os.PathLike[str]) -> Iterator[None]:
     finally:
         path.unlink(missing_ok=True)
         os.close(fd)
+
+
+def _take_lock(path: Path) -> int | None:
+    """An open descriptor of the file at ``path`` holding its exclusive flock, or None where
+    the file system has no locks (the file is removed again); :class:`LockHeld` if held."""
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno in _CONTENDED:
+                raise LockHeld(path, lock_holder(path) or LockHolder()) from None
+            if exc.errno in _NO_LOCKS_HERE:
+                path.unlink(missing_ok=True)
+                return None
+            raise
+        with contextlib.suppress(FileNotFoundError):
+            if os.path.samestat(os.fstat(fd), os.stat(path)):
+                return fd
+        os.close(fd)  # its holder deleted the file between our open and our lock: again
 
 
 def lock_holder(path: str | os.PathLike[str]) -> LockHolder | None:

@@ -32,6 +32,7 @@ from plastix.scalars import is_integer
 from plastix.sims.config import ConfigError, build_config, config_to_dict, read_config_file
 from plastix.sims.results import (
     RunRecord,
+    beside_result,
     checkpoint_path,
     load_checkpoint,
     read_result,
@@ -180,7 +181,7 @@ class RunContext:
         self.seed = record.seed
         self.device = record.device
         self.rng = np.random.default_rng(record.seed)
-        self.workdir = out.with_name(out.name + ".work")  # scratch (builds); gone once complete
+        self.workdir = beside_result(out, ".work")  # scratch (builds); gone once complete
         self.build_cache = build_cache_folder()  # compiled projects shared with later runs
         self._started = time.perf_counter()
         self._metric_axis = {key: next(iter(row)) for row in record.rows for key in row}

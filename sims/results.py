@@ -186,6 +186,16 @@ def _metric_columns(rows: list[dict[str, Any]]) -> dict[str, tuple[str, dict[str
     return {axis: (axis, cols) for axis, cols in axes.items()}
 
 
+def _metric_arrays(rows: list[dict[str, Any]]) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """The logged rows as float64 columns (name → values) and each column's axis name."""
+    columns, axes = {}, {}
+    for axis, (_, cols) in _metric_columns(rows).items():
+        for key, col in cols.items():
+            columns[key] = np.asarray(col, dtype=np.float64)
+            axes[key] = axis
+    return columns, axes
+
+
 def write_result(
     path: str | Path, record: RunRecord, status: str, error: str | None = None
 ) -> Path:
@@ -211,10 +221,9 @@ def write_result(
         for key, value in record.summary.items():
             summary.attrs[key] = value
         metrics = h5.create_group("metrics")
-        for axis, (_, cols) in _metric_columns(record.rows).items():
-            for key, col in cols.items():
-                ds = metrics.create_dataset(key, data=np.asarray(col, dtype=np.float64))
-                ds.attrs["axis"] = axis
+        columns, axes = _metric_arrays(record.rows)
+        for key, values in columns.items():
+            metrics.create_dataset(key, data=values).attrs["axis"] = axes[key]
         for group, items in (("arrays", record.arrays), ("weights", record.weights)):
             if items:
                 g = h5.create_group(group)
@@ -317,11 +326,7 @@ def record_as_result(path: str | Path, record: RunRecord, status: str) -> Result
     """What ``record`` (a run's data so far, e.g. from its checkpoint) would be as a result file
     at ``path`` with ``status``; attributes only the written file has (versions, git) are left
     out."""
-    metrics, axes = {}, {}
-    for axis, (_, cols) in _metric_columns(record.rows).items():
-        for key, col in cols.items():
-            metrics[key] = np.asarray(col, dtype=np.float64)
-            axes[key] = axis
+    metrics, axes = _metric_arrays(record.rows)
     attrs = {"experiment": record.experiment, "seed": record.seed, "device": record.device}
     attrs |= {"created": record.created, "status": status}
     return Result(
@@ -372,15 +377,19 @@ def runs_table(paths: Iterable[str | Path] | str | Path):
 
 def checkpoint_path(result_path: str | Path) -> Path:
     """Where the checkpoint of the run whose final result goes to ``result_path`` lives."""
-    result_path = Path(result_path)
-    return result_path.with_name(result_path.name + ".ckpt")
+    return beside_result(result_path, ".ckpt")
 
 
 def run_lock_path(result_path: str | Path) -> Path:
     """The lock file that the run writing ``result_path`` holds while it runs (it names the run's
     host and process; :func:`plastix.processes.hold_lock_file`)."""
+    return beside_result(result_path, ".lock")
+
+
+def beside_result(result_path: str | Path, suffix: str) -> Path:
+    """``result_path`` with ``suffix`` added to its name (``r.h5`` → ``r.h5.ckpt``)."""
     result_path = Path(result_path)
-    return result_path.with_name(result_path.name + ".lock")
+    return result_path.with_name(result_path.name + suffix)
 
 
 def save_checkpoint(result_path: str | Path, record: RunRecord, state: Any) -> Path:
