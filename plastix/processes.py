@@ -21,6 +21,7 @@ except ImportError:  # Windows
     fcntl = None
 
 __all__ = [
+    "LockFileDenied",
     "LockHeld",
     "LockHolder",
     "file_name_part",
@@ -84,6 +85,20 @@ class LockHeld(RuntimeError):
         self.path, self.holder = path, holder
 
 
+class LockFileDenied(RuntimeError):
+    """The lock file ``path`` cannot be opened by this process (``reason``: permission denied,
+    as for another user's lock file in a shared folder), so whether a run holds it is unknown.
+    """
+
+    def __init__(self, path: Path, reason: OSError) -> None:
+        super().__init__(
+            f"the lock file {path} cannot be opened ({reason.strerror or reason}): it belongs to "
+            "another user, or its folder is not writable; if no run is writing there, its owner "
+            "can delete it, else choose another folder"
+        )
+        self.path = path
+
+
 #: flock errors of a file system that has no locks (some network and FUSE mounts).
 _NO_LOCKS_HERE = {errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EINVAL}
 _CONTENDED = {errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK}
@@ -98,7 +113,9 @@ def hold_lock_file(path: str | os.PathLike[str]) -> Iterator[None]:
     while still locked, and a lock taken on a file deleted meanwhile is given up and taken
     again on the file now at ``path``, so two processes never both hold it. A holder that dies
     (even by SIGKILL) releases the lock with its process; its file is taken over. Where the
-    file system has no locks, or the platform no ``fcntl``, the block runs unlocked.
+    file system has no locks, or the platform no ``fcntl``, the block runs unlocked. A file this
+    process may not open (another user's) raises :class:`LockHeld` while its holder runs, else
+    :class:`LockFileDenied`: it is never deleted, since its owner might be taking it.
     """
     path = Path(path)
     fd = _take_lock(path) if fcntl is not None else None
@@ -119,7 +136,13 @@ def _take_lock(path: Path) -> int | None:
     """An open descriptor of the file at ``path`` holding its exclusive flock, or None where
     the file system has no locks (the file is removed again); :class:`LockHeld` if held."""
     while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except PermissionError as exc:
+            holder = lock_holder(path)
+            if holder is not None:
+                raise LockHeld(path, holder) from None
+            raise LockFileDenied(path, exc) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
@@ -138,13 +161,16 @@ def _take_lock(path: Path) -> int | None:
 
 def lock_holder(path: str | os.PathLike[str]) -> LockHolder | None:
     """Who holds the lock file ``path`` of :func:`hold_lock_file`, or None when nobody does (no
-    file, or one whose holder has ended)."""
+    file, or one whose holder has ended); :class:`LockFileDenied` where this process may not
+    read it."""
     if fcntl is None:
         return None
     try:
         fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:
         return None
+    except PermissionError as exc:
+        raise LockFileDenied(Path(path), exc) from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)

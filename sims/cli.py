@@ -164,12 +164,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
-    from plastix.processes import lock_holder
     from plastix.sims.results import read_result, run_lock_path
 
     if Path(args.file).is_dir():
         return _show_sweep(Path(args.file))
-    holder = lock_holder(run_lock_path(args.file))
+    holder = _holder_or_warn(run_lock_path(args.file))
     try:
         res = read_result(args.file)
     except FileNotFoundError as exc:
@@ -182,9 +181,19 @@ def _cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _holder_or_warn(lock_file: Path) -> LockHolder | None:
+    """Who holds ``lock_file``; None, with a warning on stderr, where it cannot be read."""
+    from plastix.processes import LockFileDenied, lock_holder
+
+    try:
+        return lock_holder(lock_file)
+    except LockFileDenied as exc:
+        print(f"plastix: warning: {exc}; whether a run is writing is unknown", file=sys.stderr)
+        return None
+
+
 def _show_sweep(folder: Path) -> int:
     """``plastix show`` of a sweep folder: its runs' status as it is now."""
-    from plastix.processes import lock_holder
     from plastix.sims.sweep import LOCK_NAME, sweep_status
 
     try:
@@ -192,7 +201,7 @@ def _show_sweep(folder: Path) -> int:
     except ConfigError as exc:
         return _fail(f"{exc}; name a result file (.h5) or a sweep's --out-dir")
     print(summary.describe())
-    holder = lock_holder(folder / LOCK_NAME)
+    holder = _holder_or_warn(folder / LOCK_NAME)
     if holder is not None:
         print(f"a sweep is running into it ({holder})")
     return 0

@@ -27,7 +27,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from plastix.processes import LockHeld, LockHolder, hold_lock_file
+from plastix.processes import LockFileDenied, LockHeld, LockHolder, hold_lock_file
 from plastix.scalars import is_integer
 from plastix.sims.config import ConfigError, build_config, config_to_dict, read_config_file
 from plastix.sims.results import (
@@ -474,7 +474,8 @@ def run_experiment(
     an exception the result is written with status ``failed`` (only where no other earlier file
     would be replaced) and the exception is re-raised; on Ctrl-C nothing is written under the
     final name and the checkpoint stays. An ``out`` that another run is writing (it holds
-    ``<out>.lock``) is refused with a ConfigError that names that run.
+    ``<out>.lock``) is refused with a ConfigError that names that run; so is one whose lock file
+    this process may not open (another user's).
     """
     checks = {"overrides": overrides, "config_file": config_file, "device": device, "seed": seed}
     checks |= {"force": force, "data_root": data_root}
@@ -485,6 +486,8 @@ def run_experiment(
             held.enter_context(hold_lock_file(run_lock_path(out_path)))
         except LockHeld as exc:
             raise _another_run_writes(out_path, exc.holder) from None
+        except LockFileDenied as exc:
+            raise ConfigError(f"--out {str(out_path)!r}: {exc}") from None
         # checked again under the lock: the result and checkpoint as they are now
         prepared = prepare_run(name, out=out_path, **checks)
         return _run_prepared(prepared, data_root=data_root, progress=progress)

@@ -22,7 +22,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from plastix.processes import LockHeld, LockHolder, hold_lock_file, lock_holder
+from plastix.processes import (
+    LockFileDenied,
+    LockHeld,
+    LockHolder,
+    hold_lock_file,
+    lock_holder,
+)
 from plastix.scalars import is_integer, is_real
 from plastix.sims.config import ConfigError, config_to_dict, read_config_file
 from plastix.sims.results import atomic_path, run_differences
@@ -98,7 +104,7 @@ class SweepSummary:
         parts = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
         lines = [f"sweep in {self.out_dir}: {len(self.runs)} runs ({parts})"]
         for r in self.runs:
-            if r["status"] in ("failed", "running", "interrupted"):
+            if r["status"] in ("failed", "running", "interrupted", "unknown"):
                 detail = r.get("error") or r.get("holder")
                 lines.append(f"  {r['status']}: {r['run_id']}" + (f": {detail}" if detail else ""))
         lines.append(f"index: {self.out_dir / INDEX_NAME}")
@@ -108,7 +114,8 @@ class SweepSummary:
 def sweep_status(out_dir: str | Path) -> SweepSummary:
     """The runs of the sweep in ``out_dir`` as they are now: ``complete`` or ``failed`` (its
     result file says which), ``running`` (a process holds its lock; ``holder`` names it),
-    ``interrupted`` (a checkpoint and no process), else ``pending``."""
+    ``interrupted`` (a checkpoint and no process), ``unknown`` (its lock file cannot be read:
+    another user's), else ``pending``."""
     from plastix.sims.results import checkpoint_path, read_result, run_lock_path
 
     index = read_index(out_dir)
@@ -117,8 +124,13 @@ def sweep_status(out_dir: str | Path) -> SweepSummary:
     runs = []
     for entry in index["runs"]:
         path = Path(entry["path"])
-        holder = lock_holder(run_lock_path(path))
         entry = {k: v for k, v in entry.items() if k != "error"}
+        try:
+            holder = lock_holder(run_lock_path(path))
+        except LockFileDenied as exc:
+            entry |= {"status": "unknown", "error": str(exc)}
+            runs.append(entry)
+            continue
         if holder is not None:
             entry |= {"status": "running", "holder": str(holder)}
         elif path.is_file():
@@ -176,7 +188,10 @@ def plan_sweep(
             f"--out-dir {str(out_dir)!r}: no folder can be created there (a parent is not a "
             "folder, or is not writable); choose another --out-dir"
         )
-    holder = lock_holder(Path(out_dir) / LOCK_NAME)
+    try:
+        holder = lock_holder(Path(out_dir) / LOCK_NAME)
+    except LockFileDenied as exc:
+        raise ConfigError(f"--out-dir {str(out_dir)!r}: {exc}") from None
     if holder is not None and not holder.is_this_process:
         raise _another_sweep_runs(out_dir, holder)
     earlier = read_index(out_dir)
@@ -363,6 +378,8 @@ def run_sweep(
                 held.enter_context(hold_lock_file(out_dir / LOCK_NAME))
             except LockHeld as exc:
                 raise _another_sweep_runs(out_dir, exc.holder) from None
+            except LockFileDenied as exc:
+                raise ConfigError(f"--out-dir {str(out_dir)!r}: {exc}") from None
             # planned again under the lock: the folder's index and files as they are now
             planned = plan_sweep(experiment, grid, **plan)
             status = _run_planned(experiment, planned, out_dir, client, device, data_root, imports)

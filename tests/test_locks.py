@@ -19,6 +19,7 @@ import pytest
 
 from plastix import processes
 from plastix.processes import (
+    LockFileDenied,
     LockHeld,
     LockHolder,
     file_name_part,
@@ -62,6 +63,20 @@ def held_by_another_process(path: Path):
     finally:
         child.stdin.close()
         child.wait(timeout=60)
+
+
+def deny_opening(monkeypatch, path: Path, *, reading: bool) -> None:
+    """Make this process's ``os.open`` of ``path`` fail as for another user's file that it may
+    read but not write (``reading=False``) or not even read (``reading=True``); root, which the
+    tests may run as, would open it whatever its mode."""
+    real_open = os.open
+
+    def open_as_another_user(file, flags, *args, **kwargs):
+        if Path(file) == path and (reading or flags & (os.O_RDWR | os.O_WRONLY)):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(file))
+        return real_open(file, flags, *args, **kwargs)
+
+    monkeypatch.setattr(processes.os, "open", open_as_another_user)
 
 
 def wait_for(condition, child: subprocess.Popen, timeout: float = 120.0) -> None:
@@ -355,3 +370,116 @@ def test_sweep_status_drops_errors_of_earlier_attempts_and_fails_an_unreadable_r
     assert shown[0] == f"sweep in {out}: 3 runs (1 failed, 1 interrupted, 1 pending)"
     assert shown[1] == "  interrupted: interrupted"
     assert shown[2].startswith("  failed: unreadable: unreadable result: ")
+
+
+def test_a_lock_file_this_process_may_not_open_names_its_holder_or_is_refused_and_kept(
+    tmp_path, monkeypatch
+):
+    """Another user's lock file in a shared folder: while their run holds it, LockHeld names
+    that run; a stale one (their run was killed) is refused with a LockFileDenied saying what to
+    do, and never deleted (its owner might be taking it at that moment); one this process
+    cannot even read leaves who holds it unknown, also a LockFileDenied."""
+    path = tmp_path / "x.lock"
+    path.touch()
+    deny_opening(monkeypatch, path, reading=False)
+    with held_by_another_process(path) as child:
+        with pytest.raises(LockHeld) as refused:
+            with hold_lock_file(path):
+                pass
+        assert refused.value.holder.pid == child.pid
+    path.write_text(json.dumps({"host": this_host(), "pid": 1, "since": "earlier"}))
+    message = (
+        f"the lock file {path} cannot be opened (Permission denied): it belongs to another "
+        "user, or its folder is not writable; if no run is writing there, its owner can delete "
+        "it, else choose another folder"
+    )
+    with pytest.raises(LockFileDenied) as denied:
+        with hold_lock_file(path):
+            pytest.fail("the block ran without the lock")
+    assert str(denied.value) == message
+    assert denied.value.path == path
+    assert path.exists()
+    assert lock_holder(path) is None  # readable: nobody holds it
+    deny_opening(monkeypatch, path, reading=True)
+    with pytest.raises(LockFileDenied, match="cannot be opened"):
+        lock_holder(path)
+    with pytest.raises(LockFileDenied, match="cannot be opened"):
+        with hold_lock_file(path):
+            pytest.fail("the block ran without the lock")
+    assert path.exists()
+
+
+def test_a_run_whose_lock_file_may_not_be_opened_exits_2_and_show_warns(
+    tmp_path, test_experiments, monkeypatch, capsys
+):
+    """``plastix run`` into an --out whose lock file is another user's: exit 2 naming the lock
+    file, before anything is written; ``plastix show`` of the result still shows it and warns
+    that whether a run writes it is unknown."""
+    out, go = tmp_path / "r.h5", tmp_path / "go"
+    go.touch()
+    args = ["run", "test-waits", "--import", "sweep_experiments", "--set", f"go_file={go}"]
+    args += ["--out", str(out), "--no-progress"]
+    assert cli.main(args) == 0
+    capsys.readouterr()
+    lock = run_lock_path(out)
+    lock.write_text("{}")
+    deny_opening(monkeypatch, lock, reading=False)
+    before = out.read_bytes()
+    assert cli.main([*args, "--force"]) == 2
+    err = capsys.readouterr().err
+    assert f"plastix: error: --out {str(out)!r}: the lock file {lock} cannot be opened" in err
+    assert out.read_bytes() == before and lock.exists()
+    assert not checkpoint_path(out).exists()
+    deny_opening(monkeypatch, lock, reading=True)
+    assert cli.main(["show", str(out)]) == 0
+    shown = capsys.readouterr()
+    assert shown.out.startswith(f"{out}: test-waits  status=complete")
+    assert "in progress" not in shown.out
+    assert shown.err == (
+        f"plastix: warning: the lock file {lock} cannot be opened (Permission denied): it "
+        "belongs to another user, or its folder is not writable; if no run is writing there, "
+        "its owner can delete it, else choose another folder; whether a run is writing is "
+        "unknown\n"
+    )
+
+
+def test_a_sweep_whose_lock_files_may_not_be_read_is_refused_and_shown_as_unknown(
+    tmp_path, test_experiments, monkeypatch, capsys
+):
+    """A sweep folder whose sweep.lock is another user's: a new sweep into it exits 2 naming
+    the file, and ``plastix show`` of the folder warns; a run whose lock file cannot be read
+    is listed as unknown, saying why, not as pending or complete."""
+    from plastix.sims import sweep
+
+    out = tmp_path / "s"
+    runs = out / "runs"
+    runs.mkdir(parents=True)
+    index = [{"run_id": i, "overrides": {}, "seed": 0, "path": str(runs.resolve() / f"{i}.h5"),
+              "status": "pending"} for i in ("denied", "pending")]  # fmt: skip
+    sweep._write_index(out, "test-waits", index)
+    run_lock = run_lock_path(runs / "denied.h5")
+    run_lock.touch()
+    deny_opening(monkeypatch, run_lock, reading=True)
+    summary = sweep.sweep_status(out)
+    assert [(r["run_id"], r["status"]) for r in summary.runs] == [
+        ("denied", "unknown"),
+        ("pending", "pending"),
+    ]
+    assert summary.describe().splitlines()[:2] == [
+        f"sweep in {out}: 2 runs (1 pending, 1 unknown)",
+        f"  unknown: denied: the lock file {run_lock} cannot be opened (Permission denied): it "
+        "belongs to another user, or its folder is not writable; if no run is writing there, "
+        "its owner can delete it, else choose another folder",
+    ]
+    sweep_lock = out / sweep.LOCK_NAME
+    sweep_lock.touch()
+    deny_opening(monkeypatch, sweep_lock, reading=True)
+    grid = ["--grid", f"go_file={tmp_path}", "--import", "sweep_experiments"]
+    assert cli.main(["sweep", "test-waits", *grid, "--out-dir", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"--out-dir {str(out)!r}: the lock file {sweep_lock} cannot be opened" in err
+    assert sorted(p.name for p in runs.iterdir()) == [run_lock.name]
+    assert cli.main(["show", str(out)]) == 0
+    shown = capsys.readouterr()
+    assert shown.out.startswith(f"sweep in {out}: 2 runs")
+    assert f"plastix: warning: the lock file {sweep_lock} cannot be opened" in shown.err
