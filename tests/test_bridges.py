@@ -518,3 +518,48 @@ def test_compare_config_is_checked_before_any_work(tmp_path):
             out=tmp_path / "bad.h5",
         )
     assert not (tmp_path / "bad.h5").exists()
+
+
+def test_compare_figure_draws_each_arm_against_time_and_samples_without_missing_points():
+    """One line per arm present (labels with '-'), test accuracy against wall-clock seconds
+    (left) and samples seen (right); the NaN rows of an arm not evaluated at a step are left
+    out. Only a compare result is accepted."""
+    from pathlib import Path
+
+    from plastix.sims.plots import pyplot
+    from plastix.sims.plots_compare import compare_curves, compare_figure
+    from plastix.sims.results import Result
+
+    nan = np.nan
+    metrics = {
+        "step": np.array([0.0, 1.0, 2.0]),
+        "spiking_ib_test_accuracy": np.array([0.1, nan, 0.5]),
+        "spiking_ib_wall_s": np.array([0.0, nan, 3.0]),
+        "spiking_ib_samples_seen": np.array([0.0, nan, 40.0]),
+        "backprop_test_accuracy": np.array([0.2, 0.6, 0.9]),
+        "backprop_wall_s": np.array([0.0, 1.0, 2.0]),
+        "backprop_samples_seen": np.array([0.0, 20.0, 30.0]),
+    }
+
+    def result(experiment):
+        return Result(Path("/x/c.h5"), {"experiment": experiment}, {}, {}, metrics, {}, {}, {}, {})
+
+    curves = compare_curves(result("compare"))
+    assert list(curves) == ["spiking_ib", "backprop"]
+    np.testing.assert_array_equal(curves["spiking_ib"]["wall_s"], [0.0, 3.0])
+    [(name, fig)] = compare_figure(result("compare"))
+    assert name == "compare"
+    ax_time, ax_samples = fig.axes
+    time_lines = {ln.get_label(): ln for ln in ax_time.lines}
+    sample_lines = {ln.get_label(): ln for ln in ax_samples.lines}
+    assert list(time_lines) == ["spiking-ib", "backprop"] == list(sample_lines)
+    np.testing.assert_array_equal(time_lines["spiking-ib"].get_xdata(), [0.0, 3.0])
+    np.testing.assert_array_equal(time_lines["spiking-ib"].get_ydata(), [0.1, 0.5])
+    np.testing.assert_array_equal(time_lines["backprop"].get_xdata(), [0.0, 1.0, 2.0])
+    np.testing.assert_array_equal(sample_lines["spiking-ib"].get_xdata(), [0.0, 40.0])
+    np.testing.assert_array_equal(sample_lines["backprop"].get_xdata(), [0.0, 20.0, 30.0])
+    assert ax_time.get_xlabel() == "training wall-clock (s)"
+    assert ax_samples.get_xlabel() == "training samples seen"
+    pyplot().close(fig)
+    with pytest.raises(ValueError, match="a 'pruning' result; compare_curves needs a compare"):
+        compare_curves(result("pruning"))

@@ -564,3 +564,97 @@ def test_continual_result_metrics_follow_the_matrix():
     assert res.task1_forgetting == pytest.approx(0.2)
     np.testing.assert_allclose(res.forgetting, [0.0, 0.2])
     np.testing.assert_allclose(res.average_accuracy, [0.9, 0.75])
+
+
+def _errorbars(ax):
+    """{label: (x, y, half-height of each error bar or None)} of an axes' errorbar plots."""
+    out = {}
+    for c in ax.containers:
+        line, _, bars = c.lines
+        half = None
+        if bars:
+            segments = bars[0].get_segments()
+            half = [float(s[1, 1] - s[0, 1]) / 2 for s in segments]
+        out[c.get_label()] = (list(line.get_xdata()), list(line.get_ydata()), half)
+    return out
+
+
+def test_forgetting_curves_sort_x_average_seeds_and_give_their_standard_error():
+    """Points sorted by x; a 2-D series is its mean over seeds with error bars of the
+    standard error (sample std, ddof=1, over sqrt(n_seeds)); log_x sets a log x-axis."""
+    from plastix.sims.plots import pyplot
+    from plastix.sims.plots_nte import plot_forgetting_curves
+
+    fig = plot_forgetting_curves(
+        [100, 10],
+        {"nte": [0.2, 0.3], "sgd": np.array([[0.4, 0.1], [0.6, 0.5], [0.8, 0.3]])},
+        xlabel="hidden width",
+        log_x=True,
+    )
+    ax = fig.axes[0]
+    bars = _errorbars(ax)
+    assert bars["nte"] == ([10.0, 100.0], [0.3, 0.2], None)
+    x, y, half = bars["sgd"]
+    assert x == [10.0, 100.0]
+    np.testing.assert_allclose(y, [0.3, 0.6])
+    # seeds at x=10: 0.1, 0.5, 0.3 -> sd 0.2; at x=100: 0.4, 0.6, 0.8 -> sd 0.2
+    np.testing.assert_allclose(half, [0.2 / np.sqrt(3), 0.2 / np.sqrt(3)])
+    assert ax.get_xscale() == "log" and ax.get_title() == "forgetting against hidden width"
+    pyplot().close(fig)
+    fig = plot_forgetting_curves([0.0, 0.9], {"sgd": [0.1, 0.3]}, xlabel="momentum")
+    assert fig.axes[0].get_xscale() == "linear"
+    pyplot().close(fig)
+
+
+def test_accuracy_matrix_refuses_task_names_of_the_wrong_count():
+    from plastix.sims.plots_nte import plot_accuracy_matrix
+
+    with pytest.raises(ValueError, match="task_names has 1 names for 2 tasks"):
+        plot_accuracy_matrix(np.eye(2), task_names=["a"])
+
+
+def test_nte_continual_figures_compare_optimizers_at_the_lowest_momentum():
+    """Per width: nte, sgd at momentum 0 and sgd at 0.9. Forgetting against width takes each
+    optimizer at the lowest momentum; against momentum, each optimizer and width that has
+    every momentum (sgd only). Accuracy-matrix figures are named by optimizer, width and,
+    for sgd, momentum."""
+    from pathlib import Path
+
+    from plastix.sims.plots import pyplot
+    from plastix.sims.plots_nte import nte_continual_figures
+    from plastix.sims.results import Result
+
+    arrays = {
+        "accuracy_matrices": np.tile(np.eye(2), (6, 1, 1)),
+        "run_optimizer": np.array([0, 1, 1, 0, 1, 1]),
+        "run_width": np.array([16, 16, 16, 32, 32, 32]),
+        "run_momentum": np.array([0.0, 0.0, 0.9, 0.0, 0.0, 0.9]),
+        "task1_forgetting": np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6]),
+    }
+    config = {"optimizers": ["nte", "sgd"]}
+    res = Result(
+        Path("/x/n.h5"), {"experiment": "nte-continual"}, config, {}, {}, {}, arrays, {}, {}
+    )
+    figures = dict(nte_continual_figures(res))
+    assert list(figures) == [
+        "accuracy_nte_w16",
+        "accuracy_sgd_w16_m0",
+        "accuracy_sgd_w16_m0.9",
+        "accuracy_nte_w32",
+        "accuracy_sgd_w32_m0",
+        "accuracy_sgd_w32_m0.9",
+        "forgetting_vs_width",
+        "forgetting_vs_momentum",
+    ]
+    by_width = _errorbars(figures["forgetting_vs_width"].axes[0])
+    assert by_width == {
+        "nte": ([16.0, 32.0], [0.1, 0.4], None),
+        "sgd": ([16.0, 32.0], [0.2, 0.5], None),
+    }
+    by_momentum = _errorbars(figures["forgetting_vs_momentum"].axes[0])
+    assert by_momentum == {
+        "sgd w16": ([0.0, 0.9], [0.2, 0.3], None),
+        "sgd w32": ([0.0, 0.9], [0.5, 0.6], None),
+    }
+    for fig in figures.values():
+        pyplot().close(fig)

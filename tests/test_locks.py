@@ -483,3 +483,14 @@ def test_a_sweep_whose_lock_files_may_not_be_read_is_refused_and_shown_as_unknow
     shown = capsys.readouterr()
     assert shown.out.startswith(f"sweep in {out}: 2 runs")
     assert f"plastix: warning: the lock file {sweep_lock} cannot be opened" in shown.err
+
+
+def test_show_of_a_run_that_has_reached_no_checkpoint_yet_names_its_process(tmp_path, capsys):
+    """A run holds the lock of its result but has neither result nor checkpoint yet: shown as
+    running, naming its process, with nothing logged to show; exit status 0."""
+    out = tmp_path / "r.h5"
+    with held_by_another_process(run_lock_path(out)) as child:
+        assert cli.main(["show", str(out)]) == 0
+    shown = capsys.readouterr().out
+    assert shown.startswith(f"{out}: status=running (process {child.pid} on {this_host()}, since ")
+    assert shown.endswith("); not written yet; no checkpoint reached yet\n")

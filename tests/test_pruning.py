@@ -879,3 +879,40 @@ def test_pruning_experiment_trains_resnet18_on_cifar_files(tmp_path):
     assert res.summary["n_train"] == 40
     assert res.metrics["passes_done"].tolist() == [80.0, 40.0]
     assert np.all(np.isfinite(res.metrics["train_loss"]))
+
+
+def test_pruning_figure_averages_full_data_runs_and_draws_asymmetric_ranges():
+    """The 'full' strategy's runs become one dashed line at their mean accuracy (in %); a
+    strategy without runs is left out; repeated rates give the mean with the min-max range."""
+    from pathlib import Path
+
+    from plastix.sims.plots import pyplot
+    from plastix.sims.plots_pruning import pruning_curves, pruning_figures
+    from plastix.sims.results import Result
+
+    metrics = {
+        "run": np.arange(5.0),
+        "strategy_index": np.array([0, 0, 1, 1, 1]),
+        "realized_rate": np.array([0.0, 0.0, 0.5, 0.5, 0.5]),
+        "test_accuracy": np.array([0.9, 0.94, 0.70, 0.72, 0.78]),
+    }
+    arrays = {"strategies": np.array([b"full", b"uniform", b"ucb"])}
+    res = Result(
+        Path("/x/p.h5"), {"experiment": "pruning"}, {"dataset": "digits"}, {}, metrics, {},
+        arrays, {}, {},
+    )  # fmt: skip
+    curves, full = pruning_curves(res)
+    assert full == pytest.approx(0.92)
+    assert list(curves) == ["uniform"]
+    [(name, fig)] = pruning_figures(res)
+    assert name == "accuracy_vs_saved"
+    ax = fig.axes[0]
+    assert ax.get_title() == "pruning on digits"
+    [dashed] = [ln for ln in ax.lines if ln.get_label() == "full data"]
+    np.testing.assert_allclose(dashed.get_ydata(), [92.0, 92.0])
+    [uniform] = ax.containers
+    np.testing.assert_allclose(uniform.lines[0].get_xdata(), [50.0])
+    np.testing.assert_allclose(uniform.lines[0].get_ydata(), [220 / 3])
+    [(low, high)] = [s[:, 1] for s in uniform.lines[2][0].get_segments()]
+    assert (low, high) == (pytest.approx(70.0), pytest.approx(78.0))
+    pyplot().close(fig)

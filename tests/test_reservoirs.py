@@ -907,3 +907,51 @@ def test_reservoir_wm_experiment_with_the_kernel_memory_modulator(tmp_path):
         run_experiment(
             "reservoir-wm", overrides={**overrides, "gated": True}, out=tmp_path / "b.h5", seed=0
         )
+
+
+def test_reservoir_wm_figures_label_capacities_and_scales_from_the_result():
+    """Memory curves are labelled by reservoir (the r2_ prefix dropped) with their capacity,
+    the sum of r^2 over the delays that have one; the NRMSE map runs from 0 to 1.5, the
+    cosine maps from 0 to 1; learning curves count epochs from 1, in %, leaving out epochs
+    with no accuracy."""
+    from pathlib import Path
+
+    from plastix.sims.plots import pyplot
+    from plastix.sims.plots_reservoir import reservoir_wm_figures
+    from plastix.sims.results import Result
+
+    nan = np.nan
+    metrics = {
+        "delay": np.array([1.0, 2.0, 3.0]),
+        "r2_linear": np.array([0.9, 0.5, nan]),
+        "epoch": np.array([0.0, 1.0]),
+        "test_accuracy_exact": np.array([0.5, 0.6]),
+        "test_accuracy_zero": np.array([nan, 0.4]),
+    }
+    arrays = {
+        "xi_windows": np.array([2, 4]),
+        "xi_units": np.array([10]),
+        "xi_cosine": np.array([[0.5], [0.7]]),
+        "xi_nrmse": np.array([[0.3], [1.2]]),
+    }
+    res = Result(
+        Path("/x/r.h5"), {"experiment": "reservoir-wm"}, {}, {}, metrics, {}, arrays, {}, {}
+    )
+    figures = dict(reservoir_wm_figures(res))
+    assert list(figures) == [
+        "memory_function",
+        "xi_cosine_by_window_and_size",
+        "xi_nrmse_by_window_and_size",
+        "loop_accuracy",
+    ]
+    [memory] = figures["memory_function"].axes[0].lines
+    assert memory.get_label() == "linear (MC 1.4)"
+    assert figures["xi_cosine_by_window_and_size"].axes[0].images[0].get_clim() == (0.0, 1.0)
+    assert figures["xi_nrmse_by_window_and_size"].axes[0].images[0].get_clim() == (0.0, 1.5)
+    loop = {ln.get_label(): ln for ln in figures["loop_accuracy"].axes[0].lines}
+    np.testing.assert_allclose(loop["xi: exact"].get_xdata(), [1.0, 2.0])
+    np.testing.assert_allclose(loop["xi: exact"].get_ydata(), [50.0, 60.0])
+    np.testing.assert_allclose(loop["xi: zero"].get_xdata(), [2.0])
+    np.testing.assert_allclose(loop["xi: zero"].get_ydata(), [40.0])
+    for fig in figures.values():
+        pyplot().close(fig)

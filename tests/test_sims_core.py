@@ -1074,3 +1074,260 @@ def test_cli_keeps_ignoring_sigint_where_the_shell_ignores_it():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "ignored True" in done.stdout
+
+
+def _fake_result(path, experiment="test-counter", **parts):
+    """A Result built in memory (no run, no file): only the parts a figure reads."""
+    from plastix.sims.results import Result
+
+    empty = ("config", "summary", "metrics", "metric_axes", "arrays", "weights", "spikes")
+    fields = {name: parts.get(name, {}) for name in empty}
+    return Result(path=Path(path), attrs={"experiment": experiment, "status": "complete"}, **fields)
+
+
+def _lines(ax):
+    return {line.get_label(): (list(line.get_xdata()), list(line.get_ydata())) for line in ax.lines}
+
+
+def test_learning_curves_draw_each_metric_against_its_axis_with_timings_on_their_own_rows():
+    """Columns: the axes (sorted); rows: plain values, milliseconds, seconds. The axis itself
+    is never drawn as a curve; the title names the experiment and the file."""
+    from plastix.sims.plots import learning_curves, pyplot
+
+    res = _fake_result(
+        "/x/run.h5",
+        metrics={
+            "epoch": np.array([0.0, 1.0, 2.0]),
+            "loss": np.array([3.0, 2.0, 1.0]),
+            "epoch_ms": np.array([5.0, 6.0, 7.0]),
+            "epoch_s": np.array([0.1, 0.2, 0.3]),
+            "step": np.array([0.0, 1.0]),
+            "lr": np.array([0.1, 0.2]),
+        },
+        metric_axes={
+            "epoch": "epoch",
+            "loss": "epoch",
+            "epoch_ms": "epoch",
+            "epoch_s": "epoch",
+            "step": "step",
+            "lr": "step",
+        },
+    )
+    fig = learning_curves(res)
+    axs = np.array(fig.axes).reshape(3, 2)  # rows: "", milliseconds, seconds
+    assert _lines(axs[0, 0]) == {"loss": ([0.0, 1.0, 2.0], [3.0, 2.0, 1.0])}
+    assert _lines(axs[1, 0]) == {"epoch_ms": ([0.0, 1.0, 2.0], [5.0, 6.0, 7.0])}
+    assert _lines(axs[2, 0]) == {"epoch_s": ([0.0, 1.0, 2.0], [0.1, 0.2, 0.3])}
+    assert _lines(axs[0, 1]) == {"lr": ([0.0, 1.0], [0.1, 0.2])}
+    assert _lines(axs[1, 1]) == {} and _lines(axs[2, 1]) == {}
+    assert [ax.get_xlabel() for ax in axs[0]] == ["epoch", "step"]
+    assert [ax.get_ylabel() for ax in axs[:, 0]] == ["", "milliseconds", "seconds"]
+    assert fig._suptitle.get_text() == "test-counter — run.h5"
+    pyplot().close(fig)
+
+
+def test_raster_weight_histograms_and_heatmaps_draw_the_stored_data():
+    """Raster: time on x, neuron index on y, one row per monitor; histograms: 50 bins of every
+    weight; heat-maps: only 2-D arrays at least 2 x 2 and at most 10 000 values, annotated
+    only up to 144 values."""
+    from plastix.sims.plots import array_heatmaps, pyplot, raster, weight_histograms
+
+    res = _fake_result(
+        "/x/run.h5",
+        spikes={
+            "hidden": (np.array([0, 1, 1]), np.array([1e-3, 2e-3, 4e-3])),
+            "out": (np.array([2]), np.array([3e-3])),
+        },
+        weights={"w": np.arange(12.0).reshape(3, 4)},
+        arrays={
+            "row": np.ones((1, 5)),
+            "vector": np.ones(5),
+            "cube": np.ones((2, 2, 2)),
+            "too_big": np.zeros((101, 100)),
+            "m12": np.arange(144.0).reshape(12, 12) / 144,
+            "m13": np.zeros((13, 12)),
+            "largest": np.zeros((100, 100)),
+        },
+    )
+    plt = pyplot()
+    fig = raster(res)
+    top, bottom = fig.axes
+    np.testing.assert_allclose(top.lines[0].get_xdata(), [1e-3, 2e-3, 4e-3])
+    np.testing.assert_allclose(top.lines[0].get_ydata(), [0, 1, 1])
+    assert [top.get_ylabel(), bottom.get_ylabel()] == ["hidden\nneuron", "out\nneuron"]
+    assert bottom.get_xlabel() == "time (s)"
+    plt.close(fig)
+
+    fig = weight_histograms(res)
+    (ax,) = fig.axes
+    assert len(ax.patches) == 50 and ax.get_title() == "w"
+    assert sum(p.get_height() for p in ax.patches) == 12
+    plt.close(fig)
+
+    maps = array_heatmaps(res)
+    assert [name for name, _ in maps] == ["m12", "m13", "largest"]
+    texts = {name: [t.get_text() for t in fig.axes[0].texts] for name, fig in maps}
+    assert len(texts["m12"]) == 144 and texts["m12"][:2] == ["0.00", "0.01"]
+    assert texts["m13"] == [] and texts["largest"] == []
+    assert [fig.axes[0].get_title() for _, fig in maps] == ["m12", "m13", "largest"]
+    for _, fig in maps:
+        plt.close(fig)
+
+
+def test_plot_result_closes_its_figures_and_refuses_other_formats(tmp_path):
+    from plastix.sims.plots import plot_result, pyplot
+
+    plt = pyplot()
+    res = _fake_result(tmp_path / "r.h5", weights={"w": np.arange(6.0)})
+    before = plt.get_fignums()
+    assert plot_result(res, tmp_path / "f") == [tmp_path / "f" / "r_weights.png"]
+    assert plt.get_fignums() == before
+    with pytest.raises(ValueError, match="fmt must be 'png' or 'pdf', got 'svg'"):
+        plot_result(res, tmp_path / "g", fmt="svg")
+    assert not (tmp_path / "g").exists()
+
+
+def test_bsweep_figure_labels_windows_and_epochs_and_draws_the_final_accuracy():
+    """Heat-map rows are the windows B, columns the epochs counted from 1; the line is the
+    last epoch's accuracy against B on a log-2 axis."""
+    from plastix.sims.plots import pyplot
+    from plastix.sims.plots_ib import bsweep_heatmap
+
+    acc = np.array([[0.5, 0.6], [0.55, 0.7], [0.6, 0.9]])
+    res = _fake_result(
+        "/x/b.h5", "ib-bsweep", arrays={"windows": np.array([2, 4, 8]), "test_accuracy_curves": acc}
+    )
+    [(name, fig)] = bsweep_heatmap(res)
+    assert name == "bsweep"
+    ax_map, ax_line = fig.axes[:2]
+    assert [t.get_text() for t in ax_map.get_xticklabels()] == ["1", "2"]
+    assert [t.get_text() for t in ax_map.get_yticklabels()] == ["2", "4", "8"]
+    np.testing.assert_allclose(ax_line.lines[0].get_xdata(), [2, 4, 8])
+    np.testing.assert_allclose(ax_line.lines[0].get_ydata(), [0.6, 0.7, 0.9])
+    assert ax_line.get_xscale() == "log" and ax_line.get_ylabel() == "final test accuracy"
+    assert bsweep_heatmap(_fake_result("/x/b.h5", "ib-bsweep")) == []
+    pyplot().close(fig)
+
+
+@experiment(
+    "test-context",
+    CounterConfig,
+    description="records what its run was given (test only)",
+    devices=("alpha", "beta"),
+)
+def _run_records_context(cfg: CounterConfig, ctx: RunContext) -> None:
+    for _ in ctx.progress(range(cfg.epochs), desc="test-context epochs"):
+        pass
+    ctx.summary(seed=ctx.seed, device=ctx.device, data_root=str(ctx.data_root))
+
+
+def test_cli_run_hands_seed_device_config_file_and_data_root_to_the_run(tmp_path, capsys):
+    """What `plastix run` is given reaches the run and its result, and the summary is printed
+    after the path written."""
+    config = tmp_path / "c.toml"
+    config.write_text('epochs = 2\nmode = "slow"\n')
+    out = tmp_path / "r.h5"
+    argv = ["run", "test-context", "--seed", "7", "--device", "beta", "--config", str(config)]
+    argv += ["--data-root", str(tmp_path), "--set", "lr=0.5", "--out", str(out), "--no-progress"]
+    assert cli.main(argv) == 0
+    res = read_result(out)
+    assert (res.attrs["seed"], res.attrs["device"]) == (7, "beta")
+    assert (res.config["epochs"], res.config["mode"], res.config["lr"]) == (2, "slow", 0.5)
+    assert res.summary["data_root"] == str(tmp_path)
+    captured = capsys.readouterr()
+    printed = captured.out.splitlines()
+    assert printed[0] == f"wrote {out}"
+    assert {"  seed: 7", "  device: beta", f"  data_root: {tmp_path}"} <= set(printed[1:])
+    assert "test-context epochs" not in captured.err  # --no-progress: no progress bar
+
+
+def test_cli_run_shows_progress_bars_unless_told_not_to(tmp_path, capsys):
+    out = tmp_path / "r.h5"
+    assert cli.main(["run", "test-context", "--set", "epochs=2", "--out", str(out)]) == 0
+    assert "test-context epochs" in capsys.readouterr().err
+
+
+def test_cli_list_gives_descriptions_devices_and_defaults_as_python_writes_them(capsys):
+    assert cli.main(["list"]) == 0
+    listed = capsys.readouterr().out
+    assert f"  {'test-context':<16} records what its run was given (test only)\n" in listed
+    assert f"  {'':<16} devices: alpha, beta (default alpha)\n" in listed
+    assert "mode = 'fast'  (" in listed and "label = None  (" in listed
+    assert "hidden = (4, 2)  (" in listed
+
+
+def test_cli_show_prints_first_and_last_value_of_each_metric_but_not_the_axes(tmp_path, capsys):
+    out = run_experiment("test-counter", {"epochs": 3}, out=tmp_path / "s.h5")
+    assert cli.main(["show", str(out)]) == 0
+    shown = capsys.readouterr().out
+    lines = shown.splitlines()
+    assert lines[0].startswith(f"{out}: test-counter  status=complete  seed=0  device=cpu")
+    # loss = 1 / (epoch + 1) over epochs 0..2; accuracy = epoch * lr
+    assert "  loss [epoch, n=3]: 1 → 0.3333" in lines
+    assert "  accuracy [epoch, n=3]: 0 → 0.2" in lines
+    assert "  lr [step, n=1]: 0.1 → 0.1" in lines
+    assert not any(line.startswith(("  epoch [", "  step [")) for line in lines)
+    assert "in progress" not in shown  # no run is writing it
+    assert "weights: w(2, 3)" in lines and "spikes: hidden (3 spikes)" in lines
+
+
+def test_cli_show_of_a_failed_run_gives_the_last_line_of_its_error(tmp_path, capsys):
+    out = tmp_path / "f.h5"
+    with pytest.raises(RuntimeError, match="boom"):
+        run_experiment("test-counter", {"epochs": 2, "fail_at": 1}, out=out)
+    assert cli.main(["show", str(out)]) == 0
+    shown = capsys.readouterr().out
+    assert "status=failed" in shown and "  error: RuntimeError: boom\n" in shown
+
+
+def test_cli_plot_refuses_an_out_dir_that_is_a_file(tmp_path, capsys):
+    out = run_experiment("test-counter", {"epochs": 1}, out=tmp_path / "p.h5")
+    (tmp_path / "figs").write_text("x")
+    assert cli.main(["plot", str(out), "--out-dir", str(tmp_path / "figs")]) == 2
+    err = capsys.readouterr().err
+    assert f"--out-dir {str(tmp_path / 'figs')!r} exists and is not a folder" in err
+
+
+def test_cli_sweep_hands_every_option_to_the_sweep(monkeypatch, tmp_path):
+    from plastix.sims import sweep
+
+    seen = {}
+
+    def fake_run_sweep(*args, **kwargs):
+        seen.update(args=args, **kwargs)
+        return sweep.SweepSummary(tmp_path, [{"run_id": "r0", "status": "complete"}])
+
+    monkeypatch.setattr(sweep, "run_sweep", fake_run_sweep)
+    argv = ["sweep", "ib-rate", "--grid", "window=2,4", "--grid", "lr=0.1", "--seeds", "3"]
+    argv += ["--out-dir", str(tmp_path), "--set", "epochs=2", "--config", "c.toml"]
+    argv += ["--device", "cpu", "--scheduler", "tcp://h:8786", "--workers", "5"]
+    argv += ["--data-root", "data", "--import", "mod_a", "--import", "mod_b"]
+    assert cli.main(argv) == 0
+    assert seen == {
+        "args": ("ib-rate", {"window": ["2", "4"], "lr": ["0.1"]}),
+        "seeds": 3,
+        "out_dir": tmp_path,
+        "base_overrides": {"epochs": "2"},
+        "config_file": "c.toml",
+        "device": "cpu",
+        "scheduler": "tcp://h:8786",
+        "n_workers": 5,
+        "data_root": "data",
+        "imports": ["mod_a", "mod_b"],
+    }
+    seen.clear()
+    assert cli.main(["sweep", "ib-rate", "--out-dir", str(tmp_path)]) == 0
+    defaults = (seen["seeds"], seen["n_workers"], seen["scheduler"], seen["imports"])
+    assert defaults == (1, 2, None, ())  # --seeds 1, --workers 2, no scheduler, no imports
+
+
+def test_cli_leaves_the_ctrl_c_handler_alone_where_sigint_is_not_ignored(capsys):
+    import signal
+
+    before = signal.getsignal(signal.SIGINT)
+    assert before is not signal.SIG_IGN
+    try:
+        assert cli.main(["list"]) == 0
+        assert signal.getsignal(signal.SIGINT) is before
+    finally:
+        signal.signal(signal.SIGINT, before)
