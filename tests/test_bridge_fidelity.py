@@ -136,6 +136,36 @@ def test_layers_mixing_zero_and_positive_refractory_periods_are_refused():
     NeuronParams("LI", refractory=np.array([0.0, 5.0]) * ms)  # LI has no refractory period
 
 
+def test_one_input_spike_moves_each_model_by_its_documented_jump():
+    """Neurons start at rest (v_leak; v_reset for IF) and an input spike at step 0 reaches the
+    membrane after that step's threshold test: at step 1 a LIF neuron (default R) sits
+    R w / tau_mem above rest decayed over one step, an IF neuron exactly R w above v_reset
+    and a CubaLIF neuron, whose I_s jumped by w / tau_syn, at the exact two-exponential
+    solution R w (e^(-dt/tau_syn) - e^(-dt/tau_mem)) / (tau_syn - tau_mem). Copy 1 receives
+    no spike and stays at rest."""
+    w, dt = 3.0, 1e-3
+    raster = np.zeros((3, 2, 2), dtype=bool)
+    raster[0, 0, 0] = True  # copy 0, channel 0, step 0
+    weight = np.array([[w, 0.5]])
+    cases = {
+        "LIF": (-65e-3, -65e-3 + 1e-3 * w * np.exp(-dt / 10e-3)),
+        "IF": (-70e-3, -70e-3 + 1e-3 * w),
+        "CubaLIF": (
+            -65e-3,
+            -65e-3 + 10e-6 * w * (np.exp(-dt / 5e-3) - np.exp(-dt / 10e-3)) / (5e-3 - 10e-3),
+        ),
+    }
+    for model, (rest, after) in cases.items():
+        neuron = NeuronParams(model, v_leak=-65 * mV, v_reset=-70 * mV, v_th=-50 * mV)
+        spec = FeedForwardSpec(2, (LayerSpec(weight, neuron),))
+        spikes, membranes = run_raster(spec, raster, DT, record_membrane=True)
+        v = membranes["layer0"]
+        assert v.shape == (4, 2, 1) and not spikes["layer0"].any()
+        np.testing.assert_allclose(v[0], rest, rtol=0, atol=1e-12, err_msg=model)
+        np.testing.assert_allclose(v[1, 0, 0], after, rtol=0, atol=1e-12, err_msg=model)
+        np.testing.assert_allclose(v[:, 1, 0], rest, rtol=0, atol=1e-12, err_msg=model)
+
+
 def _sequential(**neuron_kwargs) -> torch.nn.Sequential:
     return torch.nn.Sequential(
         torch.nn.Linear(5, 4, bias=False),

@@ -277,6 +277,114 @@ def test_description_checks_its_input():
         NeuronParams("Izhikevich")
 
 
+def test_neuron_params_refuse_values_that_break_the_equations():
+    """R and the model's time constants must be > 0, refractory >= 0, v_reset < v_th."""
+    with pytest.raises(ValueError, match="R: must be > 0"):
+        NeuronParams("LIF", R=0 * mV * ms)
+    with pytest.raises(ValueError, match="tau_mem: must be > 0"):
+        NeuronParams("LIF", tau_mem=0 * ms)
+    with pytest.raises(ValueError, match="tau_syn: must be > 0"):
+        NeuronParams("CubaLIF", tau_syn=0 * ms)
+    NeuronParams("LIF", tau_syn=0 * ms)  # LIF has no synaptic time constant
+    with pytest.raises(ValueError, match="refractory: must be >= 0"):
+        NeuronParams("LIF", refractory=-1 * ms)
+    with pytest.raises(ValueError, match="v_reset"):
+        NeuronParams("IF", v_th=10 * mV, v_reset=10 * mV)
+
+
+def test_default_r_gives_a_1_mv_jump_per_unit_weight():
+    """R=None: 10 mV*ms for the leaky models (1 mV per unit weight with tau_mem = 10 ms) and
+    1 mV for IF."""
+    for model in ("LIF", "CubaLIF", "LI"):
+        assert NeuronParams(model).values()["R"] == pytest.approx(10e-6, rel=1e-12)
+    assert NeuronParams("IF").values()["R"] == pytest.approx(1e-3, rel=1e-12)
+
+
+def test_layers_and_specs_refuse_inconsistent_shapes_and_names():
+    per_neuron = NeuronParams("LIF", tau_mem=np.array([10.0, 20.0]) * ms)
+    with pytest.raises(ValueError, match="per-neuron parameters have 2 values"):
+        LayerSpec(np.ones((3, 2)), per_neuron)
+    assert LayerSpec(np.ones((2, 3)), per_neuron).n_out == 2
+    mixed = NeuronParams("CubaLIF", tau_mem=np.array([5.0, 10.0]) * ms, tau_syn=5 * ms)
+    with pytest.raises(ValueError, match="tau_syn: equals tau_mem for some neurons"):
+        LayerSpec(np.ones((2, 2)), mixed)
+    with pytest.raises(ValueError, match="layer names must be unique"):
+        FeedForwardSpec(
+            2, (LayerSpec(np.ones((2, 2)), name="a"), LayerSpec(np.ones((2, 2)), name="a"))
+        )
+
+
+def test_same_as_compares_biases_and_the_reset_of_spiking_layers():
+    base = _spec("LIF")
+    assert base.same_as(_spec("LIF"))
+    assert not base.same_as(_spec("LIF", reset="subtract"))
+    biases = [layer.bias for layer in base.layers]
+    biases[2] = np.ones(3)
+    weights = [layer.weight for layer in base.layers]
+    assert not base.same_as(base.with_weights(weights, biases))
+    # an LI layer has no reset: the field is ignored there
+    readout = LayerSpec(np.ones((2, 3)), NeuronParams("LI"))
+    other = LayerSpec(np.ones((2, 3)), NeuronParams("LI", reset="subtract"))
+    assert readout.same_as(other)
+
+
+def test_with_weights_keeps_the_biases_unless_new_ones_are_given():
+    spec = _spec("LIF")
+    weights = [2 * layer.weight for layer in spec.layers]
+    kept = spec.with_weights(weights)
+    for old, new in zip(spec.layers, kept.layers, strict=True):
+        np.testing.assert_array_equal(new.bias_or_zero, old.bias_or_zero)
+        np.testing.assert_array_equal(new.weight, 2 * old.weight)
+    assert np.abs(kept.layers[0].bias).min() > 0
+    cleared = spec.with_weights(weights, [None, None, None])
+    assert all(layer.bias is None for layer in cleared.layers)
+
+
+def test_builders_refuse_bad_steps_extra_steps_and_input_groups():
+    from brian2 import SpikeGeneratorGroup
+
+    spec = _spec("LIF")
+    raster = np.zeros((4, 1, 5), dtype=bool)
+    with pytest.raises(ValueError, match="dt: expected one positive time step"):
+        build_brian2(spec, raster, 0 * ms)
+    with pytest.raises(ValueError, match="extra_steps"):
+        run_raster(spec, raster, DT, extra_steps=-1)
+    wrong = SpikeGeneratorGroup(4, [], [] * ms, name="ff_wrong_input")
+    with pytest.raises(ValueError, match="copies \\* n_in = 5"):
+        build_brian2(spec, wrong, DT)
+
+
+def test_ib_circuit_maps_to_cuba_lif_hidden_layers_and_an_li_trace_readout():
+    """Hidden: CubaLIF whose R I_s jumps by w * w_unit per spike (R = w_unit tau_syn).
+    Readout: an LI layer that decays by 1 - dt / tau_pre per step and jumps by
+    w / (tau_pre rate_norm) per spike, i.e. the circuit's presynaptic trace logit."""
+    from brian2 import Hz
+
+    from plastix.circuits.feedforward import from_ib_circuit
+    from plastix.circuits.ib_network import CircuitWeights, IBCircuitSpec
+
+    spec = IBCircuitSpec(
+        n_input=3, hidden=(4,), n_classes=2, readout_tau_pre=20 * ms, readout_rate_norm=50 * Hz
+    )
+    rng = np.random.default_rng(0)
+    weights = CircuitWeights([rng.random((4, 3))], rng.random((2, 4)), np.array([0.5, -0.5]))
+    ff, bias = from_ib_circuit(spec, weights)
+    np.testing.assert_array_equal(bias, [0.5, -0.5])
+    hidden, readout = ff.layers
+    np.testing.assert_array_equal(hidden.weight, weights.hidden[0])
+    np.testing.assert_array_equal(readout.weight, weights.readout)
+    h = hidden.neuron.values()
+    assert hidden.neuron.model == "CubaLIF" and hidden.neuron.reset == "value"
+    assert h["R"] / h["tau_syn"] == pytest.approx(1e-3, rel=1e-12)  # w_unit = 1 mV
+    assert (h["tau_mem"], h["tau_syn"]) == pytest.approx((10e-3, 5e-3), rel=1e-12)
+    assert (h["v_leak"], h["v_th"], h["refractory"]) == pytest.approx((-65e-3, -50e-3, 2e-3))
+    r = readout.neuron.values()
+    assert readout.neuron.model == "LI" and r["v_leak"] == 0.0
+    dt = float(spec.timing.dt)
+    assert np.exp(-dt / r["tau_mem"]) == pytest.approx(1 - dt / 20e-3, rel=1e-12)
+    assert r["R"] / r["tau_mem"] == pytest.approx(1 / (20e-3 * 50), rel=1e-12)
+
+
 # -- NIR ------------------------------------------------------------------------------------
 
 

@@ -176,6 +176,101 @@ def test_config_and_weights_reject_bad_values():
         run_esn(weights, torch.zeros(5, 2, dtype=torch.float32))
 
 
+def test_config_and_weight_builders_refuse_a_negative_spectral_radius():
+    with pytest.raises(ValueError, match="spectral_radius"):
+        ESNConfig(n_inputs=1, spectral_radius=-0.5)
+    with pytest.raises(ValueError, match="radius"):
+        sparse_recurrent_weights(10, 0.5, -0.5, _gen(0))
+
+
+def test_sparse_weights_refuse_to_rescale_a_nilpotent_matrix():
+    """With (almost) no entries kept, W has spectral radius 0 and cannot reach a radius > 0;
+    radius 0 is asked for and returned as it is."""
+    with pytest.raises(ValueError, match="nilpotent"):
+        sparse_recurrent_weights(4, 1e-12, 0.9, _gen(0))
+    w = sparse_recurrent_weights(4, 1e-12, 0.0, _gen(0))
+    assert torch.equal(w, torch.zeros(4, 4, dtype=torch.float64))
+
+
+def test_orthogonal_weights_are_the_positive_diagonal_qr_factor_of_the_seeded_gaussian():
+    """Mezzadri's sign fix: W / radius = Q with G = Q R and diag(R) > 0, where G is the
+    Gaussian matrix drawn from the same generator (the unique QR that makes Q Haar)."""
+    n, radius = 12, 0.7
+    gauss = torch.randn(n, n, generator=_gen(3), dtype=torch.float64)
+    q = orthogonal_recurrent_weights(n, radius, _gen(3)) / radius
+    torch.testing.assert_close(q.T @ q, torch.eye(n, dtype=torch.float64))
+    r = q.T @ gauss
+    torch.testing.assert_close(torch.tril(r, -1), torch.zeros(n, n, dtype=torch.float64))
+    assert bool((torch.diagonal(r) > 0).all())
+
+
+def test_input_feedback_and_bias_weights_are_uniform_in_their_own_scales():
+    """W_in, W_fb and b are U[-scale, scale] with their own scale: symmetric, bounded by the
+    scale, reaching close to it, std = scale / sqrt(3) (uniform distribution)."""
+    cfg = ESNConfig(
+        n_inputs=5,
+        n_units=400,
+        n_feedback=3,
+        input_scaling=0.5,
+        feedback_scaling=2.0,
+        bias_scaling=0.1,
+    )
+    weights = init_esn_weights(cfg, seed=4)
+    for values, scale in (
+        (weights.input, 0.5),
+        (weights.feedback, 2.0),
+        (weights.bias, 0.1),
+    ):
+        assert float(values.abs().max()) <= scale
+        assert float(values.max()) > 0.95 * scale and float(values.min()) < -0.95 * scale
+        assert abs(float(values.mean())) < 0.1 * scale
+        assert abs(float(values.std()) - scale / 3**0.5) < 0.1 * scale / 3**0.5
+
+
+def test_dense_or_small_recurrent_weights_are_not_converted_to_csr():
+    """The CSR copy is made only for N >= 128 units with at most 25 % non-zero weights."""
+    sparse = init_esn_weights(ESNConfig(n_inputs=1, n_units=200, connectivity=0.05))
+    dense = init_esn_weights(ESNConfig(n_inputs=1, n_units=200, connectivity=0.5))
+    small = init_esn_weights(ESNConfig(n_inputs=1, n_units=100, connectivity=0.05))
+    assert sparse.sparse_recurrent() is not None
+    assert dense.sparse_recurrent() is None
+    assert small.sparse_recurrent() is None
+
+
+@pytest.mark.parametrize("n_feedback", [0, 1])
+def test_module_step_is_one_leaky_esn_step_with_bias_and_feedback(n_feedback):
+    """EchoStateNetwork.step(x, u, y) = (1 - a) x + a tanh(W x + W_in u + W_fb y + b), the
+    first state run_esn returns from initial state x."""
+    cfg = ESNConfig(
+        n_inputs=2, n_units=15, connectivity=0.5, leak=0.4, bias_scaling=0.5, n_feedback=n_feedback
+    )
+    esn = EchoStateNetwork.from_config(cfg, seed=1)
+    w = esn.weights
+    g = _gen(2)
+    x0 = torch.randn(3, 15, generator=g, dtype=torch.float64)
+    u = torch.randn(3, 2, generator=g, dtype=torch.float64)
+    y = torch.randn(3, n_feedback, generator=g, dtype=torch.float64) if n_feedback else None
+    pre = x0 @ w.recurrent.T + u @ w.input.T + w.bias
+    if n_feedback:
+        pre = pre + y @ w.feedback.T
+    expected = 0.6 * x0 + 0.4 * torch.tanh(pre)
+    torch.testing.assert_close(esn.step(x0, u, y), expected)
+    fb = y[:, None] if n_feedback else None
+    states, _ = run_esn(w, u[:, None], initial_state=x0, feedback=fb)
+    torch.testing.assert_close(states[:, 0], expected)
+
+
+def test_module_noise_generators_differ_across_seeds():
+    """Each module draws its noise from a generator seeded by its own seed."""
+    weights = init_esn_weights(ESNConfig(n_inputs=1, n_units=20, noise=0.01))
+    u = torch.zeros(10, 1, dtype=torch.float64)
+    first, _ = EchoStateNetwork(weights, seed=1)(u)
+    again, _ = EchoStateNetwork(weights, seed=1)(u)
+    other, _ = EchoStateNetwork(weights, seed=2)(u)
+    torch.testing.assert_close(first, again)
+    assert (first - other).abs().max() > 1e-3
+
+
 # --- readouts ---------------------------------------------------------------------------
 
 
@@ -289,6 +384,71 @@ def test_readouts_reject_bad_shapes_and_values():
         RidgeReadout(3, 1).fit(torch.zeros(10, 4, dtype=torch.float64), torch.zeros(10, 1))
     with pytest.raises(ValueError, match="accumulate"):
         RidgeReadout(3, 1).solve()
+
+
+def test_ridge_without_bias_solves_the_uncentred_problem():
+    """fit_bias=False: W = Y^T F (F^T F + lambda I)^-1 on raw (uncentred) data, b = 0."""
+    g = _gen(10)
+    features = torch.randn(50, 4, generator=g, dtype=torch.float64) + 2.0
+    targets = torch.randn(50, 2, generator=g, dtype=torch.float64) + 1.0
+    eye = torch.eye(4, dtype=torch.float64)
+    expected = torch.linalg.solve(features.T @ features + 3.0 * eye, features.T @ targets).T
+    fitted = RidgeReadout(4, 2, ridge=3.0, fit_bias=False).fit(features, targets)
+    torch.testing.assert_close(fitted.weight, expected)
+    torch.testing.assert_close(fitted.bias, torch.zeros(2, dtype=torch.float64))
+
+
+def test_ridge_fit_forgets_earlier_samples_and_predict_adds_the_bias():
+    """fit() starts from fresh statistics; predict() is W r + b."""
+    g = _gen(11)
+    old_f, new_f = torch.randn(2, 40, 3, generator=g, dtype=torch.float64)
+    old_y, new_y = torch.randn(2, 40, 2, generator=g, dtype=torch.float64) + 5.0
+    refit = RidgeReadout(3, 2, ridge=0.1).fit(old_f, old_y).fit(new_f, new_y)
+    fresh = RidgeReadout(3, 2, ridge=0.1).fit(new_f, new_y)
+    assert refit.count == 40
+    torch.testing.assert_close(refit.weight, fresh.weight)
+    torch.testing.assert_close(refit.bias, fresh.bias)
+    assert fresh.bias.abs().min() > 1.0  # the targets' offset lands in the bias
+    torch.testing.assert_close(fresh.predict(new_f), new_f @ fresh.weight.T + fresh.bias)
+
+
+@pytest.mark.parametrize("normalized", [False, True])
+@pytest.mark.parametrize("fit_bias", [False, True])
+def test_lms_step_is_the_mean_widrow_hoff_update_of_the_batch(normalized, fit_bias):
+    """From W0, b0: e_i = y_i - W0 r_i - b0, step_i = lr (NLMS: lr / (1e-8 + |r_i|^2 + 1 if
+    fit_bias else 0)), W += mean_i step_i e_i r_i^T, b += mean_i step_i e_i (fit_bias only);
+    predict() is W r + b."""
+    g = _gen(12)
+    w0 = torch.randn(2, 3, generator=g, dtype=torch.float64)
+    b0 = torch.randn(2, generator=g, dtype=torch.float64) if fit_bias else torch.zeros(2)
+    r = torch.randn(4, 3, generator=g, dtype=torch.float64)
+    y = torch.randn(4, 2, generator=g, dtype=torch.float64)
+    lms = LMSReadout(3, 2, lr=0.3, normalized=normalized, fit_bias=fit_bias)
+    lms.weight, lms.bias = w0.clone(), b0.clone().double()
+    errors = lms.step(r, y)
+    expected_w, expected_b = w0.clone(), b0.clone().double()
+    for i in range(4):
+        e = y[i] - w0 @ r[i] - b0
+        torch.testing.assert_close(errors[i], e)
+        step = 0.3
+        if normalized:
+            step = 0.3 / (1e-8 + float(r[i] @ r[i]) + (1.0 if fit_bias else 0.0))
+        expected_w += step * torch.outer(e, r[i]) / 4
+        if fit_bias:
+            expected_b += step * e / 4
+    torch.testing.assert_close(lms.weight, expected_w)
+    torch.testing.assert_close(lms.bias, expected_b)
+    torch.testing.assert_close(lms.predict(r), r @ expected_w.T + expected_b)
+
+
+def test_online_readouts_refuse_a_zero_step_size_prior_or_forgetting_factor():
+    with pytest.raises(ValueError, match="lr"):
+        LMSReadout(3, 1, lr=0.0)
+    with pytest.raises(ValueError, match="alpha"):
+        RLSReadout(3, 1, alpha=0.0)
+    with pytest.raises(ValueError, match="forgetting"):
+        RLSReadout(3, 1, forgetting=0.0)
+    assert RidgeReadout(3, 1, ridge=0.0).ridge == 0.0  # an unpenalised ridge is allowed
 
 
 # --- memory capacity --------------------------------------------------------------------
