@@ -123,7 +123,9 @@ class Oja(Rule):
     def rate_update(self, pre_rate, post_rate, weight, modulator=None) -> torch.Tensor:
         pre, post, weight = rate_tensors(pre_rate, post_rate, weight)
         hebb = self.batch_outer(post, pre, modulator)
-        post_sq = post**2 if modulator is None else post**2 * torch.as_tensor(modulator)
+        post_sq = post**2
+        if modulator is not None:
+            post_sq = post_sq * torch.as_tensor(modulator, dtype=post.dtype)
         decay = _batch_mean(post_sq)[:, None] * weight
         return float(self.eta) * (hebb - decay)
 

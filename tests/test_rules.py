@@ -698,3 +698,270 @@ def test_postsynaptic_variables_are_the_post_names_that_are_not_constants():
     assert form.postsynaptic_variables() == {"ge", "gate", "lastspike"}
     assert get_rule("ib").brian2_form().postsynaptic_variables() == {"gate", "psi"}
     assert get_rule("stdp").brian2_form().postsynaptic_variables() == set()
+
+
+# --------------------------------------------------------------------------------------------
+# exact values of the rate forms, one-sided bounds, parameter checks and the registry
+# --------------------------------------------------------------------------------------------
+
+GATED_RULES = {
+    "hebbian": {},
+    "oja": {},
+    "bcm": {},
+    "stdp": {"A_minus": 0.005},
+    "stdp-multiplicative": {"w_min": -0.5, "w_max": 1.5},
+    "triplet-stdp": {"A2_plus": 1e-3},
+}
+
+
+@pytest.mark.parametrize("name", sorted(GATED_RULES))
+def test_rate_forms_without_a_third_factor_scale_by_the_modulator(name):
+    """A rule without a third factor uses the modulator as a multiplicative gate of its whole
+    dW/dt: a scalar M gives M * dW/dt, one value per post neuron scales that neuron's row."""
+    rule = get_rule(name, **GATED_RULES[name])
+    gen = torch.Generator().manual_seed(3)
+    pre = 40 * torch.rand(4, 3, generator=gen, dtype=torch.float64)
+    post = 40 * torch.rand(4, 2, generator=gen, dtype=torch.float64)
+    weight = torch.rand(2, 3, generator=gen, dtype=torch.float64)
+    ungated = rule.rate_update(pre, post, weight)
+    assert ungated.abs().min() > 0  # every entry is affected by the gate
+    per_post = torch.tensor([0.5, -2.0], dtype=torch.float64)
+    torch.testing.assert_close(
+        rule.rate_update(pre, post, weight, modulator=per_post),
+        per_post[:, None] * ungated,
+        rtol=1e-12,
+        atol=0,
+    )
+    torch.testing.assert_close(  # 0.1 is not a float32: gated in the rates' dtype, float64
+        rule.rate_update(pre, post, weight, modulator=0.1), 0.1 * ungated, rtol=1e-12, atol=0
+    )
+
+
+def test_bcm_rate_form_threshold_is_the_square_of_the_batch_mean_rate():
+    """theta = (mean_b r_post)^2 / r_target, not mean_b(r_post^2) / r_target. Two samples,
+    post rates 20 and 40 Hz: theta = 30^2 / 10 = 90 Hz; dW = eta / r_target * mean_b
+    r_post (r_post - theta) r_pre = 1e-6 * ((20 * -70 * [10, 20]) + (40 * -50 * [30, 0])) / 2."""
+    rule = get_rule("bcm", eta=1e-5 * second, r_target=10 * Hz)
+    pre = torch.tensor([[10.0, 20.0], [30.0, 0.0]], dtype=torch.float64)
+    post = torch.tensor([[20.0], [40.0]], dtype=torch.float64)
+    dw = rule.rate_update(pre, post, torch.zeros(1, 2, dtype=torch.float64))
+    torch.testing.assert_close(dw, torch.tensor([[-0.037, -0.014]], dtype=torch.float64))
+
+
+def test_stdp_rate_forms_use_each_window_time_constant_and_the_bounds():
+    """Rate form r_pre r_post (A_plus tau_plus f_plus - A_minus tau_minus f_minus) with
+    tau_plus != tau_minus, and for the weight-dependent rule x = (w - w_min) / (w_max - w_min)
+    with w_min != 0 (w = 0.45 in [0.2, 1.2]: x = 0.25)."""
+    params = {"A_plus": 0.01, "A_minus": 0.012, "tau_plus": 17 * ms, "tau_minus": 34 * ms}
+    pre, post = torch.tensor([20.0], dtype=torch.float64), torch.tensor([30.0], dtype=torch.float64)
+    weight = torch.tensor([[0.45]], dtype=torch.float64)
+    additive = STDP(**params).rate_update(pre, post, weight)
+    assert additive.item() == pytest.approx(600 * (0.01 * 0.017 - 0.012 * 0.034), rel=1e-12)
+    rule = MultiplicativeSTDP(mu=1.0, w_min=0.2, w_max=1.2, **params)
+    weighted = rule.rate_update(pre, post, weight)
+    expected = 600 * (0.01 * 0.017 * 0.75 - 0.012 * 0.034 * 0.25)
+    assert weighted.item() == pytest.approx(expected, rel=1e-12)
+    np.testing.assert_allclose(
+        rule.pair_window(np.array([5e-3, -5e-3]), 0.45),
+        [0.01 * 0.75 * np.exp(-5 / 17), -0.012 * 0.25 * np.exp(-5 / 34)],
+        rtol=1e-12,
+    )
+
+
+def test_multiplicative_stdp_spike_form_scales_by_the_position_between_the_bounds():
+    """Brian2 form with bounds [0.2, 1.2] and w0 = 0.45 (x = 0.25): potentiation is scaled by
+    ((w_max - w) / (w_max - w_min))^mu = 0.75^mu, depression by ((w - w_min) / ...)^mu."""
+    deltas = np.array([-10.0, 5.0])
+    rule = MultiplicativeSTDP(
+        A_plus=0.01,
+        A_minus=0.012,
+        tau_plus=17 * ms,
+        tau_minus=34 * ms,
+        mu=2.0,
+        w_min=0.2,
+        w_max=1.2,
+    )
+    _, w_end = spike_pairs(*_pair_times(deltas), rule, w0=0.45)
+    expected = [-0.012 * 0.25**2 * np.exp(-10 / 34), 0.01 * 0.75**2 * np.exp(-5 / 17)]
+    np.testing.assert_allclose(w_end - 0.45, expected, rtol=1e-9)
+
+
+def test_stdp_pair_window_at_zero_delay_is_potentiation():
+    """dt = t_post - t_pre >= 0 potentiates: a simultaneous pair gives +A_plus."""
+    rule = STDP(A_plus=0.01, A_minus=0.012)
+    assert rule.pair_window(0.0) == pytest.approx(0.01)
+    assert rule.pair_window(0 * ms) == pytest.approx(0.01)
+
+
+def test_hebbian_one_sided_bounds_clip_only_their_side():
+    """A Hebbian rule with only w_max (eta > 0) or only w_min (eta < 0): a pre spike at 10 ms
+    and a post spike at 15 ms change w by 0.5 eta a_pre with a_pre = exp(-5/20) / 20 ms, and
+    the bound clips only a weight that would cross it."""
+    step = 0.5 * 1e-3 * np.exp(-5 / 20) / 0.02  # 0.0195
+    pre, post = [np.array([10.0]) * ms] * 2, [np.array([15.0]) * ms] * 2
+    upper = get_rule("hebbian", eta=1e-3 * second, tau_rate=20 * ms, w_max=0.8)
+    _, w_end = spike_pairs(pre, post, upper, w0=np.array([0.5, 0.79]))
+    np.testing.assert_allclose(w_end, [0.5 + step, 0.8], rtol=1e-9)
+    lower = get_rule("hebbian", eta=-1e-3 * second, tau_rate=20 * ms, w_min=0.2)
+    _, w_end = spike_pairs(pre, post, lower, w0=np.array([0.5, 0.21]))
+    np.testing.assert_allclose(w_end, [0.5 - step, 0.2], rtol=1e-9)
+
+
+def test_clip_with_one_bound_clips_only_that_side():
+    """BCM's defaults are w_min = 0 and no w_max: clip raises negative weights only."""
+    assert get_rule("bcm").clip(torch.tensor([-3.0, 0.5, 5.0])).tolist() == [0.0, 0.5, 5.0]
+    upper = get_rule("hebbian", w_max=1.0)
+    assert upper.clip(torch.tensor([-3.0, 0.5, 5.0])).tolist() == [-3.0, 0.5, 1.0]
+
+
+def test_reward_stdp_rate_form_counts_the_eligibility_time():
+    """dW/dt = eta M tau_eligibility r_pre r_post (A_plus tau_plus - A_minus tau_minus)."""
+    rule = get_rule("reward-stdp", eta=2 * Hz, tau_eligibility=0.25 * second, A_minus=0.005)
+    pre, post, weight = torch.tensor([20.0]), torch.tensor([30.0]), torch.tensor([[0.5]])
+    dw = rule.rate_update(pre, post, weight, modulator=3.0)
+    assert dw.item() == pytest.approx(2 * 3 * 0.25 * 600 * (0.01 * 0.02 - 0.005 * 0.02), rel=1e-6)
+
+
+def test_reward_stdp_with_a_timed_array_names_no_synaptic_modulator():
+    """With a TimedArray M(t) nothing writes a synaptic modulator: Brian2Form.modulator is
+    None; without one the modulator is the synaptic variable 'modulator'."""
+    timed = get_rule("reward-stdp", modulator_input=TimedArray([1.0], dt=1 * ms))
+    form = timed.brian2_form()
+    assert form.modulator is None and "modulator_input" in form.namespace
+    assert "tau_modulator" not in form.namespace
+    assert get_rule("reward-stdp").brian2_form().modulator == "modulator"
+
+
+@dataclass
+class _Options(Rule):
+    """A rule with int, bool, bounded float, union and choice parameters (for the checks)."""
+
+    count: int = param(3, "an integer", min=1)
+    flag: bool = param(False, "a switch")
+    gain: float = param(1.0, "a bounded gain", max=2.0)
+    scale: int | float = param(1, "a number, never None")
+    mode: Literal["fast", "slow"] = param("fast", "a choice")
+    limit: float | None = param(None, "an optional bounded value", min=0.0)
+
+
+def test_int_bool_bounded_and_union_parameters_are_checked_and_normalised():
+    spec = RuleSpec("options", _Options, "tests")
+    rule = spec.create(count=np.int64(4), gain=2.0)  # the upper bound itself is allowed
+    assert type(rule.count) is int and rule.count == 4 and rule.gain == 2.0
+    assert rule.limit is None  # None skips the range check of an optional parameter
+    with pytest.raises(ValueError, match=r"'limit'.*fix: use a value >= 0.0"):
+        spec.create(limit=-1.0)
+    with pytest.raises(TypeError, match=r"'count': expected an integer, got True"):
+        spec.create(count=True)
+    with pytest.raises(ValueError, match=r"'gain'.*out of range; fix: use a value <= 2.0"):
+        spec.create(gain=2.5)
+    with pytest.raises(TypeError, match=r"'scale': expected int \| float, got None"):
+        spec.create(scale=None)
+
+
+def test_config_text_parses_booleans_and_choices_exactly():
+    spec = RuleSpec("options", _Options, "tests")
+    assert spec.create_from_config({"flag": "true"}).flag is True
+    assert spec.create_from_config({"flag": "False"}).flag is False
+    assert spec.create_from_config({"mode": "slow"}).mode == "slow"
+    with pytest.raises(ValueError, match=r"'mode': 'SLOW' is not one of"):
+        spec.create_from_config({"mode": "SLOW"})
+    with pytest.raises(TypeError, match=r"'gain'.*got 'none' \(str\)"):
+        spec.create_from_config({"gain": "none"})  # not optional: "none" is not None
+
+
+@pytest.mark.parametrize(
+    ("name", "params", "pattern"),
+    [
+        ("stdp", {"tau_plus": 0 * ms}, r"'tau_plus'.*fix: use a value > 0"),
+        ("triplet-stdp", {"tau_y": 0 * ms}, r"'tau_y'.*> 0"),
+        ("hebbian", {"tau_rate": 0 * ms}, r"'tau_rate'.*> 0"),
+        ("bcm", {"r_target": 0 * Hz}, r"'r_target'.*> 0"),
+        ("stdp", {"w_min": 0.5, "w_max": 0.5}, r"'w_min'=0.5 and 'w_max'=0.5: need w_min < w_max"),
+        (
+            "reward-stdp",
+            {"modulator_input": TimedArray(np.ones((3, 2)), dt=1 * ms)},
+            r"'modulator_input': need a dimensionless 1-D TimedArray",
+        ),
+    ],
+)
+def test_zero_time_constants_equal_bounds_and_2d_modulators_are_refused(name, params, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        get_rule(name, **params)
+
+
+def test_error_messages_shorten_long_values_and_name_dimensionless_quantities():
+    with pytest.raises(TypeError) as error:
+        get_rule("reward-stdp", modulator_input=[1.0] * 100)
+    shown = str(error.value).split("got ")[1].split(" (list)")[0]
+    assert len(shown) == 60 and shown.endswith("...")
+    pattern = r"'tau_plus'.*\(dimension s\), got Quantity\(2\.\) \(dimensionless\)"
+    with pytest.raises(TypeError, match=pattern):
+        get_rule("stdp", tau_plus=Quantity(2.0))
+
+
+def test_batch_outer_refuses_different_pre_and_post_batch_shapes():
+    with pytest.raises(ValueError, match=r"pre and post batch shapes differ: \(3,\) vs \(2,\)"):
+        get_rule("hebbian").rate_update(torch.ones(3, 4), torch.ones(2, 5), torch.zeros(5, 4))
+
+
+def test_rate_form_computes_in_the_weight_dtype():
+    """Rates and the modulator are converted to the weight's float dtype: a float64 weight
+    gives a float64 dW/dt (no float32 rounding of 1 + 1e-9)."""
+    rule = get_rule("hebbian", eta=1.0 * second)
+    weight = torch.zeros(1, 1, dtype=torch.float64)
+    dw = rule.rate_update([1.0 + 1e-9], [1.0], weight)
+    assert dw.dtype == torch.float64 and dw.item() == 1.0 + 1e-9
+    gated = rule.rate_update([1.0], [1.0], weight, modulator=1.0 + 1e-9)
+    assert gated.dtype == torch.float64 and gated.item() == 1.0 + 1e-9
+
+
+def test_rule_description_is_the_first_docstring_paragraph_on_one_line():
+    assert list_rules()["stdp"].description == (
+        "Pair-based additive STDP, all-to-all pairing, hard bounds (Song, Miller & Abbott 2000, "
+        "Nat Neurosci 3)."
+    )
+
+
+def test_a_plugin_naming_a_builtin_rule_class_under_its_own_name_does_not_warn(
+    tmp_path, monkeypatch
+):
+    """An entry point that gives a taken name the very class it already has is no conflict."""
+    _fake_distribution(tmp_path, "repeat-rules", "stdp = plastix.plasticity.classic:STDP")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        rules = list_rules()
+    assert not [w for w in caught if issubclass(w.category, RulePluginWarning)]
+    assert rules["stdp"].rule_class is STDP and rules["stdp"].source == "plastix"
+
+
+def test_synapses_kwargs_give_a_copy_of_the_namespace():
+    form = get_rule("stdp").brian2_form()
+    kwargs = form.synapses_kwargs()
+    kwargs["namespace"]["A_plus"] = 99.0
+    assert form.namespace["A_plus"] == 0.01
+
+
+def test_triplet_stdp_rate_form_matches_its_formula():
+    """dW/dt = r_pre r_post (A2_plus tau_plus - A2_minus tau_minus)
+    + A3_plus tau_plus tau_y r_pre r_post^2 - A3_minus tau_minus tau_x r_pre^2 r_post,
+    with the default time constants (16.8, 33.7, 101, 125 ms), r_pre = 20, r_post = 30 Hz."""
+    p = {"A2_plus": 5e-3, "A3_plus": 6.2e-3, "A2_minus": 7e-3, "A3_minus": 2.3e-3}
+    rule = get_rule("triplet-stdp", **p)
+    pre, post = torch.tensor([20.0], dtype=torch.float64), torch.tensor([30.0], dtype=torch.float64)
+    dw = rule.rate_update(pre, post, torch.tensor([[0.5]], dtype=torch.float64))
+    expected = (
+        20 * 30 * (5e-3 * 0.0168 - 7e-3 * 0.0337)
+        + 6.2e-3 * 0.0168 * 0.125 * 20 * 30**2
+        - 2.3e-3 * 0.0337 * 0.101 * 20**2 * 30
+    )
+    assert dw.item() == pytest.approx(expected, rel=1e-12)
+
+
+def test_a_rule_without_rate_update_has_only_a_brian2_form():
+    spec = RuleSpec("needs-rate", _NeedsRate, "tests")
+    assert not spec.has_rate_form and not _NeedsRate.has_rate_form()
+    assert "needs-rate  [brian2; from tests]" in format_rules({"needs-rate": spec})
+    with pytest.raises(NotImplementedError, match="_NeedsRate has no torch rate form"):
+        spec.create(rate=1 * Hz).rate_update(torch.ones(1), torch.ones(1), torch.ones(1, 1))
