@@ -134,7 +134,8 @@ def hold_lock_file(path: str | os.PathLike[str]) -> Iterator[None]:
 
 def _take_lock(path: Path) -> int | None:
     """An open descriptor of the file at ``path`` holding its exclusive flock, or None where
-    the file system has no locks (the file is removed again); :class:`LockHeld` if held."""
+    the file system has no locks (the file is removed again); :class:`LockHeld` if held,
+    :class:`LockFileDenied` where this process may not open it and sees no holder."""
     while True:
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
