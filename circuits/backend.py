@@ -326,8 +326,12 @@ def _probe_cuda() -> dict[str, Any]:
 
 
 def _cuda_ready(cuda: Mapping[str, Any], *, require_gpu: bool) -> bool:
+    curand: CurandLocation | None = cuda["curand"]
     compile_ready = (
-        cuda["brian2cuda_matches"] and cuda["nvcc_version"] is not None and cuda["curand"]
+        cuda["brian2cuda_matches"]
+        and cuda["nvcc_version"] is not None
+        and curand is not None
+        and curand.library_file is not None  # brian2cuda links -lcurand
     )
     return bool(compile_ready and (cuda["gpu"]["gpus"] or not require_gpu))
 
@@ -1466,11 +1470,12 @@ def _cuda_activation_settings(
             )
         version = 13.0
     curand: CurandLocation | None = cuda["curand"]
-    if curand is None and not codegen_only:
+    if (curand is None or curand.library_file is None) and not codegen_only:
+        found = "headers not found" if curand is None else "headers found but no libcurand.so"
         raise RuntimeError(
-            "backend='cuda_standalone': cuRAND headers not found (brian2cuda includes "
-            "curand.h and links -lcurand). Fix: pip install nvidia-curand, or pass "
-            "codegen_only=True to only generate code"
+            f"backend='cuda_standalone': cuRAND {found} (brian2cuda includes curand.h and "
+            "links -lcurand). Fix: pip install nvidia-curand, or pass codegen_only=True to "
+            "only generate code"
         )
     gpu_available = bool(cuda["gpu"]["gpus"]) and not codegen_only
     link_dir = None

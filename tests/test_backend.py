@@ -738,3 +738,227 @@ def test_cuda_settings_use_cpp17_and_no_gpu_code_generation(tmp_path):
     with_gpu = cuda_settings(gcc_args=["-std=c++11"], gpu_available=True)
     assert with_gpu[f"{cb}.detect_gpus"] is True and f"{cb}.gpu_id" not in with_gpu
     assert with_gpu[f"{cb}.detect_cuda"] is False  # no toolkit given: do not insist on one
+
+
+# ------------------------------------------- names, probes, reports, run_args and the build cache
+
+
+def test_backend_names_are_trimmed_and_lower_cased():
+    """Names with surrounding blanks (e.g. typed on a command line) resolve like the bare name."""
+    assert resolve_backend("  CPP_Standalone \n") == "cpp_standalone"
+    assert device_name(" cython ") == "runtime"
+    assert is_standalone(" cuda_standalone ")
+
+
+def test_brian2cuda_pin_is_checked_against_the_installed_brian2():
+    """An exact ``brian2==X`` pin matches only X; no pin always matches; a missing brian2 never
+    does; a range that is not parsed is left to the import."""
+    from plastix.circuits.backend import _requirement_met
+
+    assert _requirement_met("brian2==2.10.1", "2.10.1")
+    assert not _requirement_met("brian2==2.10.1", "2.9.0")
+    assert not _requirement_met("brian2==2.10.1", None)
+    assert _requirement_met(None, "2.9.0")
+    assert _requirement_met("brian2>=2.6", "2.9.0")
+
+
+def _cuda_probe(**changes):
+    """A ``_probe_cuda`` result with every CUDA requirement met, changed by ``changes``."""
+    from plastix.circuits.backend import CurandLocation
+
+    probe = {
+        "cuda_path": "/opt/cuda-13",
+        "nvcc": "/opt/cuda-13/bin/nvcc",
+        "nvcc_version": 13.0,
+        "curand": CurandLocation("/w/include", "/w/lib", "/w/lib/libcurand.so.10", "pip wheel"),
+        "gpu": {"nvidia_smi": "/usr/bin/nvidia-smi", "gpus": [{"name": "H100"}]},
+        "brian2cuda": "1.0b1",
+        "brian2cuda_requires": "brian2==2.10.1",
+        "brian2cuda_matches": True,
+        "brian2": "2.10.1",
+    }
+    probe.update(changes)
+    return probe
+
+
+def _fake_probes(monkeypatch, cuda, cxx_works=True):
+    from plastix.circuits import backend
+
+    cxx = {"works": cxx_works, "compiler": "/usr/bin/g++", "version": "g++ 13", "make": "make"}
+    if not cxx_works:
+        cxx["error"] = "g++ failed on a test program"
+    monkeypatch.setattr(backend, "_probe_cxx", lambda: cxx)
+    monkeypatch.setattr(backend, "_probe_cuda", lambda: cuda)
+
+
+def test_cuda_is_ready_only_with_every_requirement():
+    """cuda_standalone needs a matching brian2cuda, nvcc, cuRAND and (to run) a GPU."""
+    from plastix.circuits.backend import _cuda_ready
+
+    assert _cuda_ready(_cuda_probe(), require_gpu=True)
+    no_gpu = _cuda_probe(gpu={"nvidia_smi": None, "gpus": []})
+    assert not _cuda_ready(no_gpu, require_gpu=True)
+    assert _cuda_ready(no_gpu, require_gpu=False)
+    for missing in ({"curand": None}, {"nvcc_version": None}, {"brian2cuda_matches": False}):
+        assert not _cuda_ready(_cuda_probe(**missing), require_gpu=False), missing
+
+
+def test_report_without_cuda_lists_every_missing_requirement_under_cuda_standalone(monkeypatch):
+    """With nothing for CUDA, cuda_standalone's fixes are those of nvcc, curand, gpu and
+    brian2cuda, each prefixed with its name; cython needs a working C++ compiler."""
+    from plastix.circuits.backend import backend_problems
+
+    nothing = _cuda_probe(
+        cuda_path=None,
+        nvcc=None,
+        nvcc_version=None,
+        curand=None,
+        gpu={"nvidia_smi": None, "gpus": [], "error": "nvidia-smi not found"},
+        brian2cuda=None,
+        brian2cuda_requires=None,
+        brian2cuda_matches=False,
+    )
+    _fake_probes(monkeypatch, nothing, cxx_works=False)
+    by_name = {s.name: s for s in backend_report()}
+    assert by_name["runtime"].details["codegen_targets"] == ["numpy"]
+    assert backend_problems("cython") and backend_problems("numpy") == []
+    assert not by_name["cpp_standalone"].available
+    assert "g++ failed on a test program" in by_name["cpp_standalone"].missing[0]
+    cuda = by_name["cuda_standalone"]
+    assert not cuda.available
+    assert cuda.details == {"code_generation": False, "compilation": False}
+    assert [m.split(":")[0] for m in cuda.missing] == ["nvcc", "curand", "gpu", "brian2cuda"]
+    assert backend_problems("cuda_standalone") == cuda.missing
+
+
+def test_curand_headers_without_the_library_do_not_count(monkeypatch):
+    """cuRAND headers alone (no libcurand.so) leave curand unavailable, with the fix, and so
+    cuda_standalone too (brian2cuda links -lcurand): auto picks cpp_standalone, and activating
+    CUDA to compile is refused; generating code alone needs only the headers."""
+    from plastix.circuits import backend
+    from plastix.circuits.backend import CurandLocation
+
+    headers_only = CurandLocation("/w/include", None, None, "pip wheel nvidia-curand 10")
+    _fake_probes(monkeypatch, _cuda_probe(curand=headers_only))
+    by_name = {s.name: s for s in backend_report()}
+    fix = "cuRAND headers found but no libcurand.so: pip install nvidia-curand"
+    assert not by_name["curand"].available
+    assert by_name["curand"].missing == [fix]
+    assert by_name["curand"].details["include_dir"] == "/w/include"
+    assert not by_name["cuda_standalone"].available
+    assert backend.backend_problems("cuda_standalone") == [f"curand: {fix}"]
+    assert resolve_backend("auto") == "cpp_standalone"
+    settings = {"link_base": None, "cuda_path": None, "gpu_id": None}
+    settings |= {"compute_capability": None, "cuda_runtime_version": None}
+    with pytest.raises(RuntimeError, match="cuRAND headers found but no libcurand.so"):
+        backend._cuda_activation_settings(codegen_only=False, **settings)
+    generated = backend._cuda_activation_settings(codegen_only=True, **settings)
+    assert generated  # code generation goes ahead with the headers alone
+
+
+def test_backend_problems_pass_on_a_failed_report(monkeypatch):
+    """When the report itself failed, every backend's problems are the report's own."""
+    from plastix.circuits import backend
+
+    failed = [BackendStatus("report", False, {"error": "boom"}, ["report this as a bug"])]
+    monkeypatch.setattr(backend, "backend_report", lambda: failed)
+    assert backend.backend_problems("cpp_standalone") == ["report this as a bug"]
+    assert backend.backend_problems("runtime") == ["report this as a bug"]
+
+
+def test_format_backend_report_hides_empty_details_and_lists_fixes():
+    """Details that are None, empty lists or empty strings are not shown; each missing
+    requirement gets its own indented line."""
+    report = [
+        BackendStatus("gpu", True, {"a": None, "b": [], "c": "", "d": 1, "e": ["x", "y"]}),
+        BackendStatus("nvcc", False, {"path": None}, ["install it"]),
+    ]
+    assert format_backend_report(report) == (
+        "ok gpu   d=1, e=x,y\n-- nvcc\n         missing: install it"
+    )
+
+
+def test_build_cache_dir_names_long_keys_by_their_first_60_characters(tmp_path):
+    """A key's folder is its file-name-safe first 60 characters, a dash and 10 hex digits."""
+    name = build_cache_dir(tmp_path, "a" * 100).name
+    slug, _, digest = name.rpartition("-")
+    assert slug == "a" * 60
+    assert len(digest) == 10 and int(digest, 16) >= 0
+    assert build_cache_dir(tmp_path, "...").name.startswith("build-")
+
+
+def test_network_operations_inside_a_mapping_are_refused():
+    """Operations held as the values of a dict are found too (not only in lists)."""
+    from brian2 import ms, network_operation
+
+    @network_operation(dt=1 * ms, name="mapped_update")
+    def mapped():
+        pass
+
+    with pytest.raises(StandaloneNetworkOperationError, match="mapped_update"):
+        refuse_network_operations({"ops": {"update": mapped}}, "cpp_standalone")
+    refuse_network_operations({"update": mapped}, "numpy")
+
+
+def test_activate_backend_rejects_bad_gpu_id_and_cuda_version():
+    """A negative or fractional gpu_id and a non-numeric cuda_runtime_version are refused."""
+    cases = [
+        (dict(gpu_id=-1), "gpu_id"),
+        (dict(gpu_id=1.5), "gpu_id"),
+        (dict(cuda_runtime_version="13.0"), "cuda_runtime_version"),
+    ]
+    for kwargs, text in cases:
+        with pytest.raises(ValueError, match=text):
+            with activate_backend("cpp_standalone", **kwargs):
+                pytest.fail("the block must not run")
+
+
+def test_run_args_are_refused_on_runtime_and_must_be_a_mapping(tmp_path):
+    """Runtime sessions take no run_args; a standalone re-run refuses run_args that are not a
+    mapping before starting the binary."""
+    from plastix.circuits.backend import BackendSession
+
+    runtime = BackendSession(backend="numpy", device="runtime", directory=None)
+    with pytest.raises(ValueError, match="only standalone backends take run_args"):
+        runtime.build(run_args={"gain": 2.0})
+    assert not runtime.built
+    built = BackendSession(
+        backend="cpp_standalone", device="cpp_standalone", directory=tmp_path, built=True
+    )
+    built._check_networks = lambda extra=None: None  # no Brian2 device behind this session
+    with pytest.raises(TypeError, match="run_args: expected a mapping"):
+        built.run(run_args=[("gain", 2.0)])
+
+
+def test_mark_regenerated_sources_dates_only_changed_sources_after_every_product(tmp_path):
+    """A source whose content differs from the seeded copy gets a time 1 s after the newest
+    build product and the binary is deleted; unchanged sources and objects keep their times."""
+    from plastix.circuits.backend import mark_regenerated_sources, source_digests
+
+    project = _fake_project(tmp_path / "p", "int main() { return 0; }")
+    times = {"main.cpp": 500, "code_objects/results_reader.cpp": 1000, "main.o": 2000, "main": 1500}
+    for rel, seconds in times.items():
+        os.utime(project / rel, ns=(seconds * 10**9, seconds * 10**9))
+    seeded = source_digests(project)
+    mark_regenerated_sources(project, seeded)  # nothing regenerated differently
+    assert (project / "main").read_bytes() == b"binary"
+    assert (project / "main.cpp").stat().st_mtime_ns == 500 * 10**9
+    (project / "main.cpp").write_text("int main() { return 5; }")
+    os.utime(project / "main.cpp", ns=(500 * 10**9, 500 * 10**9))  # a clock behind the objects
+    mark_regenerated_sources(project, seeded)
+    assert (project / "main.cpp").stat().st_mtime_ns == 2001 * 10**9
+    assert (project / "code_objects" / "results_reader.cpp").stat().st_mtime_ns == 1000 * 10**9
+    assert (project / "main.o").stat().st_mtime_ns == 2000 * 10**9
+    assert not (project / "main").exists()
+
+
+def test_a_build_folder_holding_only_the_curand_link_is_seeded(tmp_path):
+    """The cuRAND link folder does not make a build folder count as used: it is seeded, and
+    the link folder is kept."""
+    cache = tmp_path / "cache"
+    store_in_project_cache(_fake_project(tmp_path / "p", "int main() { return 4; }"), cache)
+    target = tmp_path / "build"
+    (target / "_curand_lib").mkdir(parents=True)
+    assert seed_from_project_cache(cache, target)
+    assert (target / "main.cpp").read_text() == "int main() { return 4; }"
+    assert (target / "_curand_lib").is_dir()

@@ -209,3 +209,12 @@ def test_spike_probability_must_lie_in_the_unit_interval(value):
 def test_bptt_learning_rate_must_be_a_finite_positive_number(value):
     with pytest.raises(ValueError, match="lr must be"):
         BPTTConfig(lr=value)
+
+
+@pytest.mark.parametrize("betas", [(0.0, 0.0), [0, 0.999], (np.float32(0.5), np.float64(0.9))])
+def test_adam_betas_in_the_unit_interval_are_accepted(betas):
+    """Betas of 0 (no averaging) up to just below 1, as a tuple or list, are valid."""
+    from plastix.bridges.checks import check_adam_betas
+
+    check_adam_betas("betas", betas)
+    assert LearnerConfig(optimizer="adam", adam_betas=betas).adam_betas == betas

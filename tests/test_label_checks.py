@@ -119,3 +119,21 @@ def test_run_continual_refuses_negative_test_labels():
     task = Task("hand-made", x, y, x, torch.where(y == 2, -1, y), torch.arange(3))
     with pytest.raises(ValueError, match=r"task 'hand-made': y_test: labels .* got -1; the model"):
         run_continual(_learner(), [task], "domain", n_outputs=3, batch_size=4)
+
+
+def test_check_labels_names_the_negative_label_when_both_ends_are_out_of_range():
+    """With labels too small and too large at once, the message names the smallest one."""
+    from plastix.bridges.checks import check_labels
+
+    with pytest.raises(ValueError, match=r"^y: labels must lie in \[0, 3\); got -2; fix it$"):
+        check_labels(torch.tensor([-2, 0, 7]), 3, "fix it")
+
+
+def test_check_labels_accepts_no_labels_and_the_largest_class():
+    """An empty label tensor passes, as do labels up to n_classes - 1."""
+    from plastix.bridges.checks import check_labels
+
+    check_labels(torch.zeros(0, dtype=torch.long), 3, "fix it")
+    check_labels(torch.tensor([0, 2]), 3, "fix it")
+    with pytest.raises(ValueError, match=r"\[0, 3\); got 3; fix it"):
+        check_labels(torch.tensor([0, 3]), 3, "fix it")
