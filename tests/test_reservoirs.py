@@ -512,6 +512,68 @@ def test_memory_capacity_rejects_bad_arguments():
             memory_capacity(w1, seed=bad)
 
 
+def test_memory_capacity_defaults_to_delays_one_to_twice_the_units():
+    """Without ``delays`` or ``max_delay`` the curve covers delays ``1 .. 2N``."""
+    cfg = ESNConfig(n_inputs=1, n_units=7, activation="identity", recurrent_init="orthogonal")
+    w = init_esn_weights(cfg, seed=0)
+    curve = memory_capacity(w, n_steps=1000)
+    np.testing.assert_array_equal(curve.delays, np.arange(1, 15))
+    assert curve.r2.shape == (14,)
+
+
+def test_memory_capacity_draws_its_input_from_the_seed():
+    """The same seed reproduces the curve; another seed draws another input sequence."""
+    cfg = ESNConfig(n_inputs=1, n_units=8, activation="identity", recurrent_init="orthogonal")
+    w = init_esn_weights(cfg, seed=0)
+    first = memory_capacity(w, n_steps=800, max_delay=10, seed=1)
+    again = memory_capacity(w, n_steps=800, max_delay=10, seed=1)
+    other = memory_capacity(w, n_steps=800, max_delay=10, seed=2)
+    np.testing.assert_array_equal(first.r2, again.r2)
+    assert np.abs(first.r2 - other.r2).max() > 1e-6
+
+
+def test_memory_capacity_input_range_sets_how_far_tanh_units_saturate():
+    """A tanh reservoir driven by tiny inputs is almost linear (capacity of the identity
+    reservoir with the same weights, ridge scaled with the squared input); driven by unit
+    inputs it saturates and forgets."""
+    common = dict(n_inputs=1, n_units=20, input_scaling=1.0, recurrent_init="orthogonal")
+    lin_w = init_esn_weights(ESNConfig(**common, activation="identity"), seed=3)
+    tanh_w = init_esn_weights(ESNConfig(**common), seed=3)
+    lin = memory_capacity(lin_w, n_steps=3000, max_delay=40).capacity
+    small = memory_capacity(
+        tanh_w, n_steps=3000, max_delay=40, input_range=0.01, ridge=1e-13
+    ).capacity
+    unit = memory_capacity(tanh_w, n_steps=3000, max_delay=40, input_range=1.0).capacity
+    assert small == pytest.approx(lin, abs=0.01)
+    assert unit < lin - 5.0
+
+
+def test_memory_capacity_passes_washout_and_ridge_to_the_curve():
+    """``washout`` removes steps before the fit (too many leave too few to fit) and
+    ``ridge`` is the readout's penalty (a negative one is refused, a huge one lowers MC)."""
+    cfg = ESNConfig(n_inputs=1, n_units=10, activation="identity", recurrent_init="orthogonal")
+    w = init_esn_weights(cfg, seed=0)
+    memory_capacity(w, n_steps=300, max_delay=5, washout=100)  # 200 steps: enough
+    with pytest.raises(ValueError, match="too few"):  # 20 steps left: 10 to fit 10 units
+        memory_capacity(w, n_steps=300, max_delay=5, washout=280)
+    with pytest.raises(ValueError, match="ridge"):
+        memory_capacity(w, n_steps=300, max_delay=5, ridge=-1.0)
+    plain = memory_capacity(w, n_steps=1000, max_delay=10).capacity
+    shrunk = memory_capacity(w, n_steps=1000, max_delay=10, ridge=1e8).capacity
+    assert shrunk < plain - 0.5
+
+
+def test_memory_curve_readout_fits_a_bias_so_constant_state_offsets_do_not_matter():
+    """States ``[u_{t-1} + 10, v + 10]`` with independent noise ``v``: with a fitted bias
+    the readout ignores ``v`` and recovers ``u_{t-1}`` exactly (r^2 = 1); without one it
+    would have to cancel the offsets with ``v`` and score below 1."""
+    u = torch.rand(2000, generator=_gen(7), dtype=torch.float64)
+    v = torch.rand(2000, generator=_gen(8), dtype=torch.float64)
+    states = torch.stack([torch.roll(u, 1) + 10.0, v + 10.0], 1)
+    curve = memory_curve(states, u, delays=[1], washout=10)
+    np.testing.assert_allclose(curve.r2, [1.0], atol=1e-9)
+
+
 # --- Brian2 form ------------------------------------------------------------------------
 
 
@@ -723,6 +785,114 @@ def test_xi_modulator_rejects_bad_configs_and_inputs():
         modulator.predict(x, y, z[..., :5])
     with pytest.raises(RuntimeError, match="reset"):
         modulator.step(x[:, 0], y[:, 0], z[:, 0])
+
+
+def test_xi_scale_is_two_over_window_minus_one_squared_times_s_z_squared():
+    """``xi_scale = 2 / ((B - 1)^2 s_z^2)`` with ``s_z^2 = sigma_z^2 dz``."""
+    cfg = _small_modulator_config(window=4, sigmas=(0.5, 0.1, 2.0))  # dz = 12
+    assert cfg.xi_scale == pytest.approx(2.0 / (3**2 * 2.0**2 * 12))
+
+
+def test_xi_agreement_nrmse_is_relative_to_the_spread_of_the_exact_xi():
+    """Worked example: exact rows (1, 0), (3, 0) have mean (2, 0), spread sqrt(2); the
+    prediction (2, 0), (3, 1) is off by sqrt(2): NRMSE 1; cosines 1 and 3 / sqrt(10)."""
+    from plastix.reservoirs.xi_modulator import xi_agreement
+
+    exact = torch.tensor([[1.0, 0.0], [3.0, 0.0]], dtype=torch.float64)
+    pred = torch.tensor([[2.0, 0.0], [3.0, 1.0]], dtype=torch.float64)
+    agree = xi_agreement(pred, exact)
+    assert agree.nrmse == pytest.approx(1.0)
+    assert agree.cosine == pytest.approx((1.0 + 3.0 / 10**0.5) / 2)
+    assert agree.n_samples == 2 and np.isnan(agree.effective_cosine)
+    # predicting zero: ||exact|| / ||exact - mean|| = sqrt(10) / sqrt(2)
+    assert xi_agreement(torch.zeros_like(exact), exact).nrmse == pytest.approx(5**0.5)
+    with pytest.raises(ValueError, match="z_current"):
+        xi_agreement(pred, exact, torch.zeros(2, 3, dtype=torch.float64))
+
+
+def test_window_products_are_the_counts_times_the_decoded_sums():
+    """With a statistics readout that decodes ``[n_1, n_2, S, M_1, M_2]`` as the features
+    themselves, :meth:`XiModulator.expand` appends ``n_k S``, ``n_k M_k`` and ``||n||^2 S``."""
+    from plastix.reservoirs.xi_modulator import XiModulator
+
+    cfg = _small_modulator_config(n_classes=2)
+    statistics = RidgeReadout(5, 5)
+    statistics.weight = torch.eye(5, dtype=torch.float64)
+    modulator = XiModulator(cfg, None, [], statistics)
+    feats = torch.tensor([[1.0, 3.0, 2.0, 5.0, 7.0]], dtype=torch.float64)
+    expected = torch.tensor(
+        [[1.0, 3.0, 2.0, 5.0, 7.0, 2.0, 6.0, 5.0, 21.0, 20.0]], dtype=torch.float64
+    )
+    torch.testing.assert_close(modulator.expand(feats), expected)
+
+
+def test_xi_modulator_refuses_streams_of_another_label_count_or_length():
+    """``predict`` checks the label count and that x, y and z cover the same samples."""
+    from plastix.reservoirs.xi_modulator import XiModulator
+
+    cfg = _small_modulator_config(n_chunks=1)
+    modulator = XiModulator(cfg, init_esn_weights(cfg.esn_config(), seed=0), [])
+    x, y, z = _held_out_streams(cfg)
+    with pytest.raises(ValueError, match="n_classes=4"):
+        modulator.predict(x, y[..., :3], z)
+    with pytest.raises(ValueError, match="leading shapes"):
+        modulator.predict(x[:, :-1], y, z)
+    with pytest.raises(ValueError, match="leading shapes"):
+        modulator.predict(x, y[:, :-1], z)
+
+
+def test_xi_modulator_config_bounds_on_window_stream_length_and_products():
+    """The window holds at least 2 samples, a stream at least one full window plus one
+    sample, and ``window_products`` exists for the factorised architecture only."""
+    from plastix.reservoirs.xi_modulator import XiModulatorConfig
+
+    assert XiModulatorConfig(window=4, stream_length=5).stream_length == 5
+    with pytest.raises(ValueError, match="stream_length"):
+        XiModulatorConfig(window=4, stream_length=4)
+    with pytest.raises(ValueError, match="window"):
+        XiModulatorConfig(window=1, stream_length=8)
+    with pytest.raises(ValueError, match="window_products"):
+        XiModulatorConfig(architecture="global", window_products=True)
+
+
+def test_gated_global_readouts_are_fitted_on_the_samples_of_their_current_label():
+    """Readout ``c`` of a gated global modulator sees exactly the full-window training
+    samples whose *current* (last) label is ``c``, on the documented synthetic streams
+    (``n_chunks`` draws of :func:`synthetic_streams` from seed ``seed + 1``)."""
+    from plastix.reservoirs.xi_modulator import fit_xi_modulator, synthetic_streams
+
+    cfg = _small_modulator_config(
+        architecture="global", window_products=False, n_units=20, n_chunks=2
+    )
+    modulator = fit_xi_modulator(cfg)
+    gen = _gen(cfg.seed + 1)
+    counts = torch.zeros(cfg.n_classes, dtype=torch.int64)
+    for _ in range(cfg.n_chunks):
+        _, y, _ = synthetic_streams(
+            cfg.n_streams,
+            cfg.stream_length,
+            cfg.n_classes,
+            cfg.n_neurons,
+            cfg.x_projection,
+            cfg.sigmas[0],
+            gen,
+            class_strength=cfg.class_strength,
+        )
+        labels = y[:, cfg.window - 1 :].argmax(-1)
+        counts += torch.bincount(labels.flatten(), minlength=cfg.n_classes)
+    assert [r.count for r in modulator.readouts] == counts.tolist()
+
+
+def test_xi_modulator_fit_draws_streams_with_the_configured_class_strength():
+    """``class_strength`` reaches the synthetic streams: readouts fitted on class-free
+    activity (0) differ from those fitted with the default (1.5)."""
+    from plastix.reservoirs.xi_modulator import fit_xi_modulator
+
+    common = dict(architecture="global", window_products=False, n_units=20, n_chunks=1)
+    default = fit_xi_modulator(_small_modulator_config(**common))
+    flat = fit_xi_modulator(_small_modulator_config(**common, class_strength=0.0))
+    gap = (default.readouts[0].weight - flat.readouts[0].weight).abs().max()
+    assert float(gap) > 1e-3
 
 
 # --- reservoir in the loop ----------------------------------------------------------------
@@ -981,6 +1151,44 @@ def test_distance_preserving_projection_is_an_isometry_or_keeps_mean_distances()
     ratio = (w @ jl.T).norm(dim=1) ** 2 / w.norm(dim=1) ** 2
     assert abs(float(ratio.mean()) - 1.0) < 0.05
     assert 0.1 < float(ratio.std()) < 0.3  # sqrt(2 / k) = 0.18
+
+
+def test_kernel_memory_step_refuses_a_stream_count_other_than_reset():
+    """``step`` after ``reset(2)`` refuses three streams."""
+    from plastix.reservoirs.xi_modulator import (
+        KernelMemoryModulator,
+        delay_line_weights,
+    )
+
+    cfg = _kernel_memory_config(n_chunks=1)
+    weights = delay_line_weights(cfg.n_inputs, cfg.window - 1)
+    memory = RidgeReadout(weights.n_units, weights.n_units)
+    modulator = KernelMemoryModulator(cfg, weights, memory)
+    modulator.reset(2)
+    x, y, z = _raw_stream()
+    three = [a[0, :3] for a in (x, y, z)]
+    with pytest.raises(ValueError, match="reset"):
+        modulator.step(*three)
+
+
+def test_kernel_memory_label_kernel_uses_the_bandwidth_sigma_y_sqrt_c():
+    """With a wide label bandwidth (``K_Y`` between classes ``exp(-1 / (sigma_y^2 C))``, not
+    ~0 as at sigma_y = 0.1) the delay-line kernel-memory xi still equals the HSIC xi."""
+    from plastix.reservoirs.xi_modulator import fit_xi_modulator
+
+    cfg = _kernel_memory_config(sigmas=(0.5, 0.4, 1.0), xi_method="exact", n_chunks=1)
+    x, y, z = _raw_stream()
+    pred = fit_xi_modulator(cfg).predict(x, y, z)[0, cfg.window - 1 :]
+    exact = _hsic_xi(x, y, z, cfg)
+    torch.testing.assert_close(pred, exact, rtol=1e-5, atol=1e-7 * exact.abs().max())
+
+
+def test_distance_preserving_projection_of_equal_dimensions_is_orthogonal():
+    """``k = x_dim`` is the isometry case: ``P^T P = I``."""
+    from plastix.reservoirs.xi_modulator import distance_preserving_projection
+
+    p = distance_preserving_projection(6, 6, _gen(2))
+    torch.testing.assert_close(p.T @ p, torch.eye(6, dtype=torch.float64))
 
 
 @pytest.mark.parametrize(
