@@ -325,13 +325,17 @@ def _probe_cuda() -> dict[str, Any]:
     }
 
 
+def _curand_links(curand: CurandLocation | None) -> bool:
+    """Whether brian2cuda can compile and link against this cuRAND: it includes curand.h and
+    links -lcurand, so both the headers and libcurand.so must have been found."""
+    return curand is not None and curand.library_file is not None
+
+
 def _cuda_ready(cuda: Mapping[str, Any], *, require_gpu: bool) -> bool:
-    curand: CurandLocation | None = cuda["curand"]
     compile_ready = (
         cuda["brian2cuda_matches"]
         and cuda["nvcc_version"] is not None
-        and curand is not None
-        and curand.library_file is not None  # brian2cuda links -lcurand
+        and _curand_links(cuda["curand"])
     )
     return bool(compile_ready and (cuda["gpu"]["gpus"] or not require_gpu))
 
@@ -419,7 +423,7 @@ def _backend_report() -> list[BackendStatus]:
     report.append(
         BackendStatus(
             "curand",
-            curand is not None and curand.library_file is not None,
+            _curand_links(curand),
             {
                 "include_dir": curand.include_dir if curand else None,
                 "library": curand.library_file if curand else None,
@@ -1470,7 +1474,7 @@ def _cuda_activation_settings(
             )
         version = 13.0
     curand: CurandLocation | None = cuda["curand"]
-    if (curand is None or curand.library_file is None) and not codegen_only:
+    if not _curand_links(curand) and not codegen_only:
         found = "headers not found" if curand is None else "headers found but no libcurand.so"
         raise RuntimeError(
             f"backend='cuda_standalone': cuRAND {found} (brian2cuda includes curand.h and "

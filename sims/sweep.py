@@ -191,7 +191,7 @@ def plan_sweep(
     try:
         holder = lock_holder(Path(out_dir) / LOCK_NAME)
     except LockFileDenied as exc:
-        raise ConfigError(f"--out-dir {str(out_dir)!r}: {exc}") from None
+        raise _sweep_lock_denied(out_dir, exc) from None
     if holder is not None and not holder.is_this_process:
         raise _another_sweep_runs(out_dir, holder)
     earlier = read_index(out_dir)
@@ -379,7 +379,7 @@ def run_sweep(
             except LockHeld as exc:
                 raise _another_sweep_runs(out_dir, exc.holder) from None
             except LockFileDenied as exc:
-                raise ConfigError(f"--out-dir {str(out_dir)!r}: {exc}") from None
+                raise _sweep_lock_denied(out_dir, exc) from None
             # planned again under the lock: the folder's index and files as they are now
             planned = plan_sweep(experiment, grid, **plan)
             status = _run_planned(experiment, planned, out_dir, client, device, data_root, imports)
@@ -395,6 +395,10 @@ def _another_sweep_runs(out_dir: str | Path, holder: LockHolder) -> ConfigError:
         f"--out-dir {str(out_dir)!r}: another sweep is running into it ({holder}); wait for "
         "it to finish, or choose another --out-dir"
     )
+
+
+def _sweep_lock_denied(out_dir: str | Path, denied: LockFileDenied) -> ConfigError:
+    return ConfigError(f"--out-dir {str(out_dir)!r}: {denied}")
 
 
 def _run_planned(
