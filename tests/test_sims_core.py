@@ -1057,23 +1057,40 @@ def test_git_sha_is_the_source_trees_commit_and_says_when_it_was_changed(tmp_pat
     assert git_sha(tmp_path.parent / "elsewhere" / "module.py") is None
 
 
-def test_cli_keeps_ignoring_sigint_where_the_shell_ignores_it():
-    """A background job (``plastix run ... &`` in a script) starts with SIGINT ignored; Brian2's
-    import would replace that with a handler that fails on the next SIGINT."""
+def _sigint_after_cli_list(handler: str) -> str:
+    """In a child process: give SIGINT the handler ``signal.<handler>``, run ``plastix list``,
+    send itself SIGINT; returns what came of it ('interrupted', or 'ignored True/False')."""
     import subprocess
     import sys
 
     code = (
         "import os, signal\n"
-        "signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+        f"signal.signal(signal.SIGINT, signal.{handler})\n"
         "from plastix.sims import cli\n"
         "assert cli.main(['list']) == 0\n"
-        "os.kill(os.getpid(), signal.SIGINT)\n"
-        "print('ignored', signal.getsignal(signal.SIGINT) is signal.SIG_IGN)\n"
+        "try:\n"
+        "    os.kill(os.getpid(), signal.SIGINT)\n"
+        "except KeyboardInterrupt:\n"
+        "    print('interrupted')\n"
+        "else:\n"
+        "    print('ignored', signal.getsignal(signal.SIGINT) is signal.SIG_IGN)\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "ignored True" in done.stdout
+    return done.stdout.splitlines()[-1]
+
+
+def test_cli_keeps_ignoring_sigint_where_the_shell_ignores_it():
+    """A background job (``plastix run ... &`` in a script) starts with SIGINT ignored; Brian2's
+    import would replace that with a handler that fails on the next SIGINT."""
+    assert _sigint_after_cli_list("SIG_IGN") == "ignored True"
+
+
+def test_cli_leaves_ctrl_c_working_where_sigint_is_not_ignored():
+    """Where SIGINT has its default handler (a foreground command), the CLI keeps it: Ctrl-C
+    still raises KeyboardInterrupt after a command. Run in a child process that sets the
+    handler itself, since this suite may run as a background job with SIGINT ignored."""
+    assert _sigint_after_cli_list("default_int_handler") == "interrupted"
 
 
 def _fake_result(path, experiment="test-counter", **parts):
@@ -1319,25 +1336,3 @@ def test_cli_sweep_hands_every_option_to_the_sweep(monkeypatch, tmp_path):
     assert cli.main(["sweep", "ib-rate", "--out-dir", str(tmp_path)]) == 0
     defaults = (seen["seeds"], seen["n_workers"], seen["scheduler"], seen["imports"])
     assert defaults == (1, 2, None, ())  # --seeds 1, --workers 2, no scheduler, no imports
-
-
-def test_cli_leaves_ctrl_c_working_where_sigint_is_not_ignored():
-    """Where SIGINT has its default handler (a foreground command), the CLI keeps it: Ctrl-C
-    still raises KeyboardInterrupt after a command. Run in a child process that sets the
-    handler itself, since this suite may run as a background job with SIGINT ignored."""
-    import subprocess
-    import sys
-
-    code = (
-        "import os, signal\n"
-        "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
-        "from plastix.sims import cli\n"
-        "assert cli.main(['list']) == 0\n"
-        "try:\n"
-        "    os.kill(os.getpid(), signal.SIGINT)\n"
-        "except KeyboardInterrupt:\n"
-        "    print('interrupted')\n"
-    )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.splitlines()[-1] == "interrupted"
