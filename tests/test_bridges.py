@@ -16,10 +16,16 @@ from snntorch.import_nir import import_from_nir
 
 from plastix.bridges.nir_bridge import SNNTORCH_NIR_DT, SnntorchConvention, from_nir, to_nir
 from plastix.bridges.snntorch_bridge import (
+    BPTTConfig,
+    SnnTorchRecord,
+    bernoulli_raster,
     continuous_layer,
     discretise,
+    evaluate_snntorch,
     from_snntorch,
+    readout_logits,
     to_snntorch,
+    train_bptt,
 )
 from plastix.circuits.feedforward import (
     FeedForwardSpec,
@@ -671,3 +677,140 @@ def test_compare_figure_draws_each_arm_against_time_and_samples_without_missing_
     pyplot().close(fig)
     with pytest.raises(ValueError, match="a 'pruning' result; compare_curves needs a compare"):
         compare_curves(result("pruning"))
+
+
+# -- rate coding, readout, training --------------------------------------------------------
+
+
+def test_bernoulli_raster_spikes_with_probability_p_max_times_the_feature():
+    """P(spike) per step is p_max * x: a feature of 0 never spikes, one of 1 with p_max = 1
+    spikes on every step, and the rates over many steps are p_max * x."""
+    sure = bernoulli_raster(torch.tensor([[0.0, 1.0]]), 7, 1.0)
+    np.testing.assert_array_equal(sure.numpy(), np.tile([[[0.0, 1.0]]], (7, 1, 1)))
+    x = torch.tensor([[0.0, 1.0, 0.5], [0.25, 0.0, 1.0]])
+    raster = bernoulli_raster(x, 20000, 0.4, torch.Generator().manual_seed(0))
+    assert raster.shape == (20000, 2, 3)
+    assert set(raster.unique().tolist()) <= {0.0, 1.0}
+    np.testing.assert_allclose(raster.mean(0).numpy(), 0.4 * x.numpy(), atol=0.015)
+    assert raster[:, 0, 0].sum() == 0 and raster[:, 1, 1].sum() == 0
+
+
+def _readout_spec(last: str, readout_weight: float = 1.0) -> FeedForwardSpec:
+    """input 4 -> LIF (3) -> ``last`` (2), an LI readout or a spiking LIF output layer."""
+    return FeedForwardSpec(
+        4,
+        (
+            LayerSpec(np.full((3, 4), 8.0), NeuronParams("LIF")),
+            LayerSpec(np.full((2, 3), readout_weight), NeuronParams(last)),
+        ),
+    )
+
+
+def test_readout_logits_average_the_li_membrane_or_count_spikes_from_start_on():
+    """LI readout: the membrane (volts above rest) averaged over steps start..T-1; spiking
+    output layer: spike counts over those steps; ``offset`` is added to either."""
+    mem = torch.tensor([[9.0, -9.0], [1.0, 2.0], [3.0, 6.0], [5.0, 1.0]]).reshape(4, 1, 2)
+    spikes = torch.tensor([[1.0, 1.0], [0.0, 1.0], [1.0, 1.0], [1.0, 0.0]]).reshape(4, 1, 2)
+    offset = torch.tensor([0.5, -0.5])
+    li = to_snntorch(_readout_spec("LI"), DT)
+    record = SnnTorchRecord(spikes=[spikes, None], membranes=[mem, mem])
+    np.testing.assert_allclose(readout_logits(li, record, start=1).numpy(), [[3.0, 3.0]])
+    np.testing.assert_allclose(
+        readout_logits(li, record, start=2, offset=offset).numpy(), [[4.5, 3.0]]
+    )
+    lif = to_snntorch(_readout_spec("LIF"), DT)
+    record = SnnTorchRecord(spikes=[spikes, spikes], membranes=[mem, mem])
+    np.testing.assert_array_equal(readout_logits(lif, record).numpy(), [[3.0, 3.0]])
+    np.testing.assert_array_equal(readout_logits(lif, record, start=1).numpy(), [[2.0, 2.0]])
+    np.testing.assert_array_equal(
+        readout_logits(lif, record, start=1, offset=offset).numpy(), [[2.5, 1.5]]
+    )
+
+
+def test_evaluate_snntorch_on_a_given_raster_matches_one_full_run_in_any_batch_size():
+    """With a raster given, each batch of samples sees its own columns of it: the logits equal
+    one run over all samples, and accuracy is the share whose largest logit is the label."""
+    net = to_snntorch(_readout_spec("LI"), DT, dtype=torch.float64)
+    cfg = BPTTConfig(steps=30, settle=5, batch=2)
+    raster = torch.as_tensor(_raster(11, 30, 5, 4, p=0.5), dtype=torch.float64)
+    with torch.no_grad():
+        expected = readout_logits(net, net(raster), 5)
+    winner = expected.argmax(-1)
+    assert len(set(expected[:, 0].tolist())) == 5  # distinct samples
+    y = torch.cat([winner[:3], 1 - winner[3:]])
+    x = torch.full((5, 4), 0.5)
+    acc, logits = evaluate_snntorch(net, x, y, cfg, raster=raster, batch=2)
+    np.testing.assert_allclose(logits.numpy(), expected.numpy(), rtol=1e-12)
+    assert acc == pytest.approx(0.6)
+    offset = torch.tensor([100.0, -100.0], dtype=torch.float64)
+    acc, logits = evaluate_snntorch(net, x, y, cfg, raster=raster, batch=4, offset=offset)
+    np.testing.assert_allclose(logits.numpy(), (expected + offset).numpy(), rtol=1e-12)
+    assert acc == pytest.approx(float((y == 0).double().mean()))
+
+
+def test_train_bptt_follows_the_given_order_and_weights_the_per_sample_loss():
+    """A readout with zero weights gives logits 0 whatever the input, so each sample's cross-
+    entropy is ln 2; with lr = 0 nothing changes. ``order`` picks the samples and batches,
+    ``loss_weights`` sees each batch's indices and scales its per-sample losses, and the
+    reported loss is the mean over batches."""
+    net = to_snntorch(_readout_spec("LI", readout_weight=0.0), DT)
+    x, y = torch.full((5, 4), 0.5), torch.tensor([0, 1, 0, 1, 1])
+    cfg = BPTTConfig(steps=6, settle=2, batch=2)
+    seen = []
+
+    def loss_weights(indices, per_sample):
+        seen.append(indices.tolist())
+        np.testing.assert_allclose(per_sample.numpy(), math.log(2), rtol=1e-6)
+        return torch.where(indices == 4, 0.0, 2.0)
+
+    sgd = torch.optim.SGD(net.parameters(), lr=0.0)
+    plain = train_bptt(net, x, y, cfg, optimizer=sgd, generator=torch.Generator().manual_seed(0))
+    assert plain["samples"] == 5.0
+    assert plain["loss"] == pytest.approx(math.log(2), rel=1e-6)
+    stats = train_bptt(net, x, y, cfg, optimizer=sgd, order=[4, 0, 4], loss_weights=loss_weights)
+    assert seen == [[4, 0], [4]]
+    assert stats["samples"] == 3.0
+    # batch [4, 0]: (0 + 2) ln 2 / 2; batch [4]: 0
+    assert stats["loss"] == pytest.approx(math.log(2) / 2, rel=1e-6)
+
+
+def test_train_bptt_trains_the_logit_offset_with_its_default_optimizer():
+    """Without an optimizer, Adam covers the trainable parameters and the ``offset``: with the
+    network frozen and every label 0, only the offset moves, towards class 0, and evaluation
+    adds it to the (zero) logits."""
+    net = to_snntorch(_readout_spec("LI", readout_weight=0.0), DT)
+    net.requires_grad_(False)
+    x, y = torch.full((6, 4), 0.5), torch.zeros(6, dtype=torch.int64)
+    offset = torch.zeros(2, requires_grad=True)
+    cfg = BPTTConfig(steps=6, settle=2, batch=3, lr=0.01)
+    train_bptt(net, x, y, cfg, offset=offset, generator=torch.Generator().manual_seed(0))
+    assert offset[0] > 0.01 and offset[1] < -0.01
+    _, logits = evaluate_snntorch(net, x, y, cfg, offset=offset.detach())
+    np.testing.assert_allclose(logits.numpy(), np.tile(offset.detach().numpy(), (6, 1)))
+
+
+def test_from_snntorch_skips_flatten_and_identity_modules():
+    """Flatten and Identity between the layers change nothing: the same description comes
+    back, with the layers named by their position among Linear/neuron pairs."""
+    torch.manual_seed(1)
+    net = torch.nn.Sequential(
+        torch.nn.Linear(3, 4),
+        snn.Leaky(beta=0.8, threshold=0.5, reset_mechanism="zero", reset_delay=False),
+        torch.nn.Linear(4, 2),
+        snn.Leaky(beta=0.9, reset_mechanism="none"),
+    )
+    padded = torch.nn.Sequential(
+        torch.nn.Flatten(), net[0], torch.nn.Identity(), net[1], torch.nn.Identity(), *net[2:]
+    )
+    spec = from_snntorch(net, DT)
+    assert [layer.neuron.model for layer in spec.layers] == ["LIF", "LI"]
+    assert from_snntorch(padded, DT).same_as(spec)
+    assert [layer.name for layer in from_snntorch(padded, DT).layers] == ["layer0", "layer1"]
+
+
+def test_snntorch_network_maps_back_only_at_its_own_step():
+    spec = _spec("LIF")
+    net = to_snntorch(spec, DT)
+    assert from_snntorch(net, 1e-3).same_as(from_snntorch(net))
+    with pytest.raises(ValueError, match="dt: .* differs from the network's dt = 0.001 s"):
+        from_snntorch(net, 1.001 * ms)

@@ -7,13 +7,22 @@ import numpy as np
 import pytest
 import snntorch as snn
 import torch
-from brian2 import ms
+from brian2 import ms, mV
 
 from plastix.bridges.continual import EWCLearner, LearnerConfig
 from plastix.bridges.ib_training import AdamWSettings
-from plastix.bridges.snntorch_bridge import BPTTConfig, bernoulli_raster, from_snntorch
+from plastix.bridges.snntorch_bridge import (
+    BPTTConfig,
+    bernoulli_raster,
+    continuous_layer,
+    discretise,
+    evaluate_snntorch,
+    from_snntorch,
+    to_snntorch,
+    train_bptt,
+)
 from plastix.circuits.backend import activate_backend
-from plastix.circuits.feedforward import FeedForwardSpec, LayerSpec, build_brian2
+from plastix.circuits.feedforward import FeedForwardSpec, LayerSpec, NeuronParams, build_brian2
 from plastix.circuits.ib_network import IBCircuitSpec, XiSettings
 from plastix.circuits.neurons import LIFParams
 from plastix.plasticity.hsic import check_gamma, check_sigmas, modulatory_signal
@@ -218,3 +227,136 @@ def test_adam_betas_in_the_unit_interval_are_accepted(betas):
 
     check_adam_betas("betas", betas)
     assert LearnerConfig(optimizer="adam", adam_betas=betas).adam_betas == betas
+
+
+def _snn_spec() -> FeedForwardSpec:
+    """input 4 -> LIF (3) -> LI (2)."""
+    return FeedForwardSpec(
+        4,
+        (
+            LayerSpec(np.ones((3, 4)), NeuronParams("LIF")),
+            LayerSpec(np.ones((2, 3)), NeuronParams("LI")),
+        ),
+    )
+
+
+def test_snntorch_conversion_refuses_steps_that_are_not_positive_times():
+    for bad in (0 * ms, 0.0, -1e-3, float("inf")):
+        with pytest.raises(ValueError, match="dt: must be a positive time step"):
+            to_snntorch(_snn_spec(), bad)
+    with pytest.raises(TypeError, match="dt: expected a time such as 1\\*ms"):
+        to_snntorch(_snn_spec(), 1 * mV)
+    with pytest.raises(TypeError, match="spec: expected a FeedForwardSpec, got list"):
+        discretise(list(_snn_spec().layers), 1 * ms)
+
+
+def test_snntorch_network_refuses_a_raster_of_the_wrong_width():
+    net = to_snntorch(_snn_spec(), 1 * ms)
+    assert net(torch.zeros(3, 2, 4)).membranes[1].shape == (3, 2, 2)
+    with pytest.raises(
+        ValueError, match=r"x: expected a raster \(T, B, 4\), got shape \(3, 2, 5\)"
+    ):
+        net(torch.zeros(3, 2, 5))
+
+
+def test_snntorch_conversion_checks_resets_per_model_and_refractory_only_where_it_spikes():
+    """CubaLIF must reset to rest like LIF; an LI readout has no refractory period to drop."""
+    shifted = NeuronParams("CubaLIF", v_reset=-5 * mV)
+    with pytest.raises(ValueError, match="v_reset: layer 'layer0' resets to"):
+        to_snntorch(FeedForwardSpec(4, (LayerSpec(np.ones((3, 4)), shifted),)), 1 * ms)
+    readout = LayerSpec(np.ones((2, 3)), NeuronParams("LI", refractory=5 * ms))
+    spec = FeedForwardSpec(4, (_snn_spec().layers[0], readout))
+    assert to_snntorch(spec, 1 * ms).discrete[1].reset == "none"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"beta": 1.2}, r"beta: decay factors must lie in \(0, 1\]"),
+        ({"beta": 0.0}, r"beta: decay factors must lie in \(0, 1\]"),
+        ({"gain": 0.0}, "gain: must be > 0"),
+        ({"alpha": 0.5, "reset": "none"}, "alpha: a non-spiking"),
+        ({"beta": 1.0, "alpha": 0.5}, r"beta: 1 \(no leak, IF\)"),
+        ({"beta": 1.0, "reset": "none"}, r"beta: 1 \(no leak, IF\)"),
+        ({"beta": [1.0, 0.9]}, r"beta: 1 \(no leak, IF\)"),
+        ({"alpha": 1.0}, r"alpha: synaptic decay factors must lie in \(0, 1\)"),
+        ({"threshold": None}, "threshold: a spiking layer needs its threshold"),
+        ({"bias": [0.0, float("nan")]}, "bias: must be finite"),
+    ],
+)
+def test_continuous_layer_refuses_parameters_without_a_brian2_form(kwargs, message):
+    args = {"beta": 0.9, "alpha": None, "threshold": 1.0, "reset": "zero", "bias": None}
+    args.update(kwargs)
+    bias = args.pop("bias")
+    with pytest.raises(ValueError, match=message):
+        continuous_layer(np.ones((2, 3)), bias, dt=1e-3, **args)
+
+
+def test_continuous_layer_keeps_a_reset_value_apart_from_rest():
+    """An IF layer (beta = 1) may reset below rest; v_reset defaults to v_leak."""
+    if_layer = {"beta": 1.0, "alpha": None, "threshold": 0.005, "reset": "zero", "dt": 1e-3}
+    layer = continuous_layer(np.ones((2, 3)), None, **if_layer, v_leak=-0.06, v_reset=-0.07)
+    values = layer.neuron.values(2)
+    assert layer.neuron.model == "IF"
+    np.testing.assert_allclose(values["v_reset"], [-0.07, -0.07])
+    np.testing.assert_allclose(values["v_th"], [-0.055, -0.055])
+    default = continuous_layer(np.ones((2, 3)), None, **if_layer, v_leak=-0.06)
+    np.testing.assert_allclose(default.neuron.values(2)["v_reset"], [-0.06, -0.06])
+
+
+@pytest.mark.parametrize(
+    ("cfg", "message"),
+    [
+        ({"steps": 10, "settle": 10}, r"settle: must lie in \[0, steps=10\), got 10"),
+        ({"steps": 10, "settle": -1}, r"settle: must lie in \[0, steps=10\), got -1"),
+        ({"steps": 0, "settle": 0}, "steps: expected an int >= 1, got 0"),
+        ({"batch": 0}, "batch: expected an int >= 1, got 0"),
+    ],
+)
+def test_bptt_config_refuses_empty_runs_and_a_settle_time_that_leaves_no_step(cfg, message):
+    with pytest.raises(ValueError, match=message):
+        BPTTConfig(**cfg)
+    assert BPTTConfig(steps=10, settle=9).settle == 9
+
+
+def test_bernoulli_raster_refuses_no_steps_and_features_outside_the_unit_interval():
+    assert bernoulli_raster(torch.ones(2, 3), 1, 1.0).shape == (1, 2, 3)
+    with pytest.raises(ValueError, match="steps: expected an int >= 1, got 0"):
+        bernoulli_raster(torch.full((2, 3), 0.5), 0, 0.5)
+    with pytest.raises(ValueError, match=r"x: features must lie in \[0, 1\]"):
+        bernoulli_raster(torch.full((2, 3), -0.1), 4, 0.5)
+    with pytest.raises(ValueError, match=r"x: expected \(B, d\) features"):
+        bernoulli_raster(torch.full((3,), 0.5), 4, 0.5)
+
+
+def test_bptt_training_and_evaluation_refuse_mismatched_features_and_labels():
+    net = to_snntorch(_snn_spec(), 1 * ms)
+    cfg = BPTTConfig(steps=3, settle=0, batch=4)
+    x, y = torch.full((5, 4), 0.5), torch.zeros(5, dtype=torch.int64)
+    for run in (train_bptt, evaluate_snntorch):
+        with pytest.raises(ValueError, match=r"x: expected \(n, 4\) features in \[0, 1\]"):
+            run(net, x[:, :3], y, cfg)
+        with pytest.raises(ValueError, match="y: expected 5 int64 labels"):
+            run(net, x, y.float(), cfg)
+        with pytest.raises(ValueError, match="y: expected 5 int64 labels"):
+            run(net, x, y[:4], cfg)
+
+
+def test_from_snntorch_refuses_what_is_not_a_linear_neuron_sequence():
+    leaky = snn.Leaky(beta=0.9, reset_mechanism="zero", reset_delay=False)
+    with pytest.raises(ValueError, match="net: expected alternating nn.Linear"):
+        from_snntorch(torch.nn.Sequential(), 1 * ms)
+    with pytest.raises(ValueError, match="net: expected alternating nn.Linear"):
+        from_snntorch(torch.nn.Sequential(torch.nn.Linear(2, 2)), 1 * ms)
+    with pytest.raises(ValueError, match=r"net\[0\], net\[1\]: expected nn.Linear then"):
+        from_snntorch(torch.nn.Sequential(leaky, torch.nn.Linear(2, 2)), 1 * ms)
+    with pytest.raises(ValueError, match="dt: a plain snntorch network has no time step"):
+        from_snntorch(torch.nn.Sequential(torch.nn.Linear(2, 2), leaky))
+    with pytest.raises(TypeError, match="net: expected a SnnTorchFeedForward"):
+        from_snntorch(leaky, 1 * ms)
+    synaptic_li = snn.Synaptic(alpha=0.5, beta=0.9, reset_mechanism="none")
+    with pytest.raises(ValueError, match="alpha: a non-spiking"):
+        from_snntorch(torch.nn.Sequential(torch.nn.Linear(2, 2), synaptic_li), 1 * ms)
+    zero = snn.Leaky(beta=0.0, reset_delay=False)
+    with pytest.raises(ValueError, match=r"net\[1\].beta: decay factors .* got \[0. 0.\]"):
+        from_snntorch(torch.nn.Sequential(torch.nn.Linear(2, 2), zero), 1 * ms)
