@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from brian2 import Hz
 
 from plastix.bridges.ib_training import (
     AdamWSettings,
@@ -26,6 +27,7 @@ from plastix.bridges.rate_networks import (
     RateMLP,
 )
 from plastix.plasticity.hsic import gaussian_kernel, layer_objective, modulatory_weights
+from plastix.plasticity.ib_rule import IBThreeFactor, apply_eligibility_update
 from plastix.sims.datasets import load_dataset
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -472,3 +474,123 @@ def test_windows_longer_than_the_training_set_are_refused_before_work(
 
     with pytest.raises(ConfigError, match=match):
         prepare_run(experiment, overrides=overrides, out=tmp_path / "r.h5")
+
+
+def test_dense_and_conv_blocks_normalise_like_torch_layer_norm_with_eps_1e_6():
+    """The hidden blocks' LayerNorm (no affine) is torch's layer_norm with eps 1e-6: over the
+    features of a dense block, over (C, H, W) of a pooled convolutional block."""
+    torch.manual_seed(0)
+    dense = DenseBlock(5, 7).double()
+    p = 0.01 * torch.randn(4, 5, dtype=torch.float64)  # small rates: eps matters
+    with torch.no_grad():
+        h = torch.relu(dense.linear(p))
+        torch.testing.assert_close(dense(p), F.layer_norm(h, (7,), eps=1e-6))
+        conv = ConvBlock(2, 3).double()
+        x = 0.01 * torch.randn(2, 2, 6, 6, dtype=torch.float64)
+        pooled = F.avg_pool2d(torch.relu(conv.conv(x)), 2)
+        torch.testing.assert_close(conv(x), F.layer_norm(pooled, (3, 3, 3), eps=1e-6))
+
+
+def test_networks_without_layer_norm_pass_the_relu_output_on():
+    """layer_norm=False: a dense block outputs ReLU(W p + b), a convolutional block
+    avgpool2(ReLU(conv(p))), in RateMLP, RateCNN and LeakyRateMLP alike."""
+    torch.manual_seed(0)
+    x = torch.randn(3, 4, dtype=torch.float64)
+    mlp = RateMLP(4, (5,), 2, layer_norm=False).double()
+    leaky = LeakyRateMLP(4, (5,), 2, layer_norm=False).double()
+    cnn = RateCNN((1, 4, 4), (2,), 3, layer_norm=False).double()
+    image = torch.randn(3, 1, 4, 4, dtype=torch.float64)
+    with torch.no_grad():
+        for net in (mlp, leaky):
+            block = net.blocks[0]
+            torch.testing.assert_close(block(x), torch.relu(block.linear(x)))
+        (block,) = cnn.blocks
+        expected = F.avg_pool2d(torch.relu(block.conv(image)), 2)
+        torch.testing.assert_close(block(image), expected)
+        torch.testing.assert_close(cnn(image), cnn.readout(expected.flatten(1)))
+
+
+def test_a_unit_exactly_at_threshold_gets_no_three_factor_update():
+    """ReLU'(0) = 0, as in autograd: a unit whose weights and bias are zero (a = 0, e.g. a
+    pruned unit) is silent and its row of the update stays zero."""
+    block = DenseBlock(3, 2, layer_norm=False).double()
+    with torch.no_grad():
+        block.linear.weight.copy_(torch.tensor([[0.0, 0.0, 0.0], [1.0, 1.0, 1.0]]))
+        block.linear.bias.zero_()
+        p = torch.tensor([[1.0, 2.0, 3.0]], dtype=torch.float64)
+        d_w, d_b = block.three_factor_grads(
+            block.finish(p, block.pre_activation(p)), torch.tensor([2.0, -1.0]).double(), "relu"
+        )
+    torch.testing.assert_close(d_w, torch.tensor([[0.0, 0.0, 0.0], [-1.0, -2.0, -3.0]]).double())
+    torch.testing.assert_close(d_b, torch.tensor([0.0, -1.0]).double())
+
+
+def test_leaky_units_start_from_rest_and_take_one_euler_step_of_every_layer():
+    """From rest (u = 0) one step gives ``u1 = (dt/tau)(W x + b)`` in the hidden layer and
+    ``o1 = (dt/tau)(W_r n1 + b_r)`` at the readout; a second step ``u2 = u1 + (dt/tau)(W x + b
+    - u1)``."""
+    torch.manual_seed(0)
+    net = LeakyRateMLP(4, (5,), 3, integration=LeakyIntegration(5e-3, 1e-3, 4)).double()
+    x = torch.randn(2, 4, dtype=torch.float64)
+    block, rate = net.blocks[0], 0.2
+    with torch.no_grad():
+        state = net.initial_state(2, x)
+        assert [tuple(s.shape) for s in state] == [(2, 5), (2, 3)]
+        assert all(torch.equal(s, torch.zeros_like(s)) for s in state)
+        state, traces, out = net.time_step(x, state)
+        drive = block.linear(x)
+        torch.testing.assert_close(state[0], rate * drive)
+        torch.testing.assert_close(traces[0].a, rate * drive)
+        n1 = F.layer_norm(torch.relu(rate * drive), (5,), eps=1e-6)
+        torch.testing.assert_close(out, rate * net.readout(n1))
+        torch.testing.assert_close(state[1], out)
+        state, _, _ = net.time_step(x, state)
+        torch.testing.assert_close(state[0], rate * drive + rate * (drive - rate * drive))
+
+
+@pytest.mark.parametrize("steps", [3, 5])
+def test_leaky_prediction_averages_the_readout_over_the_second_half_of_odd_step_counts(steps):
+    """With an odd number of steps the average runs over steps ``steps // 2 .. steps - 1``:
+    ``steps - steps // 2`` readout states."""
+    torch.manual_seed(0)
+    net = LeakyRateMLP(4, (5,), 3, integration=LeakyIntegration(5e-3, 1e-3, steps)).double()
+    x = torch.randn(2, 4, dtype=torch.float64)
+    with torch.no_grad():
+        state, outs = net.initial_state(2, x), []
+        for _ in range(steps):
+            state, _, out = net.time_step(x, state)
+            outs.append(out)
+        expected = torch.stack(outs[steps // 2 :]).mean(0)
+        torch.testing.assert_close(net(x), expected)
+
+
+def test_leaky_network_starts_from_the_weights_of_the_rate_network_of_the_same_seed():
+    """LeakyRateMLP swaps its blocks for leaky ones keeping the weights drawn for them: with
+    the same seed it starts from exactly the parameters of RateMLP."""
+    torch.manual_seed(3)
+    rate = RateMLP(4, (5, 6), 3)
+    torch.manual_seed(3)
+    leaky = LeakyRateMLP(4, (5, 6), 3)
+    for (name, a), (_, b) in zip(
+        rate.state_dict().items(), leaky.state_dict().items(), strict=True
+    ):
+        assert torch.equal(a, b), name
+
+
+def test_cnn_readout_fits_odd_image_sizes_that_pooling_floors():
+    """Average pooling floors odd sizes (7 -> 3 -> 1): the readout takes C * 1 * 1 inputs."""
+    net = RateCNN((1, 7, 5), (2, 3), 4)
+    assert net.readout.in_features == 3 * 1 * 1
+    assert net(torch.rand(2, 1, 7, 5)).shape == (2, 4)
+
+
+def test_eligibility_update_steps_each_row_by_its_xi_and_clips_to_asymmetric_bounds():
+    """``W <- clip(W - eta * xi[post] * E, w_min, w_max)`` worked by hand, with bounds that
+    are not symmetric about zero."""
+    rule = IBThreeFactor(eta=2 * Hz, w_min=-1.0, w_max=0.5)
+    weight = np.array([[-0.9, 0.4, 0.0], [0.2, -0.9, 0.1]])
+    elig = np.array([[0.1, -0.1, 0.0], [0.3, 0.2, 0.05]])  # seconds
+    xi = np.array([1.0, -2.0])
+    # steps eta * xi * E: [[0.2, -0.2, 0], [-1.2, -0.8, -0.2]]
+    expected = np.array([[-1.0, 0.5, 0.0], [0.5, -0.1, 0.3]])
+    np.testing.assert_allclose(apply_eligibility_update(weight, elig, xi, rule), expected)

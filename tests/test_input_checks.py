@@ -11,7 +11,7 @@ from brian2 import Hz, ms
 from plastix.bridges.continual import permuted_tasks
 from plastix.bridges.ib_training import BackpropTrainer, IBRule, IBTrainer, evaluate
 from plastix.bridges.pruning import plan_keep_counts
-from plastix.bridges.rate_networks import RateCNN, RateMLP
+from plastix.bridges.rate_networks import LeakyIntegration, RateCNN, RateMLP
 from plastix.bridges.snntorch_bridge import bernoulli_raster
 from plastix.circuits.encoders import PoissonEncoder, make_schedule
 from plastix.circuits.ib_network import IBCircuit, IBCircuitSpec, XiSettings, init_weights
@@ -180,3 +180,19 @@ def test_kernels_refuse_nan_features_and_empty_feature_vectors():
         gaussian_kernel(torch.zeros(4, 0), 1.0)
     with pytest.raises(ValueError, match="eps: must be finite and > 0"):
         cosine_kernel(torch.zeros(3, 2), eps=0.0)
+
+
+def test_rate_network_settings_refuse_zero_times_and_images_too_narrow_for_their_blocks():
+    with pytest.raises(ValueError, match="dt: must be a positive time"):
+        LeakyIntegration(dt=0.0)
+    with pytest.raises(ValueError, match="tau: must be a positive time"):
+        LeakyIntegration(tau=0.0)
+    assert LeakyIntegration(tau=1e-3, dt=1e-3).rate == 1.0  # dt = tau is the largest step
+    # the second pooling block would take the width from 1 pixel to 0
+    with pytest.raises(ValueError, match="channels: 2 pooling blocks shrink"):
+        RateCNN((1, 8, 2), (2, 2), 3)
+    rule = IBThreeFactor()
+    with pytest.raises(ValueError, match="elig_sum: shape"):
+        apply_eligibility_update(np.zeros((2, 3)), np.ones((3, 2)), np.ones(2), rule)
+    with pytest.raises(ValueError, match="contain NaN or inf"):
+        apply_eligibility_update(np.zeros((2, 3)), np.full((2, 3), np.inf), np.ones(2), rule)
