@@ -332,16 +332,17 @@ def _train_epochs(cfg, ctx: RunContext, trainer, x_train, y_train, run_epoch):
     """Run the epochs left (from :func:`_resume`) to ``cfg.epochs``, each on a fresh shuffle of
     the training set; ``run_epoch(x, y)`` trains on it and returns the (train, test) passes.
     Logs and checkpoints every epoch and saves the last test pass's spikes; returns the last
-    (train, test) passes and the summed training seconds."""
-    seconds = 0.0
-    for epoch in ctx.progress(range(_resume(ctx, trainer), cfg.epochs), desc="epoch"):
+    (train, test) passes, the number of epochs this call ran (fewer than ``cfg.epochs`` after
+    a resume) and their summed training seconds."""
+    seconds, epochs = 0.0, range(_resume(ctx, trainer), cfg.epochs)
+    for epoch in ctx.progress(epochs, desc="epoch"):
         order = ctx.rng.permutation(len(x_train))
         train, test = run_epoch(x_train[order], y_train[order])
         seconds += train.wall_s
         _log_epoch(ctx, epoch, train, test, trainer, epoch + 1 == cfg.epochs)
     for name, (i, t) in test.spikes.items():
         ctx.save_spikes(name, i, t)
-    return train, test, seconds
+    return train, test, len(epochs), seconds
 
 
 def _run_exact(cfg, ctx, spec, weights, backend, data):
@@ -352,8 +353,8 @@ def _run_exact(cfg, ctx, spec, weights, backend, data):
         def run_epoch(x, y):
             return trainer.train_epoch(x, y), trainer.evaluate(x_test, y_test)
 
-        train, test, seconds = _train_epochs(cfg, ctx, trainer, x_train, y_train, run_epoch)
-    return train.accuracy, test.accuracy, cfg.epochs * len(x_train) / seconds
+        train, test, epochs, seconds = _train_epochs(cfg, ctx, trainer, x_train, y_train, run_epoch)
+    return train.accuracy, test.accuracy, epochs * len(x_train) / seconds
 
 
 def _run_compiled(cfg, ctx, spec, weights, backend, data):
@@ -380,7 +381,6 @@ def _run_compiled(cfg, ctx, spec, weights, backend, data):
         def run_epoch(x, y):
             return trainer.run_epoch(x, y, x_test, y_test)
 
-        train, test, seconds = _train_epochs(cfg, ctx, trainer, x_train, y_train, run_epoch)
+        train, test, epochs, seconds = _train_epochs(cfg, ctx, trainer, x_train, y_train, run_epoch)
     # one run covers train and test: samples/s counts both
-    total = cfg.epochs * (len(x_train) + len(x_test))
-    return train.accuracy, test.accuracy, total / seconds
+    return train.accuracy, test.accuracy, epochs * (len(x_train) + len(x_test)) / seconds
