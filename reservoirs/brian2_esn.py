@@ -93,14 +93,21 @@ def _connect_dense(
     matrix: np.ndarray,
     summed: str,
     name: str,
+    dt: Quantity,
     namespace: dict | None = None,
 ) -> Synapses:
     """Synapses ``source -> target`` for the non-zero entries of ``matrix[post, pre]`` whose
-    summed variable is ``summed`` (e.g. ``"I_rec_post = w * x_pre : 1 (summed)"``);
-    ``namespace`` resolves external names used by the source's subexpressions."""
+    summed variable is ``summed`` (e.g. ``"I_rec_post = w * x_pre : 1 (summed)"``), on the
+    groups' clock step ``dt``; ``namespace`` resolves external names used by the source's
+    subexpressions."""
     post, pre = np.nonzero(matrix)
     syn = Synapses(
-        source, target, model="w : 1 (constant)\n" + summed, name=name, namespace=namespace
+        source,
+        target,
+        model="w : 1 (constant)\n" + summed,
+        dt=dt,
+        name=name,
+        namespace=namespace,
     )
     if len(pre):
         syn.connect(i=pre, j=post)
@@ -207,10 +214,11 @@ def build_brian2_esn(
         w_in,
         "I_in_post = w * u_pre : 1 (summed)",
         f"{name}_w_in*",
+        dt,
         namespace={"stimulus": stimulus},
     )
     rec_syn = _connect_dense(
-        reservoir, reservoir, w_rec, "I_rec_post = w * x_pre : 1 (summed)", f"{name}_w_rec*"
+        reservoir, reservoir, w_rec, "I_rec_post = w * x_pre : 1 (summed)", f"{name}_w_rec*", dt
     )
     result = Brian2ESN(reservoir, input_group, input_syn, rec_syn, stimuli=stimuli)
     if w_out is not None:
@@ -225,7 +233,7 @@ def build_brian2_esn(
         out_group.b_out = b_out
         result.readout = out_group
         result.readout_synapses = _connect_dense(
-            reservoir, out_group, w_out, "y_lin_post = w * x_pre : 1 (summed)", f"{name}_w_out*"
+            reservoir, out_group, w_out, "y_lin_post = w * x_pre : 1 (summed)", f"{name}_w_out*", dt
         )
     if weights.n_feedback:
         if fb is not None:
@@ -247,6 +255,7 @@ def build_brian2_esn(
             w_fb,
             "I_fb_post = w * y_pre : 1 (summed)",
             f"{name}_w_fb*",
+            dt,
             namespace={"teacher": teacher} if fb is not None else None,
         )
     return result

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 import torch
@@ -126,17 +128,23 @@ def test_noise_needs_a_generator_and_module_draws_its_own():
     assert sa.abs().max() > 0
 
 
-def test_state_noise_has_the_configured_standard_deviation():
-    n, noise = 400, 0.05
-    weights = ESNWeights(
-        torch.zeros(n, n, dtype=torch.float64),
-        torch.zeros(n, 1, dtype=torch.float64),
-        torch.zeros(n, 0, dtype=torch.float64),
-        torch.zeros(n, dtype=torch.float64),
+def _noise_only_weights(n: int, noise: float) -> ESNWeights:
+    """``n`` identity units with no weights or bias and leak 1: each state is fresh noise."""
+    zeros = functools.partial(torch.zeros, dtype=torch.float64)
+    return ESNWeights(
+        zeros(n, n),
+        zeros(n, 1),
+        zeros(n, 0),
+        zeros(n),
         leak=1.0,
         noise=noise,
         activation="identity",
     )
+
+
+def test_state_noise_has_the_configured_standard_deviation():
+    n, noise = 400, 0.05
+    weights = _noise_only_weights(n, noise)
     states, _ = run_esn(weights, torch.zeros(5, 1, dtype=torch.float64), generator=_gen(7))
     # zero weights and leak 1: every state is one fresh draw; 2000 draws, std within 10 %
     assert abs(float(states.std()) - noise) < 0.005
@@ -653,6 +661,126 @@ def test_brian2_builder_rejects_bad_inputs():
         build_brian2_esn(weights, np.zeros((5, 2)), dt=-1 * ms, teacher_feedback=np.zeros((5, 1)))
 
 
+@pytest.mark.parametrize("dt_ms", [0.25, 2.0])
+def test_brian2_reservoir_is_the_same_leaky_esn_step_at_any_clock_dt(dt_ms):
+    """``tau = dt / leak`` follows the clock: one forward-Euler step of any ``dt`` is one
+    ``run_esn`` step (float64 throughout, so the two agree to rounding)."""
+    from brian2 import ms
+
+    from plastix.reservoirs.brian2_esn import simulate_brian2_esn
+
+    cfg = ESNConfig(n_inputs=2, n_units=20, leak=0.3, bias_scaling=0.2, connectivity=0.5)
+    weights = init_esn_weights(cfg, seed=5)
+    g = _gen(6)
+    u = torch.randn(25, 2, generator=g, dtype=torch.float64)
+    x0 = torch.randn(20, generator=g, dtype=torch.float64)
+    states, _ = run_esn(weights, u, initial_state=x0)
+    b2_states, outputs = simulate_brian2_esn(weights, u, dt=dt_ms * ms, initial_state=x0)
+    assert outputs is None
+    np.testing.assert_allclose(b2_states, states.numpy(), rtol=0, atol=1e-12)
+
+
+def test_brian2_reservoir_objects_all_run_on_the_step_dt():
+    """Groups and synapses share the clock step ``dt``: synapses left on Brian2's default
+    0.1 ms clock would check the 0.25 ms stimulus against a grid it is not aligned with."""
+    from brian2 import Network, ms
+
+    from plastix.reservoirs.brian2_esn import build_brian2_esn
+
+    weights = init_esn_weights(ESNConfig(n_inputs=2, n_units=10, n_feedback=1), seed=0)
+    readout = (np.ones((1, 10)), np.zeros(1))
+    for teacher in (np.zeros((5, 1)), None):
+        esn = build_brian2_esn(
+            weights, np.zeros((5, 2)), dt=0.25 * ms, readout=readout, teacher_feedback=teacher
+        )
+        assert len(esn.objects) == (8 if teacher is not None else 7)
+        assert all(obj.clock.dt == 0.25 * ms for obj in esn.objects)
+        Network(esn.objects).run(5 * 0.25 * ms)
+
+
+def test_brian2_reservoir_with_single_weight_connections_by_hand():
+    """Weight matrices with one non-zero entry each still connect it. Two identity units,
+    leak 1: ``x1_t = u_t``, ``x2_t = 0.5 x1_{t-1}``; the readout ``y = 2 x2 + 0.1`` reads the
+    state before the step, so ``y_t = u_{t-2} + 0.1`` (0.1 for t < 2)."""
+    from plastix.reservoirs.brian2_esn import simulate_brian2_esn
+
+    weights = ESNWeights(
+        torch.tensor([[0.0, 0.0], [0.5, 0.0]], dtype=torch.float64),
+        torch.tensor([[1.0], [0.0]], dtype=torch.float64),
+        torch.zeros(2, 0, dtype=torch.float64),
+        torch.zeros(2, dtype=torch.float64),
+        leak=1.0,
+        activation="identity",
+    )
+    u = np.array([[1.0], [2.0], [-3.0], [4.0], [0.5]])
+    readout = (np.array([[0.0, 2.0]]), np.array([0.1]))
+    states, outputs = simulate_brian2_esn(weights, u, readout=readout)
+    expected_x2 = np.concatenate([[0.0], 0.5 * u[:-1, 0]])
+    np.testing.assert_allclose(states, np.stack([u[:, 0], expected_x2], 1), atol=1e-14)
+    expected_y = np.concatenate([[0.0, 0.0], u[:-2, 0]]) + 0.1
+    np.testing.assert_allclose(outputs[:, 0], expected_y, atol=1e-14)
+
+
+def test_brian2_noise_standard_deviation_does_not_depend_on_the_clock_dt():
+    """``noise_sd = noise / sqrt(dt)`` makes the per-step noise ``noise`` at any ``dt``."""
+    from brian2 import ms
+
+    from plastix.reservoirs.brian2_esn import simulate_brian2_esn
+
+    n = 400
+    weights = _noise_only_weights(n, 0.05)
+    states, _ = simulate_brian2_esn(weights, np.zeros((5, 1)), dt=0.1 * ms)
+    # zero weights and leak 1: every state is one fresh draw; 2000 draws, std within 10 %
+    assert abs(states.std() - 0.05) < 0.005
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"inputs": np.zeros((5, 2, 1))}, "inputs: expected a 2-D array"),
+        ({"inputs": np.full((5, 2), np.nan)}, "inputs: contains NaN"),
+        ({"inputs": np.zeros((0, 2)), "teacher_feedback": np.zeros((0, 1))}, "inputs: shape"),
+        ({"teacher_feedback": np.zeros((4, 1))}, r"teacher_feedback: shape \(4, 1\)"),
+        ({"initial_state": np.zeros(9)}, r"initial_state: shape \(9,\)"),
+        ({"teacher_feedback": None, "readout": (np.ones((1, 10)),)}, "readout: expected a pair"),
+        (
+            {"teacher_feedback": None, "readout": (np.ones((1, 9)), np.zeros(1))},
+            r"readout: W_out \(1, 9\)",
+        ),
+        ({"teacher_feedback": None, "readout": (np.ones((1, 10)), np.zeros(2))}, r"b_out \(2,\)"),
+        ({"teacher_feedback": None, "readout": (np.ones((2, 10)), np.zeros(2))}, "1 feedback"),
+    ],
+)
+def test_brian2_builder_names_the_malformed_argument(changes, message):
+    """Each malformed argument of a 10-unit, 2-input, 1-feedback reservoir is refused with a
+    message naming it (T = 5 steps, teacher-forced unless a readout closes the loop)."""
+    from plastix.reservoirs.brian2_esn import build_brian2_esn
+
+    weights = init_esn_weights(ESNConfig(n_inputs=2, n_units=10, n_feedback=1), seed=0)
+    args = {"inputs": np.zeros((5, 2)), "teacher_feedback": np.zeros((5, 1)), **changes}
+    with pytest.raises(ValueError, match=message):
+        build_brian2_esn(weights, **args)
+
+
+def test_brian2_builder_refuses_a_zero_or_non_time_dt():
+    from brian2 import ms, volt
+
+    from plastix.reservoirs.brian2_esn import build_brian2_esn
+
+    weights = init_esn_weights(ESNConfig(n_inputs=1, n_units=10), seed=0)
+    for dt in (0 * ms, 1 * volt):
+        with pytest.raises(ValueError, match="dt: expected a positive time"):
+            build_brian2_esn(weights, np.zeros((5, 1)), dt=dt)
+
+
+def test_brian2_builder_refuses_teacher_feedback_without_feedback_weights():
+    from plastix.reservoirs.brian2_esn import build_brian2_esn
+
+    weights = init_esn_weights(ESNConfig(n_inputs=2, n_units=10), seed=0)
+    with pytest.raises(ValueError, match="teacher_feedback: the reservoir has no feedback"):
+        build_brian2_esn(weights, np.zeros((5, 2)), teacher_feedback=np.zeros((5, 1)))
+
+
 # --- xi-modulator -----------------------------------------------------------------------
 
 
@@ -985,6 +1113,232 @@ def test_reservoir_trainer_rejects_mismatched_modulators():
         ReservoirIBTrainer(net, modulators, IBRule(window=4), xi_source="oracle")
     with pytest.raises(ValueError, match="modulators"):
         ReservoirIBTrainer(net, modulators, IBRule(window=4), xi_source="zero")
+
+
+class _RecordingModulator:
+    """Stands in for a fitted xi-modulator: records what the trainer feeds it and returns a
+    different, known xi at every step."""
+
+    def __init__(self, config, seed):
+        self.config = config
+        self.generator = _gen(seed)
+        self.resets, self.inputs, self.outputs = [], [], []
+
+    def reset(self, n_streams=1):
+        self.resets.append(n_streams)
+
+    def step(self, x, y_onehot, z):
+        self.inputs.append((x.clone(), y_onehot.clone(), z.clone()))
+        xi = torch.randn(z.shape, generator=self.generator, dtype=torch.float64)
+        self.outputs.append(xi[0])
+        return xi
+
+
+def _captured_grads(trainer):
+    """Replace the optimiser step by a recorder: the weights stay as they are."""
+    captured = []
+    trainer._apply = lambda grads: captured.append(list(grads))
+    return captured
+
+
+def _expected_step_grads(net, x_window, y_window, xis):
+    """Per step: ``dW = (xi * f'(a_B)) outer p_B`` of every hidden block at the LayerNorm
+    site, then the readout's cross-entropy gradient over the window (by autograd)."""
+    from plastix.bridges.rate_networks import layer_norm_vjp
+
+    with torch.no_grad():
+        traces, _ = net.trace(x_window)
+    grads = []
+    for trace, xi in zip(traces, xis, strict=True):
+        g = layer_norm_vjp(trace.n[-1], trace.std[-1], xi) * (trace.a[-1] > 0)
+        grads += [torch.outer(g, trace.p[-1]), g]
+    features = traces[-1].n
+    readout = net.readout
+    readout.zero_grad()
+    torch.nn.functional.cross_entropy(readout(features), y_window).backward()
+    grads += [readout.weight.grad.clone(), readout.bias.grad.clone()]
+    readout.zero_grad()
+    return grads
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_reservoir_loop_feeds_every_stream_sample_once_in_order_and_applies_its_xi():
+    """The modulators are reset once, then see the stream ``order`` (``stream_order`` of the
+    same generator) one sample at a time: the ``B - 1`` warm-up samples, then the current (last)
+    sample of each window, as flat float64 inputs, one-hot labels and the layer's LayerNorm
+    output. Step ``t`` updates each hidden layer with the xi its modulator returned for the
+    current sample, the readout by cross-entropy; the epoch loss is the window mean of the
+    cross-entropy, which with fixed weights is the mean over the samples."""
+    from plastix.bridges.ib_reservoir import ReservoirIBTrainer
+    from plastix.bridges.ib_training import IBRule, stream_order
+    from plastix.bridges.rate_networks import RateMLP
+    from plastix.reservoirs.xi_modulator import XiModulatorConfig
+
+    x, y = _tiny_task()
+    x = x.double()
+    rule = IBRule(window=4)
+    torch.manual_seed(0)
+    net = RateMLP(6, (8, 5), 3).double()
+    modulators = [
+        _RecordingModulator(XiModulatorConfig(n_neurons=width, n_classes=3, window=4), seed)
+        for seed, width in enumerate((8, 5))
+    ]
+    trainer = ReservoirIBTrainer(net, modulators, rule)
+    captured = _captured_grads(trainer)
+    stats = trainer.train_epoch(x, y, _gen(1))
+    order = stream_order(60, 4, _gen(1))
+    assert len(order) == 63 and len(captured) == 60
+    onehot = torch.nn.functional.one_hot(y, 3).double()
+    with torch.no_grad():
+        single, _ = net.trace(x[order])  # LayerNorm is per sample: same z as in any window
+    for layer, mod in enumerate(modulators):
+        assert mod.resets == [1]
+        assert len(mod.inputs) == 63
+        for k, (xk, yk, zk) in enumerate(mod.inputs):
+            torch.testing.assert_close(xk, x[order[k : k + 1]], rtol=0, atol=0)
+            torch.testing.assert_close(yk, onehot[order[k : k + 1]], rtol=0, atol=0)
+            torch.testing.assert_close(zk, single[layer].n[k : k + 1])
+    for t in (0, 1, 30, 59):
+        idx = order[t : t + 4]
+        xis = [mod.outputs[t + 3] for mod in modulators]
+        expected = _expected_step_grads(net, x[idx], y[idx], xis)
+        for got, want in zip(captured[t], expected, strict=True):
+            torch.testing.assert_close(got, want)
+    with torch.no_grad():
+        mean_loss = float(torch.nn.functional.cross_entropy(net(x), y))
+    assert stats.steps == 60
+    assert stats.loss == pytest.approx(mean_loss, rel=1e-12)
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+@pytest.mark.parametrize("source", ["labels", "no-kz"])
+def test_label_controls_update_hidden_layers_with_the_label_only_xi(source):
+    """``labels``: xi of :func:`label_only_xi` from the window's labels and the layer's
+    LayerNorm output; ``no-kz`` also keeps the input kernel of the window's inputs."""
+    from plastix.bridges.ib_reservoir import ReservoirIBTrainer, label_only_xi
+    from plastix.bridges.ib_training import IBRule, stream_order
+    from plastix.bridges.rate_networks import RateMLP
+
+    x, y = _tiny_task()
+    x = x.double()
+    rule = IBRule(window=5, gamma=1.5, sigmas=(0.7, 0.3, 2.0))
+    torch.manual_seed(1)
+    net = RateMLP(6, (7, 4), 3).double()
+    trainer = ReservoirIBTrainer(net, None, rule, xi_source=source)
+    captured = _captured_grads(trainer)
+    trainer.train_epoch(x, y, _gen(2))
+    order = stream_order(60, 5, _gen(2))
+    onehot = torch.nn.functional.one_hot(y, 3).double()
+    for t in (0, 17, 59):
+        idx = order[t : t + 5]
+        with torch.no_grad():
+            traces, _ = net.trace(x[idx])
+        inputs = x[idx] if source == "no-kz" else None
+        xis = [label_only_xi(onehot[idx], tr.n, 1.5, (0.7, 0.3, 2.0), inputs) for tr in traces]
+        expected = _expected_step_grads(net, x[idx], y[idx], xis)
+        for got, want in zip(captured[t], expected, strict=True):
+            torch.testing.assert_close(got, want)
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_each_epoch_resets_the_modulators_and_restarts_the_agreement_record():
+    """A second epoch starts the reservoirs from rest again and ``agreement()`` covers only
+    its own steps (one row per step of the last epoch)."""
+    from plastix.bridges.ib_reservoir import ReservoirIBTrainer
+    from plastix.bridges.ib_training import IBRule
+    from plastix.bridges.rate_networks import RateMLP
+    from plastix.reservoirs.xi_modulator import XiModulatorConfig
+
+    x, y = _tiny_task()
+    config = XiModulatorConfig(n_neurons=8, n_classes=3, window=4)
+    modulator = _RecordingModulator(config, 0)
+    trainer = ReservoirIBTrainer(RateMLP(6, (8,), 3), [modulator], IBRule(window=4))
+    trainer.track_agreement = True
+    trainer.train_epoch(x[:10], y[:10], _gen(1))
+    trainer.train_epoch(x[10:22], y[10:22], _gen(2))
+    assert modulator.resets == [1, 1]
+    assert len(modulator.inputs) == (10 + 3) + (12 + 3)
+    assert [len(rows) for rows in trainer._agreement] == [12]
+
+
+def test_fit_layer_modulators_configures_each_layer_from_net_and_rule(monkeypatch):
+    """Layer ``l``'s modulator config is ``base`` with the layer's width, the readout's class
+    count, the rule's window, gamma and sigmas, and seed ``base.seed + l``."""
+    from dataclasses import replace
+
+    import plastix.bridges.ib_reservoir as ib_reservoir
+    from plastix.bridges.ib_training import IBRule
+    from plastix.bridges.rate_networks import RateMLP
+    from plastix.reservoirs.xi_modulator import XiModulatorConfig
+
+    monkeypatch.setattr(ib_reservoir, "fit_xi_modulator", lambda cfg: cfg)
+    rule = IBRule(window=5, gamma=1.5, sigmas=(0.4, 0.2, 2.0))
+    base = XiModulatorConfig(n_units=30, seed=7)
+    configs = ib_reservoir.fit_layer_modulators(RateMLP(6, (8, 5), 3), rule, base)
+    common = dict(n_classes=3, window=5, gamma=1.5, sigmas=(0.4, 0.2, 2.0))
+    assert configs == [
+        replace(base, n_neurons=8, seed=7, **common),
+        replace(base, n_neurons=5, seed=8, **common),
+    ]
+
+
+def test_fit_layer_modulators_refuses_other_rules_networks_and_configs():
+    from plastix.bridges.ib_reservoir import fit_layer_modulators
+    from plastix.bridges.ib_training import IBRule
+    from plastix.bridges.rate_networks import RateCNN, RateMLP
+
+    net = RateMLP(6, (8,), 3)
+    with pytest.raises(ValueError, match="xi_method"):
+        fit_layer_modulators(net, IBRule(window=4, xi_method="row-centred"))
+    with pytest.raises(TypeError, match="base: expected XiModulatorConfig"):
+        fit_layer_modulators(net, IBRule(window=4), {"n_units": 20})
+    with pytest.raises(TypeError, match="not a dense block"):
+        fit_layer_modulators(RateCNN((1, 4, 4), (2,), 3), IBRule(window=4))
+
+
+def test_reservoir_trainer_refuses_leaky_nets_unknown_sources_and_other_kernels():
+    """A modulator fitted for another gamma or other sigmas is refused like one for another
+    window; LeakyRateMLP networks and unknown xi sources are refused even without modulators."""
+    from dataclasses import replace
+    from types import SimpleNamespace
+
+    from plastix.bridges.ib_reservoir import ReservoirIBTrainer
+    from plastix.bridges.ib_training import IBRule
+    from plastix.bridges.rate_networks import LeakyRateMLP, RateMLP
+    from plastix.reservoirs.xi_modulator import XiModulatorConfig
+
+    net = RateMLP(6, (8,), 3)
+    rule = IBRule(window=4)
+    fitted = XiModulatorConfig(n_neurons=8, n_classes=3, window=4)
+    ReservoirIBTrainer(net, [SimpleNamespace(config=fitted)], rule)  # matches: accepted
+    for changes in ({"gamma": 1.0}, {"sigmas": (0.5, 0.2, 1.0)}):
+        other = SimpleNamespace(config=replace(fitted, **changes))
+        with pytest.raises(ValueError, match=r"modulators\[0\]"):
+            ReservoirIBTrainer(net, [other], rule)
+    with pytest.raises(TypeError, match="LeakyRateMLP"):
+        ReservoirIBTrainer(LeakyRateMLP(6, (8,), 3), None, rule, xi_source="zero")
+    with pytest.raises(ValueError, match="xi_source"):
+        ReservoirIBTrainer(net, None, rule, xi_source="oracle")
+
+
+def test_agreement_is_the_nan_skipping_mean_of_each_layers_steps():
+    """Per layer, the mean over the recorded steps of (cosine, effective cosine, update
+    cosine); steps whose update cosine is undefined (a zero update) are left out of it."""
+    from plastix.bridges.ib_reservoir import ReservoirIBTrainer
+    from plastix.bridges.ib_training import IBRule
+    from plastix.bridges.rate_networks import RateMLP
+
+    trainer = ReservoirIBTrainer(RateMLP(6, (8,), 3), None, IBRule(window=4), xi_source="zero")
+    nan = float("nan")
+    trainer._agreement = [[(0.1, 0.2, 0.3), (0.3, 0.6, nan)], [(-0.5, 0.25, 1.0)]]
+    assert trainer.agreement() == [
+        {
+            "cosine": pytest.approx(0.2),
+            "effective_cosine": pytest.approx(0.4),
+            "update_cosine": pytest.approx(0.3),
+        },
+        {"cosine": -0.5, "effective_cosine": 0.25, "update_cosine": 1.0},
+    ]
 
 
 # --- experiment --------------------------------------------------------------------------
