@@ -1000,7 +1000,8 @@ def test_synaptic_current_does_not_carry_into_the_next_sample():
 def test_in_simulation_hidden_update_is_w_minus_eta_xi_eligibility():
     """Reservoir ξ inside the run: at every slot boundary each hidden synapse goes from ``w``
     to ``clip(w - eta * xi[post] * E, w_min, w_max)`` with the ξ and the eligibility ``E``
-    present just before the update (recorded on the slot clock around the update's order)."""
+    present just before the update (recorded on the slot clock around the update's order);
+    the update then clears ``E`` for the next sample."""
     from brian2 import StateMonitor
 
     from plastix.circuits.ib_network import _ORDER_UPDATE
@@ -1013,7 +1014,7 @@ def test_in_simulation_hidden_update_is_w_minus_eta_xi_eligibility():
         syn = circuit.projections[0].synapses
         at = dict(dt=slot, when="groups")
         before = StateMonitor(syn, ["w", "elig_sum"], record=True, order=_ORDER_UPDATE - 1, **at)
-        after = StateMonitor(syn, "w", record=True, order=_ORDER_UPDATE + 1, **at)
+        after = StateMonitor(syn, ["w", "elig_sum"], record=True, order=_ORDER_UPDATE + 1, **at)
         xi_mon = StateMonitor(
             circuit.layers[0].group, "res_xi", record=True, order=_ORDER_UPDATE - 1, **at
         )
@@ -1022,6 +1023,7 @@ def test_in_simulation_hidden_update_is_w_minus_eta_xi_eligibility():
         post = np.array(syn.j[:])
         w_before, elig = np.array(before.w[:]), np.array(before.elig_sum_[:])
         w_after, xi = np.array(after.w[:]), np.array(xi_mon.res_xi[:])
+        elig_after = np.array(after.elig_sum_[:])
     rule = spec.rule
     assert w_before.shape[1] == n_samples + 1  # boundaries 0, slot, ..., n_samples * slot
     expected = np.clip(
@@ -1030,6 +1032,35 @@ def test_in_simulation_hidden_update_is_w_minus_eta_xi_eligibility():
     np.testing.assert_allclose(w_after, expected, rtol=1e-9, atol=1e-12)
     assert np.abs(w_after - w_before)[:, 1:].max() > 1e-3  # the update acted
     assert np.all(np.abs(xi[:, 1:]).max(0) > 0) and np.abs(elig[:, 1:]).max() > 0
+    np.testing.assert_array_equal(elig_after, 0.0)
+
+
+def test_eligibility_counts_only_spikes_inside_the_learning_window_of_learned_samples():
+    """``elig_sum += gate_post * psi_post / rate_norm`` on each presynaptic spike: it stays put
+    through each sample's settle period and gap and through a sample not learned from, and
+    grows inside the learning windows of the learned ones (recorded every step with the
+    layer's ``gate`` of the same step)."""
+    from brian2 import StateMonitor
+
+    n_samples = 3
+    x, y, _, _ = _digits(n_samples, 0)
+    spec = _small_spec(
+        hidden=(8,), timing=SampleTiming(20 * ms, gap=4 * ms, settle=6 * ms, dt=1 * ms)
+    )
+    w0 = init_weights(spec, np.random.default_rng(0), mean=0.7, spread=0.7)
+    with activate_backend("numpy"):
+        circuit = IBCircuit(spec, x, y, np.array([1.0, 0.0, 1.0]), w0)
+        syn = circuit.projections[0].synapses
+        elig_mon = StateMonitor(syn, "elig_sum", record=True)
+        gate_mon = StateMonitor(circuit.layers[0].group, "gate", record=[0])
+        circuit.network.add(elig_mon, gate_mon)
+        circuit.network.run(circuit.run_duration(n_samples), namespace={})
+        elig, gate = np.array(elig_mon.elig_sum_[:]), np.array(gate_mon.gate[0])
+    steps_changed = np.flatnonzero(np.any(np.diff(elig, axis=1) != 0, axis=0))
+    assert len(steps_changed) > 20
+    assert np.all(gate[steps_changed] == 1)
+    # 1 ms steps, slots of 24: windows at steps 6..19 of samples 0 and 2
+    assert np.flatnonzero(gate).tolist() == [24 * k + s for k in (0, 2) for s in range(6, 20)]
 
 
 def _softmax(b: np.ndarray) -> np.ndarray:
