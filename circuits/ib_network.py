@@ -1117,8 +1117,9 @@ class ExactXiTrainer(_CircuitTrainer):
 
 
 def _warmup_samples(spec: IBCircuitSpec) -> int:
-    """Samples to show before learning starts: three ``rate_mean_tau`` (rates centred)."""
-    return int(np.ceil(3 * float(spec.rate_mean_tau) / float(spec.timing.slot)))
+    """Samples to show before learning starts: three ``rate_mean_tau`` (rates centred), rounded
+    up to whole samples (after rounding away float error: 3 x 0.1 s / 20 ms is 15, not 16)."""
+    return int(np.ceil(round(3 * float(spec.rate_mean_tau) / float(spec.timing.slot), 9)))
 
 
 def _first_spikes(circuit: IBCircuit, cutoff_s: float) -> dict[str, tuple[np.ndarray, np.ndarray]]:
