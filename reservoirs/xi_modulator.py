@@ -106,6 +106,7 @@ __all__ = [
     "kernel_stage_xi",
     "layer_norm_projection",
     "synthetic_streams",
+    "training_streams",
     "xi_agreement",
     "xi_targets",
 ]
@@ -738,6 +739,23 @@ def _block_rms(codes: Tensor, block_sizes: tuple[int, int, int]) -> Tensor:
     return torch.cat([p.square().mean().sqrt().expand(p.shape[-1]) for p in parts])
 
 
+def training_streams(
+    config: XiModulatorConfig, generator: torch.Generator
+) -> tuple[Tensor, Tensor, Tensor]:
+    """One batch of the fits' training streams: :func:`synthetic_streams` with the sizes,
+    ``x_projection``, ``sigma_x`` and ``class_strength`` of ``config``."""
+    return synthetic_streams(
+        config.n_streams,
+        config.stream_length,
+        config.n_classes,
+        config.n_neurons,
+        config.x_projection,
+        config.sigmas[0],
+        generator,
+        class_strength=config.class_strength,
+    )
+
+
 def fit_kernel_memory_modulator(config: XiModulatorConfig) -> KernelMemoryModulator:
     """Build the memory reservoir (delay line, or orthogonal drawn with seed ``config.seed``)
     and fit the ridge readout that decodes ``u_{t-B+2} .. u_t`` from the state after ``u_t``,
@@ -756,16 +774,7 @@ def fit_kernel_memory_modulator(config: XiModulatorConfig) -> KernelMemoryModula
     gen = torch.Generator().manual_seed(config.seed + 1)
     k = config.x_projection
     for _ in range(config.n_chunks):
-        x, y, z = synthetic_streams(
-            config.n_streams,
-            config.stream_length,
-            config.n_classes,
-            config.n_neurons,
-            k,
-            config.sigmas[0],
-            gen,
-            class_strength=config.class_strength,
-        )
+        x, y, z = training_streams(config, gen)
         codes = modulator._code(x / (config.sigmas[0] * math.sqrt(k)), y, z)
         codes = codes + MEMORY_JITTER * _block_rms(codes, modulator.block_sizes) * torch.randn(
             codes.shape, generator=gen, dtype=codes.dtype
@@ -816,16 +825,7 @@ def fit_xi_modulator(config: XiModulatorConfig) -> XiModulator | KernelMemoryMod
     x_dim = config.x_projection
     stages = ["statistics"] * (statistics is not None) + ["readout"] * config.n_chunks
     for stage in stages:
-        x, y, z = synthetic_streams(
-            config.n_streams,
-            config.stream_length,
-            config.n_classes,
-            config.n_neurons,
-            x_dim,
-            config.sigmas[0],
-            gen,
-            class_strength=config.class_strength,
-        )
+        x, y, z = training_streams(config, gen)
         if config.architecture == "factorised":
             k = min(config.train_neurons, config.n_neurons)
             pick = torch.randperm(config.n_neurons, generator=gen)[:k]

@@ -986,8 +986,8 @@ def test_xi_modulator_config_bounds_on_window_stream_length_and_products():
 def test_gated_global_readouts_are_fitted_on_the_samples_of_their_current_label():
     """Readout ``c`` of a gated global modulator sees exactly the full-window training
     samples whose *current* (last) label is ``c``, on the documented synthetic streams
-    (``n_chunks`` draws of :func:`synthetic_streams` from seed ``seed + 1``)."""
-    from plastix.reservoirs.xi_modulator import fit_xi_modulator, synthetic_streams
+    (``n_chunks`` draws of :func:`training_streams` from seed ``seed + 1``)."""
+    from plastix.reservoirs.xi_modulator import fit_xi_modulator, training_streams
 
     cfg = _small_modulator_config(
         architecture="global", window_products=False, n_units=20, n_chunks=2
@@ -996,16 +996,7 @@ def test_gated_global_readouts_are_fitted_on_the_samples_of_their_current_label(
     gen = _gen(cfg.seed + 1)
     counts = torch.zeros(cfg.n_classes, dtype=torch.int64)
     for _ in range(cfg.n_chunks):
-        _, y, _ = synthetic_streams(
-            cfg.n_streams,
-            cfg.stream_length,
-            cfg.n_classes,
-            cfg.n_neurons,
-            cfg.x_projection,
-            cfg.sigmas[0],
-            gen,
-            class_strength=cfg.class_strength,
-        )
+        _, y, _ = training_streams(cfg, gen)
         labels = y[:, cfg.window - 1 :].argmax(-1)
         counts += torch.bincount(labels.flatten(), minlength=cfg.n_classes)
     assert [r.count for r in modulator.readouts] == counts.tolist()
