@@ -181,6 +181,11 @@ def plan_sweep(
     if not seed_list or any(not is_integer(s) or s < 0 for s in seed_list):
         raise ConfigError(f"--seeds must be a positive count, got {seeds!r}")
     seed_list = [int(s) for s in seed_list]
+    if len(set(seed_list)) != len(seed_list):
+        raise ConfigError(
+            f"seeds {seed_list} name a seed twice: each would write the same run file; "
+            "give each seed once"
+        )
     if Path(out_dir).exists() and not Path(out_dir).is_dir():
         raise ConfigError(f"--out-dir {str(out_dir)!r} exists and is not a folder")
     if not can_write_under(Path(out_dir) / "runs" / "run.h5"):
