@@ -62,3 +62,17 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+@pytest.fixture
+def sweep_env(tmp_path, monkeypatch):
+    """The test experiments of tests/sweep_experiments.py importable here and in `plastix`
+    subprocesses; returns their journal file (one line per epoch run) and kill-marker path."""
+    tests = str(Path(__file__).parent)
+    monkeypatch.setenv("PYTHONPATH", tests + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    monkeypatch.syspath_prepend(tests)
+    journal = tmp_path / "journal.txt"
+    marker = tmp_path / "kill-marker"
+    monkeypatch.setenv("PLASTIX_TEST_JOURNAL", str(journal))
+    monkeypatch.setenv("PLASTIX_TEST_KILL", str(marker))
+    return journal, marker

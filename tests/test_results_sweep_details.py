@@ -26,21 +26,14 @@ from plastix.sims.results import (
     write_result,
 )
 
-TESTS = str(Path(__file__).parent)
-
 
 @pytest.fixture
-def sweep_experiments(tmp_path, monkeypatch):
-    """The experiments of tests/sweep_experiments.py, with their journal and kill marker."""
-    monkeypatch.setenv("PYTHONPATH", TESTS + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    monkeypatch.syspath_prepend(TESTS)
-    journal = tmp_path / "journal.txt"
-    monkeypatch.setenv("PLASTIX_TEST_JOURNAL", str(journal))
-    monkeypatch.setenv("PLASTIX_TEST_KILL", str(tmp_path / "no-kill"))
+def sweep_experiments(sweep_env):
+    """The experiments of tests/sweep_experiments.py registered; returns their journal."""
     from plastix.sims.experiments import import_modules
 
     import_modules(["sweep_experiments"])
-    return journal
+    return sweep_env[0]
 
 
 def _plan(grid, out_dir, **kwargs):
@@ -114,28 +107,6 @@ def test_versions_of_libraries_not_installed_are_null(monkeypatch):
     versions = results.library_versions()
     assert versions["brian2cuda"] is None
     assert versions["numpy"] == np.__version__
-
-
-def test_git_sha_is_not_dirty_for_untracked_files(tmp_path):
-    """Only tracked files that differ from the commit make it ``-dirty``; an untracked file
-    (a result, a build folder) in the tree does not."""
-    import subprocess
-
-    from plastix.sims.results import git_sha
-
-    def git(*args):
-        return subprocess.run(["git", "-C", str(tmp_path), *args], check=True,
-                              capture_output=True, text=True).stdout.strip()  # fmt: skip
-
-    git("init", "-q")
-    git("config", "user.email", "t@example.org")
-    git("config", "user.name", "t")
-    source = tmp_path / "module.py"
-    source.write_text("x = 1\n")
-    git("add", "module.py")
-    git("commit", "-qm", "one")
-    (tmp_path / "result.h5").write_bytes(b"untracked")
-    assert git_sha(source) == git("rev-parse", "HEAD")
 
 
 def test_a_result_with_an_unknown_status_is_refused_and_nothing_is_written(tmp_path):

@@ -1048,6 +1048,8 @@ def test_git_sha_is_the_source_trees_commit_and_says_when_it_was_changed(tmp_pat
     git("commit", "-qm", "one")
     head = git("rev-parse", "HEAD")
     assert git_sha(source) == head
+    (tmp_path / "result.h5").write_bytes(b"untracked")  # results and builds do not make it dirty
+    assert git_sha(source) == head
     source.write_text("x = 2\n")
     assert git_sha(source) == f"{head}-dirty"
     (tmp_path / "venv").mkdir()  # an installed copy inside the repository, not tracked by it

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import collections
 import gc
-import os
 import sys
 import threading
 from pathlib import Path
@@ -16,19 +15,6 @@ from plastix.sims import cli
 from plastix.sims.config import ConfigError
 from plastix.sims.results import read_result
 from plastix.sims.sweep import aggregate, load_sweep, parse_grid, plan_sweep, run_sweep
-
-TESTS = str(Path(__file__).parent)
-
-
-@pytest.fixture
-def sweep_env(tmp_path, monkeypatch):
-    monkeypatch.setenv("PYTHONPATH", TESTS + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    monkeypatch.syspath_prepend(TESTS)
-    journal = tmp_path / "journal.txt"
-    marker = tmp_path / "kill-marker"
-    monkeypatch.setenv("PLASTIX_TEST_JOURNAL", str(journal))
-    monkeypatch.setenv("PLASTIX_TEST_KILL", str(marker))
-    return journal, marker
 
 
 def _journal(journal: Path) -> collections.Counter:
