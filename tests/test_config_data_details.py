@@ -359,3 +359,29 @@ def test_log_without_values_is_refused_with_an_example(tmp_path):
     PROBE["call"] = lambda ctx: ctx.log()
     with pytest.raises(ValueError, match=r"log\(\) needs at least the axis value"):
         run_experiment("test-config-data-probe", out=tmp_path / "r.h5")
+
+
+def test_n_test_is_checked_against_the_dataset_before_the_run(tmp_path):
+    """A test split smaller than ``n_test`` is refused when the run is prepared, naming the
+    key and the largest value, and nothing is written."""
+    from plastix.sims.config import ConfigError
+    from plastix.sims.experiments import prepare_run
+
+    with pytest.raises(ConfigError, match=r"n_test=100000 is larger than the 360 test samples"):
+        prepare_run("ib-rate", {"dataset": "digits", "n_test": 100000}, out=tmp_path / "r.h5")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_run_without_a_device_gets_the_experiments_default(tmp_path):
+    """``default_device`` need not be the first of ``devices``: a run given no device takes
+    the default; one given a device takes that."""
+    from plastix.sims.experiments import experiment, prepare_run
+
+    @experiment("test-default-device", _ProbeConfig, devices=("numpy", "cython"),
+                default_device="cython")  # fmt: skip
+    def _run(cfg, ctx) -> None:
+        ctx.summary(steps=cfg.steps)
+
+    default = prepare_run("test-default-device", out=tmp_path / "a.h5")
+    chosen = prepare_run("test-default-device", device="numpy", out=tmp_path / "b.h5")
+    assert (default.start[0].device, chosen.start[0].device) == ("cython", "numpy")
