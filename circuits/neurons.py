@@ -10,8 +10,8 @@ Paninski, *Neuronal Dynamics*, 2014, ch. 1.3 and 1.4)::
 ``I_syn`` and ``I_ext`` are in volts (the voltage they would drive at steady state, i.e. R*I),
 so a presynaptic spike of weight ``w`` adds ``w * w_unit`` to ``I_syn``.
 
-The leaky-integrator readout (``LIReadoutParams``) is the same membrane without threshold
-(the LI node of NIR; the membrane readout of snntorch's ``ce_max_membrane_loss``).
+Leaky integrators without threshold (NIR's LI node) are built by
+:mod:`plastix.circuits.feedforward` (``NeuronParams("LI")``).
 """
 
 from __future__ import annotations
@@ -25,10 +25,8 @@ from plastix.scalars import is_finite_real
 
 __all__ = [
     "LIFParams",
-    "LIReadoutParams",
     "lif_equations",
     "lif_rate",
-    "li_equations",
     "surrogate_derivative",
 ]
 
@@ -105,21 +103,6 @@ class LIFParams:
         }
 
 
-@dataclass(frozen=True)
-class LIReadoutParams:
-    """Leaky-integrator readout: ``tau_m du/dt = -u + I_syn``, ``tau_syn dI_syn/dt = -I_syn``."""
-
-    tau_m: Quantity = _default(10 * ms)
-    tau_syn: Quantity = _default(5 * ms)
-
-    def __post_init__(self) -> None:
-        for name in ("tau_m", "tau_syn"):
-            _check_quantity(name, getattr(self, name), second, positive=True)
-
-    def namespace(self) -> dict[str, Quantity]:
-        return {"tau_m": self.tau_m, "tau_syn": self.tau_syn}
-
-
 def lif_equations() -> str:
     """Brian2 model of the LIF neuron; ``psi`` is the surrogate derivative (dimensionless).
 
@@ -131,14 +114,6 @@ def lif_equations() -> str:
     dI_syn/dt = -I_syn / tau_syn : volt
     I_ext : volt
     psi = 1.0 / (1.0 + surrogate_beta * abs(v - v_th) / v_span)**2 : 1
-    """
-
-
-def li_equations() -> str:
-    """Brian2 model of the leaky-integrator readout (no threshold)."""
-    return """
-    du/dt = (-u + I_syn) / tau_m : volt
-    dI_syn/dt = -I_syn / tau_syn : volt
     """
 
 
