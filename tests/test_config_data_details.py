@@ -285,6 +285,11 @@ def _register_probe() -> None:
         PROBE.pop("call", lambda ctx: None)(ctx)
         ctx.summary(steps=cfg.steps)
 
+    @experiment("test-default-device", _ProbeConfig, description="(test only)",
+                devices=("numpy", "cython"), default_device="cython")  # fmt: skip
+    def _default_device(cfg: _ProbeConfig, ctx) -> None:
+        ctx.summary(steps=cfg.steps)
+
 
 _register_probe()
 
@@ -368,20 +373,53 @@ def test_n_test_is_checked_against_the_dataset_before_the_run(tmp_path):
     from plastix.sims.experiments import prepare_run
 
     with pytest.raises(ConfigError, match=r"n_test=100000 is larger than the 360 test samples"):
-        prepare_run("ib-rate", {"dataset": "digits", "n_test": 100000}, out=tmp_path / "r.h5")
+        prepare_run(
+            "ib-rate", overrides={"dataset": "digits", "n_test": 100000}, out=tmp_path / "r.h5"
+        )
     assert list(tmp_path.iterdir()) == []
 
 
 def test_a_run_without_a_device_gets_the_experiments_default(tmp_path):
     """``default_device`` need not be the first of ``devices``: a run given no device takes
     the default; one given a device takes that."""
-    from plastix.sims.experiments import experiment, prepare_run
-
-    @experiment("test-default-device", _ProbeConfig, devices=("numpy", "cython"),
-                default_device="cython")  # fmt: skip
-    def _run(cfg, ctx) -> None:
-        ctx.summary(steps=cfg.steps)
+    from plastix.sims.experiments import prepare_run
 
     default = prepare_run("test-default-device", out=tmp_path / "a.h5")
     chosen = prepare_run("test-default-device", device="numpy", out=tmp_path / "b.h5")
     assert (default.start[0].device, chosen.start[0].device) == ("cython", "numpy")
+
+
+def test_run_context_rng_is_seeded_by_the_run_seed(tmp_path):
+    """``ctx.rng`` is ``np.random.default_rng(seed)`` of the run: another seed, another draw."""
+    from plastix.sims.experiments import run_experiment
+
+    for seed in (0, 5):
+        PROBE["call"] = lambda ctx: PROBE.update(draw=ctx.rng.random(3))
+        run_experiment("test-config-data-probe", seed=seed, out=tmp_path / f"r{seed}.h5")
+        np.testing.assert_array_equal(PROBE["draw"], np.random.default_rng(seed).random(3))
+
+
+def test_a_resumed_run_keeps_each_metric_on_the_axis_it_was_logged_against(tmp_path):
+    """The rows of the checkpoint a run resumes from fix each metric's axis as well: 'loss'
+    logged per epoch before the interruption cannot be logged per step after it."""
+    from plastix.sims.experiments import RunContext
+    from plastix.sims.results import RunRecord
+
+    rows = [{"epoch": 0, "loss": 1.0}]
+    record = RunRecord("test-config-data-probe", {}, 0, "cpu", rows=rows)
+    ctx = RunContext(record, tmp_path / "r.h5")
+    with pytest.raises(ValueError, match="metric 'loss' was logged against 'epoch' before"):
+        ctx.log(step=0, loss=0.2)
+    ctx.log(epoch=1, loss=0.5)
+
+
+def test_an_experiment_name_taken_by_another_function_is_refused():
+    """Two experiments cannot share a name (the second would silently replace the first);
+    registering the same function again (a module imported twice) is allowed."""
+    from plastix.sims.experiments import experiment, get_experiment
+
+    spec = get_experiment("test-config-data-probe")
+    with pytest.raises(ValueError, match="'test-config-data-probe' is registered twice"):
+        experiment("test-config-data-probe", _ProbeConfig)(lambda cfg, ctx: None)
+    experiment("test-config-data-probe", _ProbeConfig, description="(test only)")(spec.fn)
+    assert get_experiment("test-config-data-probe").fn is spec.fn
