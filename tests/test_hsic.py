@@ -7,12 +7,14 @@ import math
 import numpy as np
 import pytest
 import torch
+from brian2 import Hz
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from plastix.plasticity.hsic import (
     XI_METHODS,
     centering_matrix,
+    check_sigmas,
     cosine_kernel,
     gaussian_kernel,
     hsic,
@@ -23,6 +25,7 @@ from plastix.plasticity.hsic import (
     sliding_windows,
     xi_from_weights,
 )
+from plastix.plasticity.ib_rule import IBThreeFactor, apply_eligibility_update
 
 SETTINGS = settings(max_examples=40, deadline=None)
 
@@ -308,3 +311,136 @@ def test_weights_and_xi_halves_compose_to_modulatory_signal():
         xi_from_weights(w[..., :-1], z, 1.0)
     with pytest.raises(ValueError, match="differ"):
         modulatory_weights(gaussian_kernel(x, 0.5), gaussian_kernel(y[:, :5], 0.1), 2.0)
+
+
+# --- details: mixed dtypes, the general trace formula, boundary windows, stream layouts and
+# the refusals of the public halves of xi (second mutation audit)
+
+SIGMAS = (0.5, 0.1, 1.0)
+
+
+def test_hsic_is_the_trace_formula_for_matrices_that_are_not_symmetric():
+    """The docstring's ``tr(K_A H K_B H) / (B - 1)^2`` holds for any square matrices, not
+    only symmetric kernels (the transpose in the implementation is what makes it general)."""
+    gen = torch.Generator().manual_seed(4)
+    ka = torch.randn(5, 5, generator=gen, dtype=torch.float64)
+    kb = torch.randn(5, 5, generator=gen, dtype=torch.float64)
+    h = centering_matrix(5, dtype=torch.float64)
+    expected = torch.trace(ka @ h @ kb @ h) / 16
+    torch.testing.assert_close(hsic(ka, kb), expected)
+
+
+def test_hsic_and_phsic_refuse_kernels_of_different_window_sizes():
+    """Kernels over windows of 3 and 4 samples do not describe the same samples: a
+    ValueError naming the mismatch, not a broadcasting error from torch."""
+    k3, k4 = torch.eye(3, dtype=torch.float64), torch.eye(4, dtype=torch.float64)
+    with pytest.raises(ValueError, match="window sizes differ"):
+        hsic(k3, k4)
+    with pytest.raises(ValueError, match="not matching"):
+        plausible_hsic(k3, k4)
+
+
+def test_xi_and_objective_accept_float64_inputs_with_float32_labels_and_outputs():
+    """Inputs from numpy (float64), labels from ``one_hot(...).float()`` and a float32 layer
+    output: the inputs are cast to z's dtype, and the result matches the all-float64 one."""
+    x, y, z = _draw(2, 6, 5, 3)
+    xi = modulatory_signal(x, y.float(), z.float(), 2.0, SIGMAS)
+    assert xi.dtype == torch.float32
+    torch.testing.assert_close(
+        xi.double(), modulatory_signal(x, y, z, 2.0, SIGMAS), rtol=1e-4, atol=1e-7
+    )
+    objective = layer_objective(x, y.float(), z.float(), 2.0, SIGMAS)
+    assert objective.dtype == torch.float32
+    assert objective.item() == pytest.approx(layer_objective(x, y, z, 2.0, SIGMAS).item(), rel=1e-5)
+
+
+def test_layer_objective_refuses_inputs_with_an_extra_batch_of_windows():
+    """x holding two windows while y and z hold one would broadcast to two objectives of
+    unrelated samples; x, y and z must hold the same samples."""
+    x, y, z = _draw(0, 4, 5, 3, batch=(2,))
+    with pytest.raises(ValueError, match="x: leading shape"):
+        layer_objective(x, y[0], z[0], 2.0, SIGMAS)
+
+
+def test_modulatory_weights_refuses_what_modulatory_signal_refuses():
+    """The public half ``modulatory_weights`` checks its own arguments: an unknown method,
+    a non-finite gamma, non-square kernels and kernels of different batch shapes."""
+    x, y, _ = _draw(1, 4, 5, 3, batch=(2,))
+    kx, ky = gaussian_kernel(x, 0.5), gaussian_kernel(y, 0.1)
+    with pytest.raises(ValueError, match="method"):
+        modulatory_weights(kx, ky, 2.0, "fast")
+    with pytest.raises(ValueError, match="gamma"):
+        modulatory_weights(kx, ky, float("nan"))
+    with pytest.raises(ValueError, match=r"not \(\.\.\., B, B\)"):
+        modulatory_weights(kx[..., :3], ky[..., :3], 2.0)
+    with pytest.raises(ValueError, match="differ"):
+        modulatory_weights(kx, ky[0], 2.0)
+
+
+def test_xi_from_weights_refuses_mixed_dtypes_and_a_window_of_one():
+    """float32 weights with float64 outputs are refused with the fix named; a single sample
+    (B = 1) has no memory to compare with and would divide by (B - 1)^2 = 0."""
+    z = torch.rand(4, 3, dtype=torch.float64)
+    with pytest.raises(TypeError, match="dtypes"):
+        xi_from_weights(torch.ones(4), z, 1.0)
+    with pytest.raises(ValueError, match="B >= 2"):
+        xi_from_weights(torch.ones(1, dtype=torch.float64), z[:1], 1.0)
+
+
+def test_sliding_windows_keep_the_sample_layout_of_image_streams():
+    """A stream of (C, H) samples gives windows (N - B + 1, B, C, H) whose entries are the
+    samples themselves, in order (not transposed)."""
+    stream = torch.arange(5 * 2 * 3.0).reshape(5, 2, 3)
+    windows = sliding_windows(stream, 3)
+    assert windows.shape == (3, 3, 2, 3)
+    for t in range(3):
+        torch.testing.assert_close(windows[t], stream[t : t + 3])
+
+
+def test_sliding_windows_of_a_stream_exactly_one_window_long():
+    """N = B samples make exactly one window, the stream itself."""
+    stream = torch.arange(8.0).reshape(4, 2)
+    windows = sliding_windows(stream, 4)
+    assert windows.shape == (1, 4, 2)
+    torch.testing.assert_close(windows[0], stream)
+
+
+def test_centering_matrix_refuses_non_integer_windows_and_honours_the_device():
+    """A window of 2.5 samples is refused rather than truncated; the device argument is
+    used (the meta device needs no accelerator)."""
+    with pytest.raises(TypeError, match="window"):
+        centering_matrix(2.5)
+    h = centering_matrix(3, dtype=torch.float64, device="meta")
+    assert h.device.type == "meta" and h.dtype == torch.float64
+
+
+def test_bandwidths_refuse_a_string_and_infinity():
+    """``"abc"`` has three items but is not three bandwidths; an infinite bandwidth makes a
+    constant kernel and a zero xi."""
+    with pytest.raises(ValueError, match="three bandwidths"):
+        check_sigmas("abc")
+    with pytest.raises(ValueError, match=r"sigmas\[2\]"):
+        check_sigmas((0.5, 0.1, math.inf))
+    with pytest.raises(ValueError, match="sigma"):
+        gaussian_kernel(np.zeros((3, 2)), math.inf)
+
+
+def test_rate_update_worked_by_hand_with_its_own_rate_norm_and_no_modulator():
+    """``dW = -eta * xi * f' * r_pre / rate_norm`` with rate_norm = 50 Hz (not the default),
+    ``modulator=None`` counting as xi = 1 and ``post_term`` used as given, sign included."""
+    rule = IBThreeFactor(eta=2 * Hz, rate_norm=50 * Hz)
+    pre = torch.tensor([[20.0, 40.0]])
+    post = torch.tensor([[1.0, 1.0]])
+    post_term = torch.tensor([[0.5, -1.0]])
+    dw = rule.rate_update(pre, post, torch.zeros(2, 2), post_term=post_term)
+    # -2 / 50 * [[0.5 * 20, 0.5 * 40], [-20, -40]]
+    expected = torch.tensor([[-0.4, -0.8], [0.8, 1.6]])
+    torch.testing.assert_close(dw, expected)
+
+
+def test_eligibility_update_refuses_a_column_of_xi():
+    """xi shaped (n_post, 1) would broadcast against E into an (n_post, n_post, n_pre)
+    array; only one value per post neuron, shape (n_post,), is accepted."""
+    rule = IBThreeFactor()
+    with pytest.raises(ValueError, match="one per post"):
+        apply_eligibility_update(np.zeros((2, 3)), np.ones((2, 3)), np.ones((2, 1)), rule)
