@@ -751,25 +751,25 @@ def test_bcm_rate_form_threshold_is_the_square_of_the_batch_mean_rate():
 def test_stdp_rate_forms_use_each_window_time_constant_and_the_bounds():
     """Rate form r_pre r_post (A_plus tau_plus f_plus - A_minus tau_minus f_minus) with
     tau_plus != tau_minus, and for the weight-dependent rule x = (w - w_min) / (w_max - w_min)
-    with w_min != 0 (w = 0.45 in [0.2, 1.2]: x = 0.25)."""
+    with w_min != 0 and w_max - w_min != 1 (w = 0.7 in [0.2, 2.2]: x = 0.25)."""
     params = {"A_plus": 0.01, "A_minus": 0.012, "tau_plus": 17 * ms, "tau_minus": 34 * ms}
     pre, post = torch.tensor([20.0], dtype=torch.float64), torch.tensor([30.0], dtype=torch.float64)
-    weight = torch.tensor([[0.45]], dtype=torch.float64)
+    weight = torch.tensor([[0.7]], dtype=torch.float64)
     additive = STDP(**params).rate_update(pre, post, weight)
     assert additive.item() == pytest.approx(600 * (0.01 * 0.017 - 0.012 * 0.034), rel=1e-12)
-    rule = MultiplicativeSTDP(mu=1.0, w_min=0.2, w_max=1.2, **params)
+    rule = MultiplicativeSTDP(mu=1.0, w_min=0.2, w_max=2.2, **params)
     weighted = rule.rate_update(pre, post, weight)
     expected = 600 * (0.01 * 0.017 * 0.75 - 0.012 * 0.034 * 0.25)
     assert weighted.item() == pytest.approx(expected, rel=1e-12)
     np.testing.assert_allclose(
-        rule.pair_window(np.array([5e-3, -5e-3]), 0.45),
+        rule.pair_window(np.array([5e-3, -5e-3]), 0.7),
         [0.01 * 0.75 * np.exp(-5 / 17), -0.012 * 0.25 * np.exp(-5 / 34)],
         rtol=1e-12,
     )
 
 
 def test_multiplicative_stdp_spike_form_scales_by_the_position_between_the_bounds():
-    """Brian2 form with bounds [0.2, 1.2] and w0 = 0.45 (x = 0.25): potentiation is scaled by
+    """Brian2 form with bounds [0.2, 2.2] and w0 = 0.7 (x = 0.25): potentiation is scaled by
     ((w_max - w) / (w_max - w_min))^mu = 0.75^mu, depression by ((w - w_min) / ...)^mu."""
     deltas = np.array([-10.0, 5.0])
     rule = MultiplicativeSTDP(
@@ -779,11 +779,11 @@ def test_multiplicative_stdp_spike_form_scales_by_the_position_between_the_bound
         tau_minus=34 * ms,
         mu=2.0,
         w_min=0.2,
-        w_max=1.2,
+        w_max=2.2,
     )
-    _, w_end = spike_pairs(*_pair_times(deltas), rule, w0=0.45)
+    _, w_end = spike_pairs(*_pair_times(deltas), rule, w0=0.7)
     expected = [-0.012 * 0.25**2 * np.exp(-10 / 34), 0.01 * 0.75**2 * np.exp(-5 / 17)]
-    np.testing.assert_allclose(w_end - 0.45, expected, rtol=1e-9)
+    np.testing.assert_allclose(w_end - 0.7, expected, rtol=1e-9)
 
 
 def test_stdp_pair_window_at_zero_delay_is_potentiation():
@@ -965,3 +965,212 @@ def test_a_rule_without_rate_update_has_only_a_brian2_form():
     assert "needs-rate  [brian2; from tests]" in format_rules({"needs-rate": spec})
     with pytest.raises(NotImplementedError, match="_NeedsRate has no torch rate form"):
         spec.create(rate=1 * Hz).rate_update(torch.ones(1), torch.ones(1), torch.ones(1, 1))
+
+
+# --------------------------------------------------------------------------------------------
+# details (second mutation audit): reward STDP with unequal windows, Oja on a batch, config
+# values that are not text, parameter types, contested plugin names
+# --------------------------------------------------------------------------------------------
+
+
+def _trains(times_ms):
+    """A SpikeGeneratorGroup whose neuron k fires at times_ms[k] (a list of ms values)."""
+    indices = np.concatenate([np.full(len(t), k) for k, t in enumerate(times_ms)]).astype(int)
+    spikes = np.concatenate([np.asarray(t, float) for t in times_ms])
+    return SpikeGeneratorGroup(len(times_ms), indices, spikes * ms)
+
+
+def _run_pairs(rule, pre_ms, post_ms, w0, duration):
+    """One-to-one synapses from pre neuron k (spikes pre_ms[k]) to post neuron k; returns the
+    Synapses after running ``duration``."""
+    pre, post = _trains(pre_ms), _trains(post_ms)
+    syn = Synapses(pre, post, **rule.brian2_form().synapses_kwargs())
+    syn.connect(j="i")
+    syn.w = w0
+    Network(pre, post, syn).run(duration)
+    return syn
+
+
+# --------------------------------------------------------------------------------------------
+# reward-modulated STDP with tau_plus != tau_minus
+# --------------------------------------------------------------------------------------------
+
+
+def test_reward_stdp_eligibility_uses_each_window_time_constant():
+    """With M = 0 the weight stays put and c holds the pair's STDP value, decaying with
+    tau_eligibility: a pre-post pair 5 ms apart adds A_plus exp(-5/tau_plus) with
+    tau_plus = 10 ms, a post-pre pair 5 ms apart A_minus exp(-5/tau_minus) with 40 ms."""
+    rule = RewardModulatedSTDP(
+        A_plus=0.01,
+        A_minus=0.012,
+        tau_plus=10 * ms,
+        tau_minus=40 * ms,
+        tau_eligibility=1 * second,
+        modulator_input=TimedArray([0.0], dt=1 * second),
+    )
+    syn = _run_pairs(rule, [[10.0], [15.0]], [[15.0], [10.0]], w0=0.5, duration=20 * ms)
+    decay = np.exp(-5e-3)  # 5 ms of tau_eligibility = 1 s after the later spike
+    expected = [0.01 * np.exp(-5 / 10) * decay, -0.012 * np.exp(-5 / 40) * decay]
+    np.testing.assert_allclose(np.array(syn.c[:]), expected, rtol=1e-3)
+    np.testing.assert_allclose(np.array(syn.w[:]), [0.5, 0.5], rtol=0, atol=1e-15)
+
+
+def test_reward_stdp_rate_form_pairs_each_amplitude_with_its_time_constant():
+    """dW/dt = eta M tau_e r_pre r_post (A_plus tau_plus - A_minus tau_minus) with
+    tau_plus = 10 ms and tau_minus = 40 ms: 2 * 3 * 0.5 * 600 * (1e-4 - 4.8e-4) < 0."""
+    rule = get_rule(
+        "reward-stdp",
+        eta=2 * Hz,
+        tau_eligibility=0.5 * second,
+        A_plus=0.01,
+        A_minus=0.012,
+        tau_plus=10 * ms,
+        tau_minus=40 * ms,
+    )
+    pre, post = torch.tensor([20.0], dtype=torch.float64), torch.tensor([30.0], dtype=torch.float64)
+    dw = rule.rate_update(pre, post, torch.tensor([[0.5]], dtype=torch.float64), modulator=3.0)
+    assert dw.item() == pytest.approx(2 * 3 * 0.5 * 600 * (0.01 * 0.01 - 0.012 * 0.04), rel=1e-12)
+
+
+def test_reward_stdp_refuses_inverted_bounds():
+    """The w_min < w_max check of the base class also applies to reward-modulated STDP,
+    which adds its own check of the modulator input."""
+    with pytest.raises(ValueError, match=r"'w_min'=1.0 and 'w_max'=0.5: need w_min < w_max"):
+        get_rule("reward-stdp", w_min=1.0, w_max=0.5)
+
+
+# --------------------------------------------------------------------------------------------
+# Oja's rule on a batch
+# --------------------------------------------------------------------------------------------
+
+
+def test_oja_rate_form_on_a_batch_averages_the_squared_post_rate():
+    """dW/dt = eta (mean_b r_post r_pre - mean_b(r_post^2) W), the mean of the per-sample
+    updates: post rates 1 and 3 Hz, pre rates [2, 0] and [0, 4] Hz, W = [[1, 2]]:
+    mean r_post r_pre = [1, 6], mean r_post^2 = 5 (not 2^2 = 4): eta * [1 - 5, 6 - 10]."""
+    rule = get_rule("oja", eta=1e-4 * second)
+    pre = torch.tensor([[2.0, 0.0], [0.0, 4.0]], dtype=torch.float64)
+    post = torch.tensor([[1.0], [3.0]], dtype=torch.float64)
+    weight = torch.tensor([[1.0, 2.0]], dtype=torch.float64)
+    dw = rule.rate_update(pre, post, weight)
+    torch.testing.assert_close(dw, torch.tensor([[-4e-4, -4e-4]], dtype=torch.float64))
+    singles = [rule.rate_update(pre[b], post[b], weight) for b in range(2)]
+    torch.testing.assert_close(dw, (singles[0] + singles[1]) / 2)
+
+
+# --------------------------------------------------------------------------------------------
+# rate forms with an integer weight
+# --------------------------------------------------------------------------------------------
+
+
+def test_rate_form_with_an_integer_weight_computes_in_floating_point():
+    """An integer weight tensor (e.g. torch.zeros(..., dtype=torch.long)) does not truncate
+    the rates: the computation runs in torch's default float dtype."""
+    rule = get_rule("hebbian", eta=1.0 * second)
+    dw = rule.rate_update([1.5, 2.5], [2.0], torch.zeros(1, 2, dtype=torch.int64))
+    assert dw.is_floating_point()
+    torch.testing.assert_close(dw, torch.tensor([[3.0, 5.0]], dtype=dw.dtype))
+
+
+# --------------------------------------------------------------------------------------------
+# config values and parameter types
+# --------------------------------------------------------------------------------------------
+
+
+def test_config_values_that_are_not_text_pass_through_unchanged():
+    """TOML gives numbers, and Python callers Quantities: only strings are parsed."""
+    rule = list_rules()["stdp"].create_from_config({"A_plus": 0.02, "tau_plus": 10 * ms})
+    assert rule.A_plus == 0.02 and rule.tau_plus == 10 * ms
+
+
+def test_config_with_an_unknown_key_is_refused_naming_it():
+    """A misspelt config key is refused like an unknown keyword, listing the valid ones."""
+    with pytest.raises(TypeError, match=r"unknown parameter\(s\) 'tau_pluss'.*tau_plus"):
+        list_rules()["stdp"].create_from_config({"tau_pluss": "10 ms"})
+
+
+def test_config_text_parses_signed_quantities():
+    """An anti-Hebbian rule from config text: a negative learning rate with a unit."""
+    spec = list_rules()["hebbian"]
+    assert spec.create_from_config({"eta": "-1e-3 second"}).eta == -1e-3 * second
+    assert spec.create_from_config({"eta": "+2e-3*second"}).eta == 2e-3 * second
+
+
+def test_config_text_for_no_value_gives_none_for_an_optional_parameter():
+    """'none', 'null' (JSON / YAML spelling) and an empty value (``--set w_max=``) all mean
+    no bound for an optional parameter."""
+    spec = list_rules()["hebbian"]
+    for text in ("none", "null", "", " None "):
+        assert spec.create_from_config({"w_max": text}).w_max is None, text
+
+
+@dataclass
+class _Typed(Rule):
+    """A rule with a bool and an array parameter (for the type checks)."""
+
+    flag: bool = param(False, "a switch")
+    gains: np.ndarray = param(np.array([1.0, 2.0]), "one gain per input")
+
+
+def test_numpy_booleans_are_accepted_and_normalised():
+    """A numpy bool (e.g. the result of a comparison) is a valid bool parameter and is stored
+    as a Python bool."""
+    rule = RuleSpec("typed", _Typed, "tests").create(flag=np.bool_(True))
+    assert rule.flag is True
+
+
+def test_array_parameter_with_one_non_finite_entry_is_refused():
+    """Every entry of an array parameter must be finite, not just one of them."""
+    spec = RuleSpec("typed", _Typed, "tests")
+    with pytest.raises(ValueError, match=r"'gains'.*not finite"):
+        spec.create(gains=np.array([1.0, np.nan]))
+
+
+def test_changing_one_rules_array_in_place_leaves_the_default_alone():
+    """Each rule gets its own copy of an array default: scaling one rule's array in place
+    changes neither the default of rules built afterwards nor the listed default."""
+    spec = RuleSpec("typed", _Typed, "tests")
+    first = spec.create()
+    first.gains *= 2
+    np.testing.assert_array_equal(first.gains, [2.0, 4.0])
+    np.testing.assert_array_equal(spec.create().gains, [1.0, 2.0])
+    np.testing.assert_array_equal(spec.parameters[1].default, [1.0, 2.0])
+
+
+# --------------------------------------------------------------------------------------------
+# plugins
+# --------------------------------------------------------------------------------------------
+
+
+def _plugin_warnings(caught) -> list[str]:
+    return [str(w.message) for w in caught if issubclass(w.category, RulePluginWarning)]
+
+
+def test_a_plugin_pointing_at_a_dataclass_that_is_not_a_rule_is_left_out(tmp_path, monkeypatch):
+    """An entry point naming some other dataclass (here plastix's own RuleSpec) is no rule."""
+    _fake_distribution(tmp_path, "odd-rules", "spec = plastix.plasticity.rules:RuleSpec")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        rules = list_rules()
+    assert "spec" not in rules
+    assert any("'spec'" in m and "not a dataclass subclass" in m for m in _plugin_warnings(caught))
+
+
+def test_a_contested_plugin_name_goes_to_the_first_distribution_by_name(tmp_path, monkeypatch):
+    """Two plugins claim 'clash': the registry is sorted by distribution name, so
+    'aaa-rules' wins and 'zzz-rules' is ignored with a warning, even though 'zzz-rules' comes
+    first on sys.path."""
+    first, second_dir = tmp_path / "a", tmp_path / "z"
+    _fake_distribution(first, "aaa-rules", "clash = plastix.plasticity.classic:Oja")
+    _fake_distribution(second_dir, "zzz-rules", "clash = plastix.plasticity.classic:Hebbian")
+    monkeypatch.syspath_prepend(str(first))
+    monkeypatch.syspath_prepend(str(second_dir))  # now ahead of the 'aaa-rules' folder
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        rules = list_rules()
+    assert rules["clash"].source == "aaa-rules" and rules["clash"].rule_class.__name__ == "Oja"
+    assert any(
+        "'clash'" in m and "zzz-rules" in m and "already taken by aaa-rules" in m
+        for m in _plugin_warnings(caught)
+    )
