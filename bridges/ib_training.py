@@ -266,10 +266,10 @@ class _Trainer:
         check_window_data(x, y, self.n_classes, self.window)
         order = torch.randperm(x.shape[0], generator=generator)
         start = time.perf_counter()
-        total, steps = 0.0, 0
+        total, steps, seen = 0.0, 0, 0
         for begin in range(0, x.shape[0], self.window):
             idx = order[begin : begin + self.window]
-            if idx.numel() < 2:
+            if idx.numel() < 2:  # a last minibatch of one sample is skipped, not counted
                 continue
             self.optimizer.zero_grad(set_to_none=True)
             loss = loss_fn(x[idx], y[idx])
@@ -277,7 +277,8 @@ class _Trainer:
             self.optimizer.step()
             total += float(loss.detach())
             steps += 1
-        return EpochStats(steps, time.perf_counter() - start, x.shape[0], total / max(steps, 1))
+            seen += idx.numel()
+        return EpochStats(steps, time.perf_counter() - start, seen, total / max(steps, 1))
 
 
 class IBTrainer(_Trainer):
