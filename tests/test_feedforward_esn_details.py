@@ -195,3 +195,34 @@ def test_unregularised_ridge_still_solves_with_duplicated_features():
     torch.testing.assert_close(
         readout.weight[0, 0] + readout.weight[0, 2], torch.tensor(3.0, dtype=torch.float64)
     )
+
+
+def test_ridge_regression_without_bias_fits_a_line_through_the_origin():
+    """``fit_bias=False``: ``W = sum(r y) / sum(r^2)`` and a zero bias. For r = 1, 2, 3 and
+    y = 2 r + 1: W = 34 / 14 (with a bias the fit would be exactly W = 2, b = 1)."""
+    from plastix.reservoirs.readouts import ridge_regression
+
+    r = torch.tensor([[1.0], [2.0], [3.0]], dtype=torch.float64)
+    weight, bias = ridge_regression(r, 2 * r + 1, ridge=0.0, fit_bias=False)
+    torch.testing.assert_close(weight, torch.tensor([[34 / 14]], dtype=torch.float64))
+    assert float(bias.abs().max()) == 0.0
+    weight, bias = ridge_regression(r, 2 * r + 1, ridge=0.0)
+    torch.testing.assert_close(weight, torch.tensor([[2.0]], dtype=torch.float64))
+    torch.testing.assert_close(bias.double(), torch.tensor([1.0], dtype=torch.float64))
+
+
+def test_module_noise_comes_from_a_generator_seeded_with_its_seed():
+    """``EchoStateNetwork(weights, seed)`` draws its noise from ``manual_seed(seed)``: its
+    forward equals :func:`run_esn` with that generator, and two seeds differ."""
+    weights = ESNWeights(
+        recurrent=0.5 * torch.eye(3, dtype=torch.float64),
+        input=torch.ones(3, 1, dtype=torch.float64),
+        feedback=torch.zeros(3, 0, dtype=torch.float64),
+        bias=torch.zeros(3, dtype=torch.float64),
+        noise=0.1,
+    )
+    u = torch.ones(5, 1, dtype=torch.float64)
+    states = EchoStateNetwork(weights, seed=3)(u)[0]
+    expected, _ = run_esn(weights, u, generator=torch.Generator().manual_seed(3))
+    torch.testing.assert_close(states, expected, rtol=0, atol=0)
+    assert not torch.equal(EchoStateNetwork(weights, seed=4)(u)[0], states)
