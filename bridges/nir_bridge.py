@@ -426,7 +426,8 @@ def from_nir(
 
 def _check_reading(graph: nir.NIRGraph, convention: SnntorchConvention | None) -> None:
     """Refuse ``convention`` where the ``plastix_convention``, ``dt_graph`` and ``decay`` that
-    :func:`to_nir` wrote into the graph's metadata say otherwise."""
+    :func:`to_nir` wrote into the graph's metadata say otherwise (a key the metadata lacks
+    contradicts nothing)."""
     meta = getattr(graph, "metadata", None)
     if not isinstance(meta, dict) or "plastix_convention" not in meta:
         return
@@ -444,9 +445,10 @@ def _check_reading(graph: nir.NIRGraph, convention: SnntorchConvention | None) -
         return
     if written != "snntorch":
         return
+    given = convention or SnntorchConvention()
     expected = SnntorchConvention(
-        dt_graph=float(meta.get("dt_graph", SNNTORCH_NIR_DT)),
-        decay=text(meta.get("decay", "euler")),
+        dt_graph=float(meta.get("dt_graph", given.dt_graph)),
+        decay=text(meta.get("decay", given.decay)),
     )
     if convention is None:
         raise ValueError(
