@@ -37,6 +37,7 @@ import importlib.metadata
 import importlib.util
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -158,12 +159,19 @@ def _dist_version(dist: str) -> str | None:
         return None
 
 
-def _cxx_command() -> str | None:
-    """The compiler Brian2's standalone makefile uses: ``$CXX``, else make's default ``g++``."""
-    env = os.environ.get("CXX", "").strip()
-    if env:
-        return shutil.which(env.split()[0])
-    return shutil.which("g++") or shutil.which("c++")
+def _cxx_command() -> list[str] | None:
+    """The compiler command Brian2's standalone makefile runs: ``$CXX`` with its arguments
+    (e.g. ``ccache g++``), its program resolved on PATH, else make's default ``g++``."""
+    value = os.environ.get("CXX", "")
+    try:
+        words = shlex.split(value)
+    except ValueError:  # an unbalanced quote: the makefile's shell fails on it too
+        words = value.split()
+    if words:
+        program = shutil.which(words[0])
+        return None if program is None else [program, *words[1:]]
+    program = shutil.which("g++") or shutil.which("c++")
+    return None if program is None else [program]
 
 
 @functools.cache
@@ -171,19 +179,20 @@ def _probe_cxx() -> dict[str, Any]:
     """Compile and link a tiny C++11 program once per process (the test Brian's makefile needs)."""
     info: dict[str, Any] = {"works": False, "compiler": None, "version": None, "make": None}
     info["make"] = shutil.which("make")
-    compiler = _cxx_command()
-    info["compiler"] = compiler
-    if compiler is None:
+    command = _cxx_command()
+    if command is None:
         info["error"] = "no C++ compiler found ($CXX, g++ or c++)"
         return info
-    ver = _run_quiet([compiler, "--version"])
+    compiler = shlex.join(command)
+    info["compiler"] = compiler
+    ver = _run_quiet([*command, "--version"])
     if ver is not None and ver.returncode == 0 and ver.stdout:
         info["version"] = ver.stdout.splitlines()[0].strip()
     with tempfile.TemporaryDirectory(prefix="plastix_cxx_probe_") as tmp:
         exe = os.path.join(tmp, "probe")
         program = "#include <vector>\nint main(){std::vector<int> v(3);return (int)v.size()-3;}\n"
         res = _run_quiet(
-            [compiler, "-std=c++11", "-x", "c++", "-", "-o", exe], timeout=20.0, stdin=program
+            [*command, "-std=c++11", "-x", "c++", "-", "-o", exe], timeout=20.0, stdin=program
         )
         if res is None:
             info["error"] = f"{compiler} did not finish compiling a test program"
