@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from backend_probes import cuda_probe, fake_probes
 
 from plastix.circuits.backend import (
     BACKEND_CHOICES,
@@ -762,45 +763,16 @@ def test_brian2cuda_pin_is_checked_against_the_installed_brian2():
     assert _requirement_met("brian2>=2.6", "2.9.0")
 
 
-def _cuda_probe(**changes):
-    """A ``_probe_cuda`` result with every CUDA requirement met, changed by ``changes``."""
-    from plastix.circuits.backend import CurandLocation
-
-    probe = {
-        "cuda_path": "/opt/cuda-13",
-        "nvcc": "/opt/cuda-13/bin/nvcc",
-        "nvcc_version": 13.0,
-        "curand": CurandLocation("/w/include", "/w/lib", "/w/lib/libcurand.so.10", "pip wheel"),
-        "gpu": {"nvidia_smi": "/usr/bin/nvidia-smi", "gpus": [{"name": "H100"}]},
-        "brian2cuda": "1.0b1",
-        "brian2cuda_requires": "brian2==2.10.1",
-        "brian2cuda_matches": True,
-        "brian2": "2.10.1",
-    }
-    probe.update(changes)
-    return probe
-
-
-def _fake_probes(monkeypatch, cuda, cxx_works=True):
-    from plastix.circuits import backend
-
-    cxx = {"works": cxx_works, "compiler": "/usr/bin/g++", "version": "g++ 13", "make": "make"}
-    if not cxx_works:
-        cxx["error"] = "g++ failed on a test program"
-    monkeypatch.setattr(backend, "_probe_cxx", lambda: cxx)
-    monkeypatch.setattr(backend, "_probe_cuda", lambda: cuda)
-
-
 def test_cuda_is_ready_only_with_every_requirement():
     """cuda_standalone needs a matching brian2cuda, nvcc, cuRAND and (to run) a GPU."""
     from plastix.circuits.backend import _cuda_ready
 
-    assert _cuda_ready(_cuda_probe(), require_gpu=True)
-    no_gpu = _cuda_probe(gpu={"nvidia_smi": None, "gpus": []})
+    assert _cuda_ready(cuda_probe(), require_gpu=True)
+    no_gpu = cuda_probe(gpu={"nvidia_smi": None, "gpus": []})
     assert not _cuda_ready(no_gpu, require_gpu=True)
     assert _cuda_ready(no_gpu, require_gpu=False)
     for missing in ({"curand": None}, {"nvcc_version": None}, {"brian2cuda_matches": False}):
-        assert not _cuda_ready(_cuda_probe(**missing), require_gpu=False), missing
+        assert not _cuda_ready(cuda_probe(**missing), require_gpu=False), missing
 
 
 def test_report_without_cuda_lists_every_missing_requirement_under_cuda_standalone(monkeypatch):
@@ -808,7 +780,7 @@ def test_report_without_cuda_lists_every_missing_requirement_under_cuda_standalo
     brian2cuda, each prefixed with its name; cython needs a working C++ compiler."""
     from plastix.circuits.backend import backend_problems
 
-    nothing = _cuda_probe(
+    nothing = cuda_probe(
         cuda_path=None,
         nvcc=None,
         nvcc_version=None,
@@ -818,7 +790,7 @@ def test_report_without_cuda_lists_every_missing_requirement_under_cuda_standalo
         brian2cuda_requires=None,
         brian2cuda_matches=False,
     )
-    _fake_probes(monkeypatch, nothing, cxx_works=False)
+    fake_probes(monkeypatch, nothing, cxx_works=False)
     by_name = {s.name: s for s in backend_report()}
     assert by_name["runtime"].details["codegen_targets"] == ["numpy"]
     assert backend_problems("cython") and backend_problems("numpy") == []
@@ -839,7 +811,7 @@ def test_curand_headers_without_the_library_do_not_count(monkeypatch):
     from plastix.circuits.backend import CurandLocation
 
     headers_only = CurandLocation("/w/include", None, None, "pip wheel nvidia-curand 10")
-    _fake_probes(monkeypatch, _cuda_probe(curand=headers_only))
+    fake_probes(monkeypatch, cuda_probe(curand=headers_only))
     by_name = {s.name: s for s in backend_report()}
     fix = "cuRAND headers found but no libcurand.so: pip install nvidia-curand"
     assert not by_name["curand"].available

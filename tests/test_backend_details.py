@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from backend_probes import WHEEL_CURAND, cuda_probe, fake_probes
 
 from plastix.circuits import backend
 from plastix.circuits.backend import (
@@ -24,7 +25,6 @@ from plastix.circuits.backend import (
 )
 
 CB = "devices.cuda_standalone.cuda_backend"
-WHEEL_CURAND = CurandLocation("/w/include", "/w/lib", "/w/lib/libcurand.so.10", "pip wheel")
 TOOLKIT_CURAND = CurandLocation(
     "/opt/cuda/include", "/opt/cuda/lib64", "/opt/cuda/lib64/libcurand.so", "toolkit"
 )
@@ -38,31 +38,6 @@ def _script(path: Path, body: str) -> Path:
     return path
 
 
-def _cuda_probe(**changes):
-    """A ``_probe_cuda`` result with every CUDA requirement met, changed by ``changes``."""
-    probe = {
-        "cuda_path": "/opt/cuda-13",
-        "nvcc": "/opt/cuda-13/bin/nvcc",
-        "nvcc_version": 13.0,
-        "curand": WHEEL_CURAND,
-        "gpu": {"nvidia_smi": "/usr/bin/nvidia-smi", "gpus": [{"name": "H100"}]},
-        "brian2cuda": "1.0b1",
-        "brian2cuda_requires": "brian2==2.10.1",
-        "brian2cuda_matches": True,
-        "brian2": "2.10.1",
-    }
-    probe.update(changes)
-    return probe
-
-
-def _fake_probes(monkeypatch, cuda, cxx_works=True):
-    cxx = {"works": cxx_works, "compiler": "/usr/bin/g++", "version": "g++ 13", "make": "make"}
-    if not cxx_works:
-        cxx["error"] = "g++ failed on a test program"
-    monkeypatch.setattr(backend, "_probe_cxx", lambda: cxx)
-    monkeypatch.setattr(backend, "_probe_cuda", lambda: cuda)
-
-
 NO_GPU = {"nvidia_smi": None, "gpus": [], "error": "nvidia-smi not found"}
 
 
@@ -73,26 +48,26 @@ def test_auto_needs_a_gpu_for_cuda_and_a_compiler_for_cpp(monkeypatch):
     """CUDA that compiles but has no GPU to run on: auto takes cpp_standalone, and the report
     says CUDA can generate and compile code but not run; without a working C++ compiler
     auto falls back to runtime."""
-    _fake_probes(monkeypatch, _cuda_probe(gpu=NO_GPU))
+    fake_probes(monkeypatch, cuda_probe(gpu=NO_GPU))
     assert resolve_backend("auto") == "cpp_standalone"
     cuda = {s.name: s for s in backend.backend_report()}["cuda_standalone"]
     assert not cuda.available
     assert cuda.details == {"code_generation": True, "compilation": True}
     assert cuda.missing == ["gpu: no NVIDIA GPU visible (nvidia-smi not found)"]
-    no_nvcc = _cuda_probe(nvcc=None, nvcc_version=None, gpu=NO_GPU)
-    _fake_probes(monkeypatch, no_nvcc)  # brian2cuda alone generates code (codegen_only)
+    no_nvcc = cuda_probe(nvcc=None, nvcc_version=None, gpu=NO_GPU)
+    fake_probes(monkeypatch, no_nvcc)  # brian2cuda alone generates code (codegen_only)
     cuda = {s.name: s for s in backend.backend_report()}["cuda_standalone"]
     assert cuda.details == {"code_generation": True, "compilation": False}
-    _fake_probes(monkeypatch, _cuda_probe(gpu=NO_GPU, brian2cuda_matches=False), cxx_works=False)
+    fake_probes(monkeypatch, cuda_probe(gpu=NO_GPU, brian2cuda_matches=False), cxx_works=False)
     assert resolve_backend("auto") == "runtime"
-    _fake_probes(monkeypatch, _cuda_probe())
+    fake_probes(monkeypatch, cuda_probe())
     assert resolve_backend("auto") == "cuda_standalone"
 
 
 def test_cython_counts_as_available_with_cython_and_a_compiler(monkeypatch):
     """backend_problems('cython') is empty where Cython is installed and C++ compiles."""
     pytest.importorskip("Cython")
-    _fake_probes(monkeypatch, _cuda_probe(), cxx_works=True)
+    fake_probes(monkeypatch, cuda_probe(), cxx_works=True)
     assert backend.backend_problems("cython") == []
 
 
@@ -296,7 +271,7 @@ def _activation(monkeypatch, probe, **kwargs):
 def test_cuda_activation_without_nvcc_refuses_to_compile_and_generates_for_cuda_13(monkeypatch):
     """No nvcc: compiling is refused with the fix (codegen_only=True); code generation alone
     assumes CUDA 13.0."""
-    probe = _cuda_probe(nvcc=None, nvcc_version=None, curand=TOOLKIT_CURAND)
+    probe = cuda_probe(nvcc=None, nvcc_version=None, curand=TOOLKIT_CURAND)
     with pytest.raises(RuntimeError, match=r"nvcc not found.*codegen_only=True"):
         _activation(monkeypatch, probe)
     settings = _activation(monkeypatch, probe, codegen_only=True)
@@ -308,7 +283,7 @@ def test_cuda_activation_prefers_your_toolkit_version_and_ignores_the_gpu_for_co
 ):
     """An explicit cuda_path and cuda_runtime_version win over what the probe found; code
     generation alone never asks brian2cuda to detect the GPU, even where one is visible."""
-    probe = _cuda_probe(curand=TOOLKIT_CURAND)
+    probe = cuda_probe(curand=TOOLKIT_CURAND)
     settings = _activation(monkeypatch, probe, cuda_path="/mine", cuda_runtime_version=12.8)
     assert settings[f"{CB}.cuda_path"] == "/mine"
     assert settings[f"{CB}.cuda_runtime_version"] == 12.8
@@ -321,10 +296,10 @@ def test_cuda_activation_prefers_your_toolkit_version_and_ignores_the_gpu_for_co
 def test_cuda_activation_links_curand_only_from_a_wheel(monkeypatch, tmp_path):
     """A wheel's cuRAND is linked through ``<build base>/_curand_lib``; the toolkit's is used
     where it is, with no link folder."""
-    wheel = _activation(monkeypatch, _cuda_probe(), link_base=tmp_path)
+    wheel = _activation(monkeypatch, cuda_probe(), link_base=tmp_path)
     assert wheel["_curand_link"] == (WHEEL_CURAND, tmp_path / "_curand_lib")
     assert wheel["codegen.cpp.library_dirs"][-1] == str(tmp_path / "_curand_lib")
-    toolkit = _activation(monkeypatch, _cuda_probe(curand=TOOLKIT_CURAND), link_base=tmp_path)
+    toolkit = _activation(monkeypatch, cuda_probe(curand=TOOLKIT_CURAND), link_base=tmp_path)
     assert "_curand_link" not in toolkit
 
 
