@@ -263,19 +263,16 @@ def _xi_table(cfg: ReservoirWMConfig, ctx: RunContext) -> None:
     grid = [(i, j) for i in range(len(windows)) for j in range(-1, len(units))]
     for i, j in ctx.progress(grid, desc="xi table"):
         b = windows[i]
+        size = units[j] if j >= 0 else min(units)
         mcfg = cfg.modulator(
-            n_neurons=cfg.xi_neurons,
-            n_classes=y.shape[1],
-            window=b,
-            n_units=units[max(j, 0)],
-            seed=ctx.seed,
+            n_neurons=cfg.xi_neurons, n_classes=y.shape[1], window=b, n_units=size, seed=ctx.seed
         )
-        if cfg.architecture == "kernel-memory":
-            mcfg = _memory_of_size(mcfg, units[max(j, 0)])
-        if j < 0:  # memoryless control: spectral radius 0, the state is W_in e_t
-            mcfg = replace(mcfg, spectral_radius=0.0, n_units=min(units))
+        if j < 0:  # memoryless control of the smallest size: spectral radius 0, state W_in e_t
+            mcfg = replace(mcfg, spectral_radius=0.0)
             if cfg.architecture == "kernel-memory":
                 mcfg = replace(mcfg, memory_topology="orthogonal", activation="identity")
+        if cfg.architecture == "kernel-memory":
+            mcfg = _memory_of_size(mcfg, size)
         modulator = fit_xi_modulator(mcfg)
         pred = modulator.predict(x, y, z)[b - 1 :]
         agreement = xi_agreement(pred, xi_targets(x, y, z, mcfg), z[b - 1 :])
