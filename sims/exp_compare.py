@@ -30,9 +30,10 @@ Stored: metrics on axis ``step``, one row per arm and evaluation (after every ep
 before training), named ``<arm>_epoch``, ``<arm>_samples_seen``, ``<arm>_wall_s`` (training
 time only; the spiking arm's first epoch includes a standalone build) and
 ``<arm>_test_accuracy``, with ``<arm>`` one of ``spiking_ib``, ``rate_ib``, ``snntorch_bptt``,
-``backprop``; final weights ``weights/<arm>_w<k>``; summary ``<arm>_test_accuracy``,
-``<arm>_train_wall_s``, ``<arm>_samples_seen``, ``<arm>_samples_per_s`` and the transfer
-figures. The table is printed; the figure is ``compare`` in :mod:`plastix.sims.plots_compare`.
+``backprop``; final weights ``weights/<arm>_w<k>`` (hidden layer k) and
+``weights/<arm>_readout``; summary ``<arm>_test_accuracy``, ``<arm>_train_wall_s``,
+``<arm>_samples_seen``, ``<arm>_samples_per_s`` and the transfer figures. The table is
+printed; the figure is ``compare`` in :mod:`plastix.sims.plots_compare`.
 """
 
 from __future__ import annotations
@@ -430,6 +431,28 @@ def _same_raster_agreement(net, offset, data, bptt, seed: int) -> tuple[float, f
 # -- the experiment ----------------------------------------------------------------------------
 
 
+def bptt_config(cfg: CompareConfig, spec: IBCircuitSpec) -> BPTTConfig:
+    """BPTT over the circuit's presentation: ``on_steps`` steps of dt, the readout from the
+    settle step on, Bernoulli inputs of probability rate * dt per step."""
+    timing = spec.timing
+    return BPTTConfig(
+        steps=timing.on_steps,
+        settle=timing.settle_steps,
+        p_max=float(spec.input_rate * timing.dt),
+        lr=cfg.bptt_lr,
+        batch=cfg.bptt_batch,
+    )
+
+
+def _save_arm_weights(ctx: RunContext, arm: str, hidden, readout) -> None:
+    """Every arm's trained weights under one scheme: ``<arm>_w<k>`` for hidden layer k
+    (outputs x inputs) and ``<arm>_readout``, as ib-spiking stores its circuit."""
+    p = PREFIX[arm]
+    for k, w in enumerate(hidden):
+        ctx.save_weights(f"{p}_w{k}", w)
+    ctx.save_weights(f"{p}_readout", readout)
+
+
 def _table(log: _Logger, transfer: dict[str, float]) -> str:
     lines = [
         "| arm | test accuracy | training wall s | samples seen | samples/s |",
@@ -473,35 +496,25 @@ def run_compare(cfg: CompareConfig, ctx: RunContext) -> None:
         torch.as_tensor(y_test_np, dtype=torch.int64),
     )
     np_data = (x_train_np, y_train_np, x_test_np, y_test_np)
-    timing = spec.timing
-    bptt = BPTTConfig(
-        steps=timing.on_steps,
-        settle=timing.settle_steps,
-        p_max=float(spec.input_rate * timing.dt),
-        lr=cfg.bptt_lr,
-        batch=cfg.bptt_batch,
-    )
+    bptt = bptt_config(cfg, spec)
     log = _Logger(ctx)
     gen = torch.Generator().manual_seed(ctx.seed)
     transfer: dict[str, float] = {}
     spiking_weights = bptt_net = None
     if "spiking-ib" in cfg.arms:
         spiking_weights = _run_spiking_ib(cfg, ctx, log, spec, w0, np_data, backend)
-        for k, w in enumerate(spiking_weights.hidden):
-            ctx.save_weights(f"spiking_ib_w{k}", w)
-        ctx.save_weights("spiking_ib_readout", spiking_weights.readout)
+        _save_arm_weights(ctx, "spiking-ib", spiking_weights.hidden, spiking_weights.readout)
     if "rate-ib" in cfg.arms:
         net = _run_rate_ib(cfg, ctx, log, torch_data, gen)
-        for k, block in enumerate(net.blocks):
-            ctx.save_weights(f"rate_ib_w{k}", block.linear.weight.detach().numpy())
+        _save_arm_weights(ctx, "rate-ib", [b.linear.weight for b in net.blocks], net.readout.weight)
     if "snntorch-bptt" in cfg.arms:
         bptt_net, offset = _run_bptt(cfg, ctx, log, spec, w0, torch_data, gen, bptt)
-        for k, linear in enumerate(bptt_net.linears):
-            ctx.save_weights(f"snntorch_bptt_w{k}", linear.weight.detach().numpy())
+        *hidden, readout = (linear.weight for linear in bptt_net.linears)
+        _save_arm_weights(ctx, "snntorch-bptt", hidden, readout)
     if "backprop" in cfg.arms:
         net = _run_backprop(cfg, ctx, log, torch_data, gen)
-        for k, block in enumerate(net.blocks):
-            ctx.save_weights(f"backprop_w{k}", block.linear.weight.detach().numpy())
+        hidden = [block.linear.weight for block in net.blocks]
+        _save_arm_weights(ctx, "backprop", hidden, net.readout.weight)
 
     if spiking_weights is not None:
         acc = _brian2_in_snntorch(cfg, spec, spiking_weights, torch_data, bptt)

@@ -591,7 +591,8 @@ def test_compare_experiment_writes_every_arm_and_the_transfer_figures(tmp_path):
     )
     res = read_result(out)
     assert res.status == "complete"
-    for arm in ("spiking_ib", "rate_ib", "snntorch_bptt", "backprop"):
+    arms = ("spiking_ib", "rate_ib", "snntorch_bptt", "backprop")
+    for arm in arms:
         acc = res.metrics[f"{arm}_test_accuracy"]
         seen = res.metrics[f"{arm}_samples_seen"]
         kept = ~np.isnan(acc)
@@ -615,7 +616,12 @@ def test_compare_experiment_writes_every_arm_and_the_transfer_figures(tmp_path):
         res.summary["spiking_ib_transfer_difference"],
         res.summary["spiking_ib_in_snntorch_accuracy"] - res.summary["spiking_ib_test_accuracy"],
     )
-    assert "snntorch_bptt_w0" in res.weights and "spiking_ib_w0" in res.weights
+    # every arm's hidden layer (8 x 64) and readout (10 x 8) under one naming scheme
+    expected = {f"{arm}_{part}" for arm in arms for part in ("w0", "readout")}
+    assert set(res.weights) == expected
+    for arm in arms:
+        assert res.weights[f"{arm}_w0"].shape == (8, 64)
+        assert res.weights[f"{arm}_readout"].shape == (10, 8)
     written = plot_result(res, tmp_path / "plots")
     assert any(p.name.endswith("_compare.png") for p in written)
 

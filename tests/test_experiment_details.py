@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from compare_parts import TINY_COMPARE, CompareContext, compare_data
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -321,26 +322,6 @@ def test_pruning_training_batches_are_augmented_when_asked(
 # --- compare ------------------------------------------------------------------------------------
 
 
-class _Ctx:
-    """The parts of a RunContext the compare arms use: seed, progress and a metrics log."""
-
-    def __init__(self, seed: int = 0):
-        self.seed, self.rows = seed, []
-
-    def progress(self, iterable, desc=None, total=None):
-        return iterable
-
-    def log(self, **row):
-        self.rows.append(row)
-
-
-def _compare_data(n_train: int, n_test: int = 6, n_in: int = 5, n_classes: int = 3):
-    gen = torch.Generator().manual_seed(0)
-    x = torch.rand(n_train + n_test, n_in, generator=gen)
-    y = torch.arange(n_train + n_test) % n_classes
-    return x[:n_train], y[:n_train], x[n_train:], y[n_train:]
-
-
 @pytest.mark.parametrize(
     ("overrides", "match"),
     [
@@ -436,9 +417,9 @@ def test_compare_backprop_nte_steps_count_each_batch(monkeypatch):
 
     monkeypatch.setattr(NeuralTangentEnsemble, "step", recording)
     cfg = CompareConfig(hidden=(4,), epochs=2, optimizer="nte", backprop_batch=3)
-    ctx = _Ctx()
+    ctx = CompareContext()
     log = _Logger(ctx)
-    _run_backprop(cfg, ctx, log, _compare_data(8), torch.Generator().manual_seed(0))
+    _run_backprop(cfg, ctx, log, compare_data(8), torch.Generator().manual_seed(0))
     assert sizes == [3, 3, 2] * 2
     assert [p[:2] for p in log.arms["backprop"].points] == [(0, 0), (1, 8), (2, 16)]
 
@@ -449,9 +430,9 @@ def test_compare_rate_ib_needs_a_window_of_kept_samples(window, refused):
     from plastix.sims.exp_compare import CompareConfig, _Logger, _run_rate_ib
 
     cfg = CompareConfig(hidden=(4,), epochs=1, window=window, pruning="uniform", pruning_rate=0.5)
-    ctx = _Ctx()
+    ctx = CompareContext()
     log = _Logger(ctx)
-    data = _compare_data(8)
+    data = compare_data(8)
     if refused:
         with pytest.raises(ValueError, match="keeps 4 samples in an epoch, fewer than the IB"):
             _run_rate_ib(cfg, ctx, log, data, torch.Generator())
@@ -482,19 +463,6 @@ def test_snntorch_weights_of_an_unchanged_network_are_the_circuit_weights():
     np.testing.assert_array_equal(bias, w0.bias)
 
 
-_TINY_COMPARE = {
-    "n_train": 24,
-    "n_test": 12,
-    "hidden": (6,),
-    "epochs": 1,
-    "presentation_ms": 10.0,
-    "settle_ms": 2.0,
-    "dt_ms": 1.0,
-    "window": 4,
-    "bptt_batch": 12,
-}
-
-
 def test_compare_summary_reports_throughput_and_the_snntorch_transfer(tmp_path, monkeypatch):
     """``samples_per_s`` is samples seen over training seconds; the transfer difference is the
     Brian2 accuracy of the snntorch weights minus their snntorch accuracy (the Brian2 runs
@@ -505,7 +473,7 @@ def test_compare_summary_reports_throughput_and_the_snntorch_transfer(tmp_path, 
 
     monkeypatch.setattr(exp, "_snntorch_in_brian2", lambda *args: 0.75)
     monkeypatch.setattr(exp, "_same_raster_agreement", lambda *args: (0.5, 1.0))
-    overrides = {**_TINY_COMPARE, "arms": ("snntorch-bptt", "backprop")}
+    overrides = {**TINY_COMPARE, "arms": ("snntorch-bptt", "backprop")}
     out = run_experiment("compare", overrides, device="numpy", out=tmp_path / "c.h5", seed=0)
     s = read_result(out).summary
     for arm in ("snntorch_bptt", "backprop"):
