@@ -40,6 +40,7 @@ from plastix.bridges.pruning import (
     evaluate_classifier,
     forgetting_scores,
     grand_scores,
+    plan_keep_counts,
     train_classifier_epoch,
 )
 from plastix.sims.experiments import RunContext, experiment
@@ -268,6 +269,8 @@ class PruningConfig:
     def validate(self) -> None:
         if len(set(self.strategies)) != len(self.strategies):
             raise ValueError(f"strategies: {self.strategies} repeats a name; list each once")
+        if len(set(self.rates)) != len(self.rates):
+            raise ValueError(f"rates: {self.rates} repeats a rate; list each once")
         for strategy in self.strategies:
             if strategy == "full":
                 continue
@@ -284,6 +287,21 @@ class PruningConfig:
                         f"annealing alone cost {fixed} of the {self.epochs} full-data epochs; "
                         f"{fix}"
                     )
+
+    def check_data(self, data) -> None:
+        """Every pruned epoch must train on at least one sample: refuse, before any run trains,
+        a rate that the training set's size puts out of reach (:func:`plan_keep_counts`)."""
+        n = len(data.y_train)
+        for strategy in self.strategies:
+            if strategy == "full":
+                continue
+            scoring, anneal = self.scoring_epochs(strategy) * n, self.anneal_epochs(strategy)
+            for rate in self.rates:
+                try:
+                    plan_keep_counts(n, self.epochs, rate, scoring, anneal)
+                except ValueError as exc:
+                    problem = f"rates: for {strategy!r} on {n} training samples, {exc}"
+                    raise ValueError(problem) from None
 
     @property
     def use_augmentation(self) -> bool:
