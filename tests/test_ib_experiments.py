@@ -285,61 +285,6 @@ def test_bsweep_rows_are_ib_rate_runs_and_the_summary_is_the_best_window(tmp_pat
 _SPIKING = {"n_train": 6, "n_test": 4, "hidden": [5], "presentation_ms": 20.0, "dt_ms": 1.0}
 
 
-@pytest.fixture
-def fake_circuit_trainers(monkeypatch):
-    """Replace ib-spiking's Brian2 trainers by a stand-in: every training pass adds 1 to the
-    hidden and readout weights, 2 to the bias and 1 to the rate means, is right on every
-    sample at 10 Hz and takes 2 s; every test pass is wrong on every sample at 50 Hz, takes
-    1 s and records two input spikes. Returns the trainers built, in order."""
-    from plastix.circuits.ib_network import CircuitWeights, PassResult
-    from plastix.sims import exp_ib_spiking
-
-    made = []
-
-    class FakeTrainer:
-        def __init__(self, spec, weights, *args, **options):
-            self.spec, self.args, self.options = spec, args, options
-            self.weights = weights.copy()
-            self.rate_means = [np.zeros(n) for n in spec.hidden]
-            self.warmup_skipped = False
-            self.train_inputs = []
-            made.append(self)
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            return None
-
-        def skip_warmup(self):
-            self.warmup_skipped = True
-
-        def train_epoch(self, x, y):
-            self.train_inputs.append((x.copy(), y.copy()))
-            w = self.weights
-            self.weights = CircuitWeights([h + 1 for h in w.hidden], w.readout + 1, w.bias + 2)
-            self.rate_means = [m + 1 for m in self.rate_means]
-            return PassResult(y.copy(), y, [np.full(n, 10.0) for n in self.spec.hidden], 2.0)
-
-        def evaluate(self, x, y):
-            spikes = {"input": (np.array([0, 3]), np.array([0.001, 0.002]))}
-            rates = [np.full(n, 50.0) for n in self.spec.hidden]
-            return PassResult((y + 1) % 10, y, rates, 1.0, spikes)
-
-        def run_epoch(self, x, y, x_test, y_test):
-            return self.train_epoch(x, y), self.evaluate(x_test, y_test)
-
-    class FakeExact(FakeTrainer):
-        kind = "exact"
-
-    class FakeCompiled(FakeTrainer):
-        kind = "compiled"
-
-    monkeypatch.setattr(exp_ib_spiking, "ExactXiTrainer", FakeExact)
-    monkeypatch.setattr(exp_ib_spiking, "CompiledEpochTrainer", FakeCompiled)
-    return made
-
-
 def test_circuit_spec_takes_timing_input_rate_and_learning_rate_from_the_config():
     from plastix.sims.exp_ib_spiking import IBSpikingConfig, circuit_spec
 
