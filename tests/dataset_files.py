@@ -1,5 +1,5 @@
 """Small dataset files in the standard formats (IDX, CIFAR python pickles), written by the
-tests that read them: no download, and every byte known."""
+tests that read them: no download, and every byte known; and a small in-memory Dataset."""
 
 from __future__ import annotations
 
@@ -60,3 +60,18 @@ def write_cifar10(folder: Path, per_batch=2, n_test=3, seed=0):
     names = [f"class{k}".encode() for k in range(10)]
     (folder / "batches.meta").write_bytes(pickle.dumps({b"label_names": names}, protocol=2))
     return train, (test_data, test_labels)
+
+
+def toy_dataset(n_train: int = 12, n_test: int = 6):
+    """A Dataset of 3 random features and labels cycling through 3 classes."""
+    from plastix.sims.datasets import Dataset
+
+    rng = np.random.default_rng(0)
+    return Dataset(
+        "toy",
+        rng.random((n_train, 3), dtype=np.float32),
+        np.arange(n_train, dtype=np.int64) % 3,
+        rng.random((n_test, 3), dtype=np.float32),
+        np.arange(n_test, dtype=np.int64) % 3,
+        ("a", "b", "c"),
+    )

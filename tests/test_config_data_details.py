@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
-from dataset_files import idx_bytes, write_cifar10, write_idx_folder
+from dataset_files import idx_bytes, toy_dataset, write_cifar10, write_idx_folder
 
 from plastix.sims import datasets
 from plastix.sims.datasets import Dataset, DatasetError, load_dataset, parse_idx, stratified_indices
@@ -23,18 +23,6 @@ def _no_env_and_fresh_cache(monkeypatch):
     yield
     PROBE.clear()
     datasets.clear_cache()
-
-
-def toy(n_train=12, n_test=6) -> Dataset:
-    rng = np.random.default_rng(0)
-    return Dataset(
-        "toy",
-        rng.random((n_train, 3), dtype=np.float32),
-        np.arange(n_train, dtype=np.int64) % 3,
-        rng.random((n_test, 3), dtype=np.float32),
-        np.arange(n_test, dtype=np.int64) % 3,
-        ("a", "b", "c"),
-    )
 
 
 # ------------------------------------------------------------------ damaged IDX files
@@ -124,7 +112,7 @@ def test_root_argument_is_the_only_place_looked_when_given(tmp_path, monkeypatch
 
 def test_dataset_refuses_one_dimensional_inputs_and_two_dimensional_labels():
     """x is shaped (n, *sample_shape), so it has at least two axes; y is 1-D."""
-    ds = toy()
+    ds = toy_dataset()
     with pytest.raises(TypeError, match="x_train must be a float32 numpy array shaped"):
         Dataset("bad", ds.x_train[:, 0].copy(), ds.y_train, ds.x_test, ds.y_test, ds.classes)
     with pytest.raises(TypeError, match="y_test must be a 1-D int64"):
@@ -133,7 +121,7 @@ def test_dataset_refuses_one_dimensional_inputs_and_two_dimensional_labels():
 
 def test_flat_copies_the_labels_too():
     """flat() returns a copy: changing its labels leaves the original's alone."""
-    ds = toy()
+    ds = toy_dataset()
     flat = ds.flat()
     flat.y_train[:] = 0
     flat.y_test[:] = 0
