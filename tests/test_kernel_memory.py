@@ -17,7 +17,12 @@ from plastix.circuits.ib_network import (
 )
 from plastix.circuits.layers import SampleTiming
 from plastix.plasticity.ib_rule import IBThreeFactor
-from plastix.reservoirs.xi_modulator import XiModulatorConfig, fit_kernel_memory_modulator
+from plastix.reservoirs.esn import ESNWeights
+from plastix.reservoirs.xi_modulator import (
+    KernelMemoryModulator,
+    XiModulatorConfig,
+    fit_kernel_memory_modulator,
+)
 from plastix.sims.datasets import load_dataset
 
 
@@ -57,6 +62,19 @@ def _modulator(n_neurons: int, topology: str = "delay-line", **kw):
     return fit_kernel_memory_modulator(XiModulatorConfig(**cfg))
 
 
+def _with_biases(modulator: KernelMemoryModulator) -> KernelMemoryModulator:
+    """The same modulator with a memory bias b ~ 0.2 N(0, 1) and its decoder's intercept
+    moved by 0.3 N(0, 1)."""
+    w, memory = modulator.weights, modulator.memory
+    draw = torch.Generator().manual_seed(1)
+    bias = 0.2 * torch.randn(w.n_units, generator=draw, dtype=w.dtype)
+    weights = ESNWeights(w.recurrent, w.input, w.feedback, bias, activation=w.activation)
+    memory.bias = memory.bias + 0.3 * torch.randn(
+        memory.bias.shape, generator=draw, dtype=memory.bias.dtype
+    )
+    return KernelMemoryModulator(modulator.config, weights, memory)
+
+
 @pytest.mark.parametrize(
     ("topology", "options"),
     [
@@ -64,18 +82,25 @@ def _modulator(n_neurons: int, topology: str = "delay-line", **kw):
         ("orthogonal", {}),
         # a leaky tanh memory: r <- (1 - a) r + a tanh(W r + W_in u + b)
         ("orthogonal", {"activation": "tanh", "leak": 0.6}),
+        # the fit leaves the memory bias b at zero: set b and the decoder intercept c by hand
+        ("orthogonal", {"biased": True}),
     ],
-    ids=["delay-line", "orthogonal", "orthogonal-tanh-leaky"],
+    ids=["delay-line", "orthogonal", "orthogonal-tanh-leaky", "orthogonal-biased"],
 )
 def test_kernel_memory_xi_matches_torch_modulator(topology, options):
-    """Codes, memory reservoir, decoding readout, kernel units, row-centred weights and the
-    LayerNorm VJP in Brian2 reproduce the torch KernelMemoryModulator stepped on the same
-    inputs, labels and window rates."""
+    """Codes, memory reservoir (bias included: r <- f(W r + W_in u + b)), decoding readout
+    (intercept included: d = D r + c), kernel units, row-centred weights and the LayerNorm VJP
+    in Brian2 reproduce the torch KernelMemoryModulator stepped on the same inputs, labels and
+    window rates."""
     n_samples, n_hidden = 10, 12
     x, y, _, _ = _digits(n_samples, 1)
     spec = _spec(n_hidden)
     w0 = init_weights(spec, np.random.default_rng(0), mean=0.7, spread=0.7)
+    options = dict(options)
+    biased = options.pop("biased", False)
     modulator = _modulator(n_hidden, topology, **options)
+    if biased:
+        modulator = _with_biases(modulator)
     slot = spec.timing.slot
     with activate_backend("numpy"):
         circuit = IBCircuit(spec, x, y, np.ones(n_samples), w0, xi_modulators=[modulator])

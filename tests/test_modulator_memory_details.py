@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+from modulator_parts import generator, kernel_memory_config, random_streams, recording_run_esn
 
 from plastix.plasticity.hsic import modulatory_signal, sliding_windows
 from plastix.reservoirs.xi_modulator import (
@@ -20,52 +21,12 @@ from plastix.reservoirs.xi_modulator import (
 )
 
 
-def _gen(seed: int = 0) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
-
-
-def _kernel_memory(**changes) -> XiModulatorConfig:
-    base = dict(
-        architecture="kernel-memory",
-        gated=False,
-        window_products=False,
-        n_neurons=6,
-        n_classes=3,
-        window=4,
-        x_projection=5,
-        n_streams=2,
-        stream_length=40,
-        n_chunks=1,
-        xi_method="row-centred",
-        seed=2,
-    )
-    base.update(changes)
-    return XiModulatorConfig(**base)
-
-
-def _stream(cfg: XiModulatorConfig, length: int = 12, x_dim: int = 4, seed: int = 7):
-    g = _gen(seed)
-    x = torch.rand(1, length, x_dim, generator=g, dtype=torch.float64)
-    labels = torch.randint(0, cfg.n_classes, (1, length), generator=g)
-    y = torch.nn.functional.one_hot(labels, cfg.n_classes).double()
-    z = torch.randn(1, length, cfg.n_neurons, generator=g, dtype=torch.float64)
-    return x, y, z
-
-
 @pytest.fixture
 def esn_inputs(monkeypatch) -> list[torch.Tensor]:
     """The input streams of every ``run_esn`` call the xi-modulator fits make, in order."""
     import plastix.reservoirs.xi_modulator as xm
 
-    seen = []
-    original = xm.run_esn
-
-    def recording(weights, inputs, *args, **kwargs):
-        seen.append(inputs)
-        return original(weights, inputs, *args, **kwargs)
-
-    monkeypatch.setattr(xm, "run_esn", recording)
-    return seen
+    return recording_run_esn(monkeypatch, xm)
 
 
 def _decoded_after(modulator: KernelMemoryModulator, x, y, z) -> torch.Tensor:
@@ -92,20 +53,20 @@ def test_delay_line_memory_refuses_a_leak():
     """A delay line copies codes unchanged: a leak below 1 (even with identity units) would
     blur them, so the config refuses it and names the fix."""
     with pytest.raises(ValueError, match="leak=1.0"):
-        _kernel_memory(leak=0.5)
-    assert _kernel_memory(memory_topology="orthogonal", leak=0.5).leak == 0.5
+        kernel_memory_config(leak=0.5)
+    assert kernel_memory_config(memory_topology="orthogonal", leak=0.5).leak == 0.5
 
 
 def test_orthogonal_memory_size_is_the_nearest_integer_and_at_least_one_unit():
     """``N = memory_ratio (B - 1) dim(u)`` rounded to the nearest integer, never 0."""
     dim = 5 + 3 + 6  # x_projection + n_classes + n_neurons
-    cfg = _kernel_memory(memory_topology="orthogonal", memory_ratio=0.6)
+    cfg = kernel_memory_config(memory_topology="orthogonal", memory_ratio=0.6)
     assert cfg.memory_units == 25  # 0.6 * 3 * 14 = 25.2
-    cfg = _kernel_memory(memory_topology="orthogonal", memory_ratio=0.65)
+    cfg = kernel_memory_config(memory_topology="orthogonal", memory_ratio=0.65)
     assert cfg.memory_units == 27  # 27.3
-    cfg = _kernel_memory(memory_topology="orthogonal", memory_ratio=0.69)
+    cfg = kernel_memory_config(memory_topology="orthogonal", memory_ratio=0.69)
     assert cfg.memory_units == round(0.69 * 3 * dim) == 29  # 28.98
-    tiny = _kernel_memory(memory_topology="orthogonal", memory_ratio=1e-3)
+    tiny = kernel_memory_config(memory_topology="orthogonal", memory_ratio=1e-3)
     assert tiny.memory_units == 1
     assert tiny.esn_config().n_units == 1
 
@@ -114,7 +75,7 @@ def test_orthogonal_memory_reservoir_is_orthogonal_at_the_spectral_radius():
     """``memory_topology="orthogonal"``: ``W`` is a random orthogonal matrix scaled to
     ``spectral_radius``, so ``W W^T = rho^2 I`` (no state direction decays faster than
     another, which the decoding of ``B - 1`` codes relies on)."""
-    cfg = _kernel_memory(memory_topology="orthogonal", memory_ratio=0.5, spectral_radius=0.7)
+    cfg = kernel_memory_config(memory_topology="orthogonal", memory_ratio=0.5, spectral_radius=0.7)
     w = fit_kernel_memory_modulator(cfg).weights.recurrent
     w = w.to_dense() if w.is_sparse else w
     n = cfg.memory_units
@@ -124,10 +85,10 @@ def test_orthogonal_memory_reservoir_is_orthogonal_at_the_spectral_radius():
 def test_kernel_memory_with_the_smallest_window_is_the_hsic_xi():
     """``B = 2`` (one remembered sample) is a valid window: the delay line holds one code and
     the kernel-memory xi equals the HSIC xi of each pair of consecutive samples."""
-    cfg = _kernel_memory(window=2, xi_method="exact")
+    cfg = kernel_memory_config(window=2, xi_method="exact")
     modulator = fit_kernel_memory_modulator(cfg)
     assert modulator.weights.n_units == cfg.n_inputs
-    x, y, z = _stream(cfg)
+    x, y, z = random_streams(cfg.n_classes, cfg.n_neurons)
     pred = modulator.predict(x, y, z)[0, 1:]
     windows = [sliding_windows(a[0], 2) for a in (x, y, z)]
     exact = modulatory_signal(*windows, cfg.gamma, cfg.sigmas, "exact")
@@ -145,7 +106,7 @@ def test_synthetic_streams_have_the_documented_class_structure():
     share their minimum (the ReLU zeros), and the class-driven share of z's variance ranges
     from unrelated to strongly class-driven across streams."""
     s, t, c, dz, dx, sigma_x = 32, 400, 8, 12, 64, 0.5
-    x, y, z = synthetic_streams(s, t, c, dz, dx, sigma_x, _gen(0))
+    x, y, z = synthetic_streams(s, t, c, dz, dx, sigma_x, generator(0))
     labels = y.argmax(-1)
     counts = y.sum(1)  # (S, C)
     means = torch.einsum("stc,std->scd", y, x) / counts[..., None]
@@ -171,7 +132,7 @@ def test_xi_targets_entry_t_is_the_hsic_xi_of_the_window_ending_at_t_plus_b_minu
     """``xi_targets`` entry ``t`` is :func:`modulatory_signal` of samples ``t .. t + B - 1``
     (current sample last), stream by stream."""
     cfg = XiModulatorConfig(n_neurons=5, n_classes=3, window=4, stream_length=10)
-    x, y, z = synthetic_streams(2, 10, 3, 5, 6, cfg.sigmas[0], _gen(3))
+    x, y, z = synthetic_streams(2, 10, 3, 5, 6, cfg.sigmas[0], generator(3))
     targets = xi_targets(x, y, z, cfg)
     assert targets.shape == (2, 7, 5)
     for s, t in [(0, 0), (1, 3), (1, 6)]:
@@ -189,7 +150,7 @@ def test_global_projection_keeps_distances_over_s_x_on_average():
     modulator = XiModulator(cfg, None, [])
     p = modulator.projection(300)
     assert p.shape == (64, 300)
-    v = torch.randn(400, 300, generator=_gen(1), dtype=torch.float64)
+    v = torch.randn(400, 300, generator=generator(1), dtype=torch.float64)
     ratio = (v @ p.T).square().sum(-1) / (v.square().sum(-1) / (0.5**2 * 300))
     assert float(ratio.mean()) == pytest.approx(1.0, abs=0.05)
 
@@ -200,9 +161,9 @@ def test_global_projection_keeps_distances_over_s_x_on_average():
 def test_kernel_memory_decodes_the_last_b_minus_1_codes_oldest_first():
     """The memory readout returns ``u_{t-B+1} .. u_{t-1}`` (oldest first) from the state that
     has taken them; the xi itself would not show a wrong order (it sums over the window)."""
-    cfg = _kernel_memory()
+    cfg = kernel_memory_config()
     modulator = fit_kernel_memory_modulator(cfg)
-    x, y, z = _stream(cfg, length=6)
+    x, y, z = random_streams(cfg.n_classes, cfg.n_neurons, length=6)
     codes = modulator.encode(x[0], y[0], z[0])  # (6, dim u)
     decoded = _decoded_after(modulator, x, y, z)  # (B - 1, dim u)
     torch.testing.assert_close(decoded, codes[3:], rtol=1e-6, atol=1e-6)
@@ -211,11 +172,11 @@ def test_kernel_memory_decodes_the_last_b_minus_1_codes_oldest_first():
 def test_kernel_memory_readout_uses_the_configured_memory_ridge():
     """``memory_ridge`` is the memory readout's ridge: a huge one shrinks the decoded codes
     towards their training mean, so the decoding is far from the codes it should hold."""
-    cfg = _kernel_memory()
-    x, y, z = _stream(cfg, length=6)
+    cfg = kernel_memory_config()
+    x, y, z = random_streams(cfg.n_classes, cfg.n_neurons, length=6)
     errors = []
     for ridge in (1e-8, 1e8):
-        modulator = fit_kernel_memory_modulator(_kernel_memory(memory_ridge=ridge))
+        modulator = fit_kernel_memory_modulator(kernel_memory_config(memory_ridge=ridge))
         codes = modulator.encode(x[0], y[0], z[0])
         decoded = _decoded_after(modulator, x, y, z)
         errors.append(float((decoded - codes[3:]).norm() / codes[3:].norm()))
@@ -248,11 +209,11 @@ def test_circuit_refuses_the_diagonal_xi_and_modulators_of_other_kinds():
     kernel-memory modulator (TypeError)."""
     from plastix.circuits.kernel_memory import check_kernel_memory_modulator
 
-    cfg = _kernel_memory(xi_method="diagonal")
+    cfg = kernel_memory_config(xi_method="diagonal")
     diagonal = fit_kernel_memory_modulator(cfg)
     with pytest.raises(ValueError, match="xi_method: 'diagonal'.*row-centred"):
         check_kernel_memory_modulator(diagonal, cfg.n_neurons, cfg.n_classes, 4)
-    row = fit_kernel_memory_modulator(_kernel_memory())
+    row = fit_kernel_memory_modulator(kernel_memory_config())
     assert check_kernel_memory_modulator(row, 6, 3, 4) is row.config
     other = XiModulator(XiModulatorConfig(n_neurons=6, n_classes=3), None, [])
     with pytest.raises(TypeError, match="KernelMemoryModulator"):
@@ -291,7 +252,7 @@ def test_gated_readout_of_the_current_label_gives_xi_with_its_bias(architecture)
         r.bias[:] = c + 1.0
         readouts.append(r)
     modulator = XiModulator(cfg, weights, readouts)
-    g = _gen(4)
+    g = generator(4)
     labels = torch.randint(0, 3, (1, 9), generator=g)
     y = torch.nn.functional.one_hot(labels, 3).double()
     x = torch.rand(1, 9, 3, generator=g, dtype=torch.float64)
@@ -313,7 +274,7 @@ def test_statistics_readout_decodes_each_neurons_own_window_statistics():
         n_chunks=1, train_neurons=6, seed=1,
     )  # fmt: skip
     modulator = fit_xi_modulator(cfg)
-    x, y, z = synthetic_streams(2, 60, 3, 6, cfg.x_projection, cfg.sigmas[0], _gen(9))
+    x, y, z = synthetic_streams(2, 60, 3, 6, cfg.x_projection, cfg.sigmas[0], generator(9))
     e = modulator.encode(x, y, z)  # (S, T, dz, 2C + 1)
     s, t, dz, n_in = e.shape
     flat = e.permute(0, 2, 1, 3).reshape(s * dz, t, n_in)
@@ -351,7 +312,7 @@ def test_global_fit_codes_synthetic_x_in_kernel_normalised_coordinates(esn_input
         n_chunks=1, seed=4,
     )  # fmt: skip
     fit_xi_modulator(cfg)
-    x, y, z = training_streams(cfg, _gen(cfg.seed + 1))
+    x, y, z = training_streams(cfg, generator(cfg.seed + 1))
     expected = torch.cat([x / (0.5 * math.sqrt(9)), y, z], -1)
     torch.testing.assert_close(esn_inputs[0], expected)
 
@@ -363,9 +324,9 @@ def test_kernel_memory_fit_drives_the_memory_with_jittered_codes_of_real_scale(e
     that of the clean codes."""
     from plastix.reservoirs.xi_modulator import training_streams
 
-    cfg = _kernel_memory(x_projection=9, stream_length=60)
+    cfg = kernel_memory_config(x_projection=9, stream_length=60)
     fit_kernel_memory_modulator(cfg)
-    x, y, z = training_streams(cfg, _gen(cfg.seed + 1))
+    x, y, z = training_streams(cfg, generator(cfg.seed + 1))
     s_y, s_z = 0.1 * math.sqrt(3), 1.0 * math.sqrt(6)
     clean = [x / (0.5 * math.sqrt(9)), y / s_y, z / s_z]
     for block, reference in zip(esn_inputs[0].split([9, 3, 6], -1), clean, strict=True):
