@@ -152,7 +152,9 @@ def array_heatmaps(res: Result) -> list[tuple[str, object]]:
 
 
 def plot_result(res: Result, out_dir: str | Path, fmt: str = "png") -> list[Path]:
-    """Draw every figure ``res`` supports into ``out_dir``; returns the written paths."""
+    """Draw every figure ``res`` supports into ``out_dir`` as ``<stem>_<figure>.<fmt>``;
+    returns the written paths. A figure whose name another took first (an array named
+    ``curves``) gets ``_2``, ``_3``, ... rather than overwriting it."""
     if fmt not in ("png", "pdf"):
         raise ValueError(f"fmt must be 'png' or 'pdf', got {fmt!r}")
     plt = pyplot()
@@ -167,11 +169,15 @@ def plot_result(res: Result, out_dir: str | Path, fmt: str = "png") -> list[Path
     _load_figure_modules()
     for fn in _EXTRA_FIGURES.get(res.experiment, []):
         figures.extend(fn(res))
-    written = []
+    written, taken = [], set()
     for name, fig in figures:
         if fig is None:
             continue
-        path = out_dir / f"{stem}_{name}.{fmt}"
+        unique, k = name, 2
+        while unique in taken:  # e.g. an array named "curves": its heat-map is curves_2
+            unique, k = f"{name}_{k}", k + 1
+        taken.add(unique)
+        path = out_dir / f"{stem}_{unique}.{fmt}"
         out_dir.mkdir(parents=True, exist_ok=True)  # only once there is a figure to write
         write_figure(fig, path, dpi=120)
         plt.close(fig)

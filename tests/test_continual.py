@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from figure_parts import errorbars
 from torch import nn
 
 from plastix.bridges.continual import (
@@ -566,19 +567,6 @@ def test_continual_result_metrics_follow_the_matrix():
     np.testing.assert_allclose(res.average_accuracy, [0.9, 0.75])
 
 
-def _errorbars(ax):
-    """{label: (x, y, half-height of each error bar or None)} of an axes' errorbar plots."""
-    out = {}
-    for c in ax.containers:
-        line, _, bars = c.lines
-        half = None
-        if bars:
-            segments = bars[0].get_segments()
-            half = [float(s[1, 1] - s[0, 1]) / 2 for s in segments]
-        out[c.get_label()] = (list(line.get_xdata()), list(line.get_ydata()), half)
-    return out
-
-
 def test_forgetting_curves_sort_x_average_seeds_and_give_their_standard_error():
     """Points sorted by x; a 2-D series is its mean over seeds with error bars of the
     standard error (sample std, ddof=1, over sqrt(n_seeds)); log_x sets a log x-axis."""
@@ -592,7 +580,7 @@ def test_forgetting_curves_sort_x_average_seeds_and_give_their_standard_error():
         log_x=True,
     )
     ax = fig.axes[0]
-    bars = _errorbars(ax)
+    bars = errorbars(ax)
     assert bars["nte"] == ([10.0, 100.0], [0.3, 0.2], None)
     x, y, half = bars["sgd"]
     assert x == [10.0, 100.0]
@@ -646,12 +634,12 @@ def test_nte_continual_figures_compare_optimizers_at_the_lowest_momentum():
         "forgetting_vs_width",
         "forgetting_vs_momentum",
     ]
-    by_width = _errorbars(figures["forgetting_vs_width"].axes[0])
+    by_width = errorbars(figures["forgetting_vs_width"].axes[0])
     assert by_width == {
         "nte": ([16.0, 32.0], [0.1, 0.4], None),
         "sgd": ([16.0, 32.0], [0.2, 0.5], None),
     }
-    by_momentum = _errorbars(figures["forgetting_vs_momentum"].axes[0])
+    by_momentum = errorbars(figures["forgetting_vs_momentum"].axes[0])
     assert by_momentum == {
         "sgd w16": ([0.0, 0.9], [0.2, 0.3], None),
         "sgd w32": ([0.0, 0.9], [0.5, 0.6], None),
