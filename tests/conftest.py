@@ -80,6 +80,15 @@ def sweep_env(tmp_path, monkeypatch):
 
 
 @pytest.fixture
+def sweep_experiments(sweep_env):
+    """The experiments of tests/sweep_experiments.py registered; returns their journal."""
+    from plastix.sims.experiments import import_modules
+
+    import_modules(["sweep_experiments"])
+    return sweep_env[0]
+
+
+@pytest.fixture
 def fake_circuit_trainers(monkeypatch):
     """Replace ib-spiking's Brian2 trainers by a stand-in: every training pass adds 1 to the
     hidden and readout weights, 2 to the bias and 1 to the rate means, is right on every

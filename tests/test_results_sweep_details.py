@@ -10,6 +10,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from sweep_parts import plan_steps_sweep
 
 from plastix import processes
 from plastix.processes import hold_lock_file, lock_holder, this_host
@@ -25,23 +26,6 @@ from plastix.sims.results import (
     save_checkpoint,
     write_result,
 )
-
-
-@pytest.fixture
-def sweep_experiments(sweep_env):
-    """The experiments of tests/sweep_experiments.py registered; returns their journal."""
-    from plastix.sims.experiments import import_modules
-
-    import_modules(["sweep_experiments"])
-    return sweep_env[0]
-
-
-def _plan(grid, out_dir, **kwargs):
-    from plastix.sims.sweep import plan_sweep
-
-    return plan_sweep("test-sweep-steps", grid, out_dir=out_dir, imports=["sweep_experiments"],
-                      **kwargs)  # fmt: skip
-
 
 # --- atomic writes ---------------------------------------------------------------------------
 
@@ -177,8 +161,8 @@ def test_grid_keys_and_values_are_stripped(sweep_experiments):
 def test_run_files_do_not_depend_on_the_order_of_the_grid_keys(sweep_experiments, tmp_path):
     """``--grid scale=... --grid epochs=...`` and the keys the other way round name the same
     run files, so a sweep run again with its options reordered finds its runs."""
-    one = _plan({"scale": ["1.0"], "epochs": ["2"]}, tmp_path / "s")
-    other = _plan({"epochs": ["2"], "scale": ["1.0"]}, tmp_path / "s")
+    one = plan_steps_sweep({"scale": ["1.0"], "epochs": ["2"]}, tmp_path / "s")
+    other = plan_steps_sweep({"epochs": ["2"], "scale": ["1.0"]}, tmp_path / "s")
     assert [r.path for r in one] == [r.path for r in other]
 
 
@@ -186,7 +170,7 @@ def test_long_run_names_stay_short_and_distinct(sweep_experiments, tmp_path):
     """Values that differ only past the first 100 characters of the run name still give two
     run files (the name's hash covers all of it), each name at most 120 characters."""
     long = "x" * 150
-    runs = _plan({"label": [long + "a", long + "b"]}, tmp_path / "s")
+    runs = plan_steps_sweep({"label": [long + "a", long + "b"]}, tmp_path / "s")
     names = [Path(r.path).stem for r in runs]
     assert len(set(names)) == 2 and all(len(n) <= 120 for n in names)
 
@@ -196,7 +180,7 @@ def test_planned_runs_carry_the_config_file_set_values_and_grid_values(sweep_exp
     grid key also in the config file takes the grid's value."""
     config = tmp_path / "c.toml"
     config.write_text("epochs = 3\nscale = 5.0\n")
-    runs = _plan({"epochs": ["1", "2"]}, tmp_path / "s", config_file=config,
+    runs = plan_steps_sweep({"epochs": ["1", "2"]}, tmp_path / "s", config_file=config,
                  base_overrides={"label": "b"})  # fmt: skip
     assert [(r.overrides["epochs"], r.overrides["scale"], r.overrides["label"]) for r in runs] == [
         ("1", 5.0, "b"),
@@ -208,21 +192,21 @@ def test_a_checkpoint_left_by_another_sweep_is_refused(sweep_experiments, tmp_pa
     """An interrupted run of another sweep (other ``--set`` values) left its checkpoint under a
     planned run's name: refused naming the difference, never resumed from."""
     out = tmp_path / "s"
-    (run,) = _plan({"scale": ["1.0"]}, out)
+    (run,) = plan_steps_sweep({"scale": ["1.0"]}, out)
     other = {"epochs": 3, "scale": 1.0, "fail": False, "label": ""}
     save_checkpoint(run.path, RunRecord("test-sweep-steps", other, 0, "cpu"), {"epoch": 0})
     with pytest.raises(ConfigError, match=r"from a different sweep \(epochs: 3 there, 4 here\)"):
-        _plan({"scale": ["1.0"]}, out)
+        plan_steps_sweep({"scale": ["1.0"]}, out)
     checkpoint_path(run.path).write_bytes(b"garbage")
     with pytest.raises(ConfigError, match="cannot be read .*delete it to start afresh"):
-        _plan({"scale": ["1.0"]}, out)
+        plan_steps_sweep({"scale": ["1.0"]}, out)
 
 
 def test_a_seed_named_twice_is_refused(sweep_experiments, tmp_path):
     """``seeds=[0, 0]`` would plan two runs writing one file: refused, naming the seeds."""
     with pytest.raises(ConfigError, match=r"seeds \[1, 0, 1\] name a seed twice"):
-        _plan({}, tmp_path / "s", seeds=[1, 0, 1])
-    assert [r.seed for r in _plan({}, tmp_path / "s", seeds=[1, 0])] == [1, 0]
+        plan_steps_sweep({}, tmp_path / "s", seeds=[1, 0, 1])
+    assert [r.seed for r in plan_steps_sweep({}, tmp_path / "s", seeds=[1, 0])] == [1, 0]
 
 
 def test_a_sweep_needs_at_least_one_worker(sweep_experiments, tmp_path, monkeypatch):
@@ -253,7 +237,7 @@ def test_run_one_replaces_an_unreadable_file_and_then_skips_the_complete_run(
     from plastix.sims.sweep import run_one
 
     journal = sweep_experiments
-    (run,) = _plan({"epochs": ["2"]}, tmp_path / "s")
+    (run,) = plan_steps_sweep({"epochs": ["2"]}, tmp_path / "s")
     Path(run.path).parent.mkdir(parents=True)
     Path(run.path).write_bytes(b"not hdf5")
     entry = run_one("test-sweep-steps", run, None, None, ("sweep_experiments",))
