@@ -55,13 +55,30 @@ def _check_count(value: int, name: str) -> int:
     return int(value)
 
 
+def _solve_gram(gram: Tensor, rhs: Tensor, n_samples: int, ridge: float) -> Tensor:
+    """Solve ``gram X = rhs`` for a symmetric positive semi-definite Gram matrix summed over
+    ``n_samples`` (the ridge already added). With ``ridge > 0`` the matrix is positive
+    definite: Cholesky. With ``ridge = 0`` it may be singular (linearly dependent features),
+    and Cholesky can "succeed" with a pivot at rounding level whose noise then sets the
+    weights; so the minimum-norm solution ``X = gram^+ rhs``, eigenvalues below
+    ``eps * max(F, n_samples)`` times the largest taken as zero (the numerical rank). The
+    same if Cholesky fails because the ridge is below the matrix's rounding level."""
+    if ridge > 0:
+        factor, info = torch.linalg.cholesky_ex(gram)
+        if int(info) == 0:
+            return torch.cholesky_solve(rhs, factor)
+    rtol = torch.finfo(gram.dtype).eps * max(gram.shape[0], n_samples)
+    return torch.linalg.pinv(gram, rtol=rtol, hermitian=True) @ rhs
+
+
 def ridge_regression(
     features: Tensor, targets: Tensor, ridge: float = 1e-6, fit_bias: bool = True
 ) -> tuple[Tensor, Tensor]:
     """Closed-form ridge regression (Tikhonov; Hoerl & Kennard 1970).
 
     ``W = argmin sum_t ||y_t - W r_t - b||^2 + ridge ||W||_F^2`` (the bias is not penalised),
-    solved as ``W = C_yr (C_rr + ridge I)^-1`` on centred sums. features ``(..., F)``,
+    solved as ``W = C_yr (C_rr + ridge I)^-1`` on centred sums (with ``ridge=0`` and linearly
+    dependent features, the minimum-norm solution). features ``(..., F)``,
     targets ``(..., O)``. Returns ``(W (O, F), b (O,))``.
     """
     if not isinstance(features, Tensor):
@@ -129,11 +146,7 @@ class RidgeReadout:
             rr = rr - self._count * torch.outer(mean_r, mean_r)
             ry = ry - self._count * torch.outer(mean_r, mean_y)
         gram = rr + self.ridge * torch.eye(self.n_features, dtype=torch.float64)
-        try:
-            factor = torch.linalg.cholesky(gram)
-            weight = torch.cholesky_solve(ry, factor).T
-        except torch.linalg.LinAlgError:
-            weight = torch.linalg.lstsq(gram, ry).solution.T
+        weight = _solve_gram(gram, ry, self._count, self.ridge).T
         bias = mean_y - weight @ mean_r if self.fit_bias else torch.zeros(self.n_outputs)
         self.weight = weight.to(self.dtype)
         self.bias = bias.to(self.dtype)
