@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from hsic_parts import capture_first_step, hsic_by_hand, kernel_by_hand
 
 from plastix.bridges.ib_training import (
     AdamWSettings,
@@ -49,32 +50,6 @@ def _data(n, n_in=5, n_classes=3, seed=0):
 def _net(n_in=5, hidden=(6, 4), n_classes=3, seed=0):
     torch.manual_seed(seed)
     return RateMLP(n_in, hidden, n_classes).double()
-
-
-def _kernel(a, sigma):
-    """Gaussian kernel written out: exp(-|a_i - a_j|^2 / (2 s^2)), s = sigma sqrt(dim)."""
-    s2 = sigma**2 * a.shape[-1]
-    return torch.exp(-((a[:, None, :] - a[None, :, :]) ** 2).sum(-1) / (2 * s2))
-
-
-def _hsic(k, m):
-    """tr(K H M H) / (B - 1)^2 written out."""
-    b = k.shape[0]
-    h = torch.eye(b, dtype=k.dtype) - 1.0 / b
-    return torch.trace(k @ h @ m @ h) / (b - 1) ** 2
-
-
-def _capture_first_step(trainer):
-    """Make the trainer's optimiser record the gradients of its first step (then step)."""
-    grads, step = [], trainer.optimizer.step
-
-    def recording(*args, **kwargs):
-        if not grads:
-            grads.extend(p.grad.detach().clone() for p in trainer.params)
-        return step(*args, **kwargs)
-
-    trainer.optimizer.step = recording
-    return grads
 
 
 # --- optimiser settings -----------------------------------------------------------------------
@@ -177,7 +152,7 @@ def test_window_weights_use_the_rules_sigmas_gamma_and_method(method):
     weights = trainer.window_weights(x, y1)
     assert weights.shape == (4, 4)
     for t in range(4):
-        kx, ky = _kernel(x[t : t + 4], 0.7), _kernel(y1[t : t + 4], 0.2)
+        kx, ky = kernel_by_hand(x[t : t + 4], 0.7), kernel_by_hand(y1[t : t + 4], 0.2)
         torch.testing.assert_close(weights[t], modulatory_weights(kx, ky, 3.0, method))
 
 
@@ -196,7 +171,9 @@ def test_each_ib_step_gets_the_weights_of_its_own_window_current_sample_last():
         idx = order[t : t + 4]
         torch.testing.assert_close(xw, x[idx])
         torch.testing.assert_close(yw, F.one_hot(y[idx], 3).double())
-        expected = modulatory_weights(_kernel(xw, 0.7), _kernel(yw, 0.2), 3.0, "exact")
+        expected = modulatory_weights(
+            kernel_by_hand(xw, 0.7), kernel_by_hand(yw, 0.2), 3.0, "exact"
+        )
         torch.testing.assert_close(w, expected)
 
 
@@ -217,7 +194,7 @@ def test_ib_gradients_at_the_relu_site_follow_the_relu_objective():
     rule = IBRule(gamma=2.0, sigmas=(0.7, 0.3, 1.2), window=6, xi_site="relu")
     x, y = _data(6)
     y1 = F.one_hot(y, 3).double()
-    weights = modulatory_weights(_kernel(x, 0.7), _kernel(y1, 0.3), 2.0, "exact")
+    weights = modulatory_weights(kernel_by_hand(x, 0.7), kernel_by_hand(y1, 0.3), 2.0, "exact")
     grads = ib_gradients(net, x, y1, weights, rule)
     traces, _ = net.trace(x, detach_inputs=True)
     for layer, (block, t) in enumerate(zip(net.blocks, traces, strict=True)):
@@ -271,7 +248,7 @@ def test_layerwise_hsic_step_is_each_layers_own_objective_on_the_current_window(
     rule = IBRule(gamma=3.0, sigmas=(0.7, 0.2, 1.1), window=4, xi_site="relu")
     net = _net()
     trainer = LayerwiseHSICTrainer(net, rule, AdamWSettings(lr=1e-12, weight_decay=0.0))
-    grads = _capture_first_step(trainer)
+    grads = capture_first_step(trainer)
     stats = trainer.train_epoch(x, y, torch.Generator().manual_seed(3))
 
     order = stream_order(8, 4, torch.Generator().manual_seed(3))
@@ -327,7 +304,7 @@ def test_phsic_step_keeps_each_layers_gradient_inside_the_layer():
     x, y = _data(8)
     net = _net()
     trainer = PHSICTrainer(net, PHSICRule(gamma=3.0, sigma_z=2.0), batch=4)
-    grads = _capture_first_step(trainer)
+    grads = capture_first_step(trainer)
     trainer.train_epoch(x, y, torch.Generator().manual_seed(6))
 
     idx = torch.randperm(8, generator=torch.Generator().manual_seed(6))[:4]
@@ -373,14 +350,14 @@ def test_layer_hsic_uses_the_rules_kernels_and_site():
     x, y = _data(7)
     net = _net()
     rule = IBRule(sigmas=(0.6, 0.3, 1.4), xi_site="relu")
-    kx, ky = _kernel(x, 0.6), _kernel(F.one_hot(y, 3).double(), 0.3)
+    kx, ky = kernel_by_hand(x, 0.6), kernel_by_hand(F.one_hot(y, 3).double(), 0.3)
     traces, _ = net.trace(x)
     got = layer_hsic(net, x, y, rule)
     assert len(got) == 2
     for (hx, hy), t in zip(got, traces, strict=True):
-        kz = _kernel(t.h.flatten(1).detach(), 1.4)
-        assert hx == pytest.approx(float(_hsic(kx, kz)), rel=1e-10)
-        assert hy == pytest.approx(float(_hsic(ky, kz)), rel=1e-10)
+        kz = kernel_by_hand(t.h.flatten(1).detach(), 1.4)
+        assert hx == pytest.approx(float(hsic_by_hand(kx, kz)), rel=1e-10)
+        assert hy == pytest.approx(float(hsic_by_hand(ky, kz)), rel=1e-10)
 
 
 # --- the experiments ---------------------------------------------------------------------------
