@@ -1,6 +1,5 @@
 """Gaussian kernel and HSIC written out by hand, and a recorder of a trainer's first
-gradients, for the tests of
-plasticity.hsic and the IB trainers."""
+gradients, for the tests of plasticity.hsic and the IB trainers."""
 
 from __future__ import annotations
 
